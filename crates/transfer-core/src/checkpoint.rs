@@ -1,0 +1,133 @@
+use serde::{Deserialize, Serialize};
+
+use crate::op::{CompletedPart, ObjectChecksum};
+use crate::{ChecksumAlgorithm, ETag, RangeSet, SourceFingerprint, UploadId};
+
+/// The format version of checkpoints this build writes. A checkpoint with a larger
+/// version is refused; smaller ones are migrated when the format changes.
+pub const CHECKPOINT_VERSION: u32 = 1;
+
+/// Everything needed to continue a transfer in another process.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "direction", rename_all = "lowercase")]
+pub enum Checkpoint {
+    /// A multipart upload.
+    Upload(UploadCheckpoint),
+    /// A download.
+    Download(DownloadCheckpoint),
+}
+
+impl Checkpoint {
+    /// Bytes done and bytes in all.
+    pub fn progress(&self) -> (u64, u64) {
+        match self {
+            Checkpoint::Upload(u) => (u.bytes_done(), u.source.size_bytes),
+            Checkpoint::Download(d) => (d.completed.len_bytes(), d.size_bytes),
+        }
+    }
+}
+
+/// A multipart upload in progress.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UploadCheckpoint {
+    /// Format version ([`CHECKPOINT_VERSION`]).
+    pub version: u32,
+    /// The source file as it was when the upload started.
+    pub source: SourceFingerprint,
+    /// The server's upload.
+    pub upload_id: UploadId,
+    /// Size of every part but the last.
+    pub part_size_bytes: u64,
+    /// Checksum algorithm of the parts.
+    pub checksum: Option<ChecksumAlgorithm>,
+    /// Parts the server acknowledged, ascending.
+    pub completed: Vec<CompletedPart>,
+}
+
+impl UploadCheckpoint {
+    /// Bytes of the completed parts.
+    pub fn bytes_done(&self) -> u64 {
+        let size = self.source.size_bytes;
+        self.completed
+            .iter()
+            .map(|p| {
+                let start =
+                    u64::from(p.part.0.saturating_sub(1)).saturating_mul(self.part_size_bytes);
+                start
+                    .saturating_add(self.part_size_bytes)
+                    .min(size)
+                    .saturating_sub(start.min(size))
+            })
+            .sum()
+    }
+}
+
+/// How a download's content is checked once all its bytes are in.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum VerifyPlan {
+    /// Combine the ranges' CRCs and compare with the full-object checksum.
+    FullObject {
+        /// Algorithm.
+        algorithm: ChecksumAlgorithm,
+        /// Expected value.
+        value: u32,
+    },
+    /// Ranges are the object's parts; compare each with its part checksum and the
+    /// composite of them with the object's.
+    Composite {
+        /// Algorithm.
+        algorithm: ChecksumAlgorithm,
+        /// Expected composite value.
+        value: u32,
+    },
+    /// MD5 of the content against a single-part ETag.
+    Md5 {
+        /// Expected digest, hex.
+        md5_hex: String,
+    },
+    /// Ranges are the object's parts; their MD5s must combine to the multipart ETag.
+    MultipartEtag,
+    /// Nothing to check against.
+    Unverified {
+        /// Why.
+        reason: String,
+    },
+}
+
+/// What was computed over one completed range.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RangeHash {
+    /// Index of the range.
+    pub index: u32,
+    /// CRC, when the plan needs one.
+    pub checksum: Option<u32>,
+    /// MD5 (hex), when the plan needs one.
+    pub md5_hex: Option<String>,
+}
+
+/// A download in progress.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DownloadCheckpoint {
+    /// Format version ([`CHECKPOINT_VERSION`]).
+    pub version: u32,
+    /// The version of the object being fetched; every GET is pinned to it.
+    pub etag: ETag,
+    /// Size of the object.
+    pub size_bytes: u64,
+    /// `Last-Modified` as the server sent it.
+    pub last_modified: Option<String>,
+    /// The object's checksum, when it has one.
+    pub object_checksum: Option<ObjectChecksum>,
+    /// Size of every range but the last.
+    pub range_size_bytes: u64,
+    /// Whether ranges are fetched by part number (they are then the object's parts).
+    pub by_part_number: bool,
+    /// How the content will be checked.
+    pub verify: VerifyPlan,
+    /// Bytes written and made durable.
+    pub completed: RangeSet,
+    /// Hashes of the completed ranges, for the final check.
+    pub range_hashes: Vec<RangeHash>,
+    /// The partial file the bytes are written to.
+    pub partial_path: String,
+}

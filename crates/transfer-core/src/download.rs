@@ -1,0 +1,899 @@
+//! The download machine: discover the object, fetch ranges in parallel pinned to its
+//! ETag, verify, and only then move the file into place.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use md5::{Digest, Md5};
+
+use crate::checksum::{
+    checksum_of, combine_all, composite_checksum, md5_of_nothing, multipart_etag,
+};
+use crate::config::MAX_PARTS;
+use crate::engine::{Engine, RunState, Slot};
+use crate::op::{ChecksumKind, ObjectChecksum, ObjectInfo, RangeHashes};
+use crate::{
+    ByteRange, CHECKPOINT_VERSION, Checkpoint, Completion, DownloadCheckpoint, DownloadConfig,
+    ETag, Event, Failure, FailureKind, OpId, OpKind, Operation, Outcome, PartNumber, RangeHash,
+    RangeSet, Time, TransferError, TransferMachine, Verified, VerifyPlan,
+};
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Task {
+    Head,
+    HeadPart,
+    Prepare,
+    Range(u32),
+    Hash,
+    Commit,
+    Delete,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    Discovering,
+    /// Asking for the size of part 1, to align ranges to parts.
+    DiscoveringParts,
+    Preparing,
+    Fetching,
+    Hashing,
+    Committing,
+    Deleting,
+}
+
+#[derive(Debug, Clone)]
+struct Layout {
+    etag: ETag,
+    size_bytes: u64,
+    last_modified: Option<String>,
+    object_checksum: Option<ObjectChecksum>,
+    range_size_bytes: u64,
+    by_part_number: bool,
+    verify: VerifyPlan,
+}
+
+impl Layout {
+    fn count(&self) -> u32 {
+        u32::try_from(self.size_bytes.div_ceil(self.range_size_bytes.max(1))).unwrap_or(u32::MAX)
+    }
+
+    fn range(&self, index: u32) -> ByteRange {
+        let start = u64::from(index)
+            .saturating_mul(self.range_size_bytes)
+            .min(self.size_bytes);
+        ByteRange::new(
+            start,
+            start
+                .saturating_add(self.range_size_bytes)
+                .min(self.size_bytes),
+        )
+    }
+
+    fn hashes(&self) -> RangeHashes {
+        match &self.verify {
+            VerifyPlan::FullObject { algorithm, .. } | VerifyPlan::Composite { algorithm, .. } => {
+                RangeHashes {
+                    checksum: Some(*algorithm),
+                    md5: false,
+                }
+            }
+            // One range: its MD5 is the object's, no second pass needed.
+            VerifyPlan::Md5 { .. } => RangeHashes {
+                checksum: None,
+                md5: self.count() == 1,
+            },
+            VerifyPlan::MultipartEtag => RangeHashes {
+                checksum: None,
+                md5: true,
+            },
+            VerifyPlan::Unverified { .. } => RangeHashes::default(),
+        }
+    }
+}
+
+/// How a download that is being wound down ends once its partial file is removed.
+#[derive(Debug, Clone)]
+enum Ending {
+    Cancelled,
+    Failed(TransferError),
+}
+
+/// Downloads one object into a partial file. See the crate docs for the contract.
+#[derive(Debug)]
+pub struct DownloadMachine {
+    cfg: DownloadConfig,
+    partial_path: String,
+    engine: Engine<Task>,
+    phase: Phase,
+    control_due: bool,
+    ending: Option<Ending>,
+    /// The version a resumed download must find.
+    expected_etag: Option<ETag>,
+    /// What the first HeadObject said, until the layout is settled.
+    discovered: Option<ObjectInfo>,
+    layout: Option<Layout>,
+    completed: RangeSet,
+    hashes: BTreeMap<u32, RangeHash>,
+    pending: BTreeSet<u32>,
+    verified: Option<Verified>,
+    bytes_transferred: u64,
+    bytes_resent: u64,
+    bytes_resumed: u64,
+}
+
+impl DownloadMachine {
+    /// Starts a download whose bytes go to `partial_path` until verified.
+    pub fn new(cfg: DownloadConfig, partial_path: String, now: Time) -> Self {
+        let engine = Engine::new(cfg.retry.clone(), cfg.max_in_flight, now);
+        let mut m = DownloadMachine {
+            cfg,
+            partial_path,
+            engine,
+            phase: Phase::Discovering,
+            control_due: true,
+            ending: None,
+            expected_etag: None,
+            discovered: None,
+            layout: None,
+            completed: RangeSet::new(),
+            hashes: BTreeMap::new(),
+            pending: BTreeSet::new(),
+            verified: None,
+            bytes_transferred: 0,
+            bytes_resent: 0,
+            bytes_resumed: 0,
+        };
+        m.drive();
+        m
+    }
+
+    /// Continues the download recorded in `cp`. The object must still have the recorded
+    /// ETag; otherwise the transfer fails with [`TransferError::ObjectChanged`] and the
+    /// partial file is removed, so old and new bytes never mix.
+    pub fn from_checkpoint(cfg: DownloadConfig, cp: DownloadCheckpoint, now: Time) -> Self {
+        let mut m = DownloadMachine::new_idle(cfg, cp.partial_path.clone(), now);
+        m.expected_etag = Some(cp.etag.clone());
+        let problem = if cp.version > CHECKPOINT_VERSION {
+            Some(format!(
+                "it was written by a newer s3tm (format {}, this build reads up to {CHECKPOINT_VERSION})",
+                cp.version
+            ))
+        } else if !cp.completed.is_canonical()
+            || cp
+                .completed
+                .ranges()
+                .last()
+                .is_some_and(|r| r.end > cp.size_bytes)
+            || cp.range_size_bytes == 0
+            || cp.size_bytes.div_ceil(cp.range_size_bytes) > MAX_PARTS * 1024
+        {
+            Some("its completed ranges do not fit the object".to_owned())
+        } else {
+            None
+        };
+        m.layout = Some(Layout {
+            etag: cp.etag,
+            size_bytes: cp.size_bytes,
+            last_modified: cp.last_modified,
+            object_checksum: cp.object_checksum,
+            range_size_bytes: cp.range_size_bytes.max(1),
+            by_part_number: cp.by_part_number,
+            verify: cp.verify,
+        });
+        m.completed = cp.completed;
+        m.hashes = cp.range_hashes.into_iter().map(|h| (h.index, h)).collect();
+        m.bytes_resumed = m.completed.len_bytes();
+        match problem {
+            // Nothing is deleted: a newer s3tm may still resume it.
+            Some(p) => m.fail(TransferError::InvalidCheckpoint(p)),
+            None => m.control_due = true,
+        }
+        m.drive();
+        m
+    }
+
+    fn new_idle(cfg: DownloadConfig, partial_path: String, now: Time) -> Self {
+        let mut m = DownloadMachine::new(cfg, partial_path, now);
+        // `new` queued a HeadObject; a resumed machine sends its own.
+        m.engine = Engine::new(m.cfg.retry.clone(), m.cfg.max_in_flight, now);
+        m.control_due = false;
+        m
+    }
+
+    /// The object's ETag, once known.
+    pub fn etag(&self) -> Option<&ETag> {
+        self.layout
+            .as_ref()
+            .map(|l| &l.etag)
+            .or(self.discovered.as_ref().map(|d| &d.etag))
+    }
+
+    fn bytes_total(&self) -> u64 {
+        self.layout.as_ref().map_or(0, |l| l.size_bytes)
+    }
+
+    fn checkpoint(&self) -> Option<DownloadCheckpoint> {
+        let l = self.layout.as_ref()?;
+        Some(DownloadCheckpoint {
+            version: CHECKPOINT_VERSION,
+            etag: l.etag.clone(),
+            size_bytes: l.size_bytes,
+            last_modified: l.last_modified.clone(),
+            object_checksum: l.object_checksum,
+            range_size_bytes: l.range_size_bytes,
+            by_part_number: l.by_part_number,
+            verify: l.verify.clone(),
+            completed: self.completed.clone(),
+            range_hashes: self.hashes.values().cloned().collect(),
+            partial_path: self.partial_path.clone(),
+        })
+    }
+
+    fn emit_checkpoint(&mut self) {
+        if let Some(cp) = self.checkpoint() {
+            self.engine.checkpoint(Checkpoint::Download(cp));
+        }
+    }
+
+    fn emit_progress(&mut self) {
+        let (bytes_done, bytes_total) = self.progress();
+        self.engine.emit(Event::Progress {
+            bytes_done,
+            bytes_total,
+        });
+    }
+
+    fn control_task(&self) -> Option<Task> {
+        match self.phase {
+            Phase::Discovering => Some(Task::Head),
+            Phase::DiscoveringParts => Some(Task::HeadPart),
+            Phase::Preparing => Some(Task::Prepare),
+            Phase::Fetching => None,
+            Phase::Hashing => Some(Task::Hash),
+            Phase::Committing => Some(Task::Commit),
+            Phase::Deleting => Some(Task::Delete),
+        }
+    }
+
+    fn op_for(&self, task: &Task) -> OpKind {
+        let etag = self.etag().cloned();
+        match task {
+            Task::Head => OpKind::HeadObject {
+                part_number: None,
+                if_match: None,
+            },
+            Task::HeadPart => OpKind::HeadObject {
+                part_number: Some(PartNumber(1)),
+                if_match: etag,
+            },
+            Task::Prepare => OpKind::PreparePartialFile {
+                size_bytes: self.bytes_total(),
+            },
+            Task::Range(i) => {
+                let l = self
+                    .layout
+                    .as_ref()
+                    .expect("ranges are fetched only once laid out");
+                OpKind::GetRange {
+                    range: l.range(*i),
+                    part_number: l.by_part_number.then_some(PartNumber(i + 1)),
+                    if_match: l.etag.clone(),
+                    hashes: l.hashes(),
+                }
+            }
+            Task::Hash => OpKind::HashPartialFile,
+            Task::Commit => OpKind::CommitPartialFile,
+            Task::Delete => OpKind::DeletePartialFile,
+        }
+    }
+
+    fn launch(&mut self, slot: Slot<Task>) {
+        let kind = self.op_for(&slot.task);
+        self.engine.launch(slot, kind);
+    }
+
+    fn drive(&mut self) {
+        match self.engine.state {
+            RunState::Finished | RunState::Paused => return,
+            RunState::Pausing => {
+                if self.engine.in_flight() == 0 {
+                    self.requeue_retries();
+                    self.emit_checkpoint();
+                    self.engine.state = RunState::Paused;
+                    self.engine.emit(Event::Paused);
+                }
+                return;
+            }
+            RunState::Cancelling => {
+                if self.engine.in_flight() > 0 {
+                    return;
+                }
+                self.engine.drain_retries();
+                self.engine.state = RunState::Running;
+                self.phase = Phase::Deleting;
+                self.control_due = true;
+            }
+            RunState::Running => {}
+        }
+        while self.engine.has_room() {
+            if let Some(slot) = self.engine.pop_ready() {
+                self.launch(slot);
+            } else if self.control_due && self.engine.in_flight() == 0 {
+                self.control_due = false;
+                if let Some(task) = self.control_task() {
+                    self.launch(Slot::new(task));
+                }
+            } else if self.phase == Phase::Fetching
+                && let Some(i) = self.pending.pop_first()
+            {
+                self.launch(Slot::new(Task::Range(i)));
+            } else {
+                break;
+            }
+        }
+        let all_in = self.phase == Phase::Fetching
+            && self.pending.is_empty()
+            && self.engine.in_flight() == 0
+            && !self.engine.has_retries();
+        if all_in && self.engine.state == RunState::Running {
+            self.verify_ranges();
+            self.drive();
+        }
+    }
+
+    fn requeue_retries(&mut self) {
+        for slot in self.engine.drain_retries() {
+            if let Task::Range(i) = slot.task {
+                self.pending.insert(i);
+            }
+        }
+    }
+
+    fn wind_down(&mut self, ending: Ending) {
+        self.ending = Some(ending);
+        self.pending.clear();
+        self.control_due = false;
+        self.engine.drain_retries();
+        self.engine.state = RunState::Cancelling;
+    }
+
+    fn fail(&mut self, err: TransferError) {
+        self.engine.finish_with(Event::Failed(err));
+    }
+
+    fn object_changed(&mut self, found: Option<ETag>) {
+        let expected = self.etag().cloned().unwrap_or_else(|| ETag(String::new()));
+        self.wind_down(Ending::Failed(TransferError::ObjectChanged {
+            expected,
+            found,
+        }));
+    }
+
+    /// Chooses ranges and the integrity check from the first HeadObject.
+    fn on_discovered(&mut self, info: ObjectInfo) {
+        if let Some(expected) = &self.expected_etag {
+            if !expected.same_as(&info.etag) {
+                self.object_changed(Some(info.etag));
+                return;
+            }
+            // A resumed download keeps its layout.
+            self.phase = Phase::Preparing;
+            self.control_due = true;
+            return;
+        }
+        let size = info.content_length;
+        let parts_of_object = match info.checksum.map(|c| c.kind) {
+            Some(ChecksumKind::Composite { parts }) => Some(parts),
+            Some(ChecksumKind::FullObject) => None,
+            None if info.etag_not_md5 => None,
+            None => info.etag.multipart_parts(),
+        };
+        let needs_part_size = parts_of_object.is_some_and(|n| n > 1) && size > 0;
+        self.discovered = Some(info);
+        if needs_part_size {
+            self.phase = Phase::DiscoveringParts;
+            self.control_due = true;
+        } else {
+            self.lay_out(Some(size));
+        }
+    }
+
+    /// Settles the layout; `part_size` is the size of every part but the last when the
+    /// ranges can follow the object's parts.
+    fn lay_out(&mut self, part_size: Option<u64>) {
+        let Some(info) = self.discovered.take() else {
+            return;
+        };
+        let size = info.content_length;
+        let aligned = part_size.filter(|p| *p > 0);
+        let plain = || {
+            let floor = size.div_ceil(MAX_PARTS);
+            self.cfg.range_size_bytes.max(floor).max(1)
+        };
+        let unaligned = |reason: &str| VerifyPlan::Unverified {
+            reason: reason.to_owned(),
+        };
+        let (verify, range_size_bytes, by_part_number) = match info.checksum {
+            Some(ObjectChecksum {
+                algorithm,
+                value,
+                kind: ChecksumKind::FullObject,
+            }) => (VerifyPlan::FullObject { algorithm, value }, plain(), false),
+            Some(ObjectChecksum {
+                algorithm,
+                value,
+                kind: ChecksumKind::Composite { .. },
+            }) => match aligned {
+                Some(p) => (VerifyPlan::Composite { algorithm, value }, p, true),
+                None => (
+                    unaligned(
+                        "the server did not tell the part sizes, so the composite checksum cannot be checked",
+                    ),
+                    plain(),
+                    false,
+                ),
+            },
+            None if info.etag_not_md5 => (
+                unaligned(
+                    "the object is encrypted with SSE-KMS or SSE-C, so its ETag is not an MD5",
+                ),
+                plain(),
+                false,
+            ),
+            None => match (info.etag.as_md5(), info.etag.multipart_parts(), aligned) {
+                (Some(md5), _, _) => (
+                    VerifyPlan::Md5 {
+                        md5_hex: hex::encode(md5),
+                    },
+                    plain(),
+                    false,
+                ),
+                (None, Some(_), Some(p)) => (VerifyPlan::MultipartEtag, p, false),
+                (None, Some(_), None) => (
+                    unaligned(
+                        "the server did not tell the part sizes, so the multipart ETag cannot be checked",
+                    ),
+                    plain(),
+                    false,
+                ),
+                (None, None, _) => (
+                    unaligned("the object has no checksum and its ETag is not an MD5"),
+                    plain(),
+                    false,
+                ),
+            },
+        };
+        self.layout = Some(Layout {
+            etag: info.etag,
+            size_bytes: size,
+            last_modified: info.last_modified,
+            object_checksum: info.checksum,
+            range_size_bytes: range_size_bytes.max(1),
+            by_part_number,
+            verify,
+        });
+        // Recorded before the partial file exists, so a crash cannot leave it unknown.
+        self.emit_checkpoint();
+        self.phase = Phase::Preparing;
+        self.control_due = true;
+    }
+
+    fn on_part_size(&mut self, info: ObjectInfo) {
+        let Some(d) = &self.discovered else { return };
+        let size = d.content_length;
+        let parts = match d.checksum.map(|c| c.kind) {
+            Some(ChecksumKind::Composite { parts }) => Some(parts),
+            _ => d.etag.multipart_parts(),
+        };
+        let p = info.content_length;
+        let fits = parts.is_some_and(|n| {
+            p > 0
+                && p < size
+                && size.div_ceil(p) == u64::from(n)
+                && info.parts_count.is_none_or(|c| c == n)
+        });
+        self.lay_out(fits.then_some(p));
+    }
+
+    fn on_prepared(&mut self, previous_len: Option<u64>) {
+        let Some(l) = &self.layout else { return };
+        let size = l.size_bytes;
+        let count = l.count();
+        if !self.completed.ranges().is_empty() && previous_len != Some(size) {
+            self.engine.emit(Event::Restarted {
+                reason: format!(
+                    "the partial file {} was missing or truncated; downloading from the start",
+                    self.partial_path
+                ),
+            });
+            self.bytes_resent += self.completed.len_bytes();
+            self.completed = RangeSet::new();
+            self.hashes.clear();
+            self.emit_checkpoint();
+        }
+        let l = self.layout.as_ref().expect("checked above");
+        self.pending = (0..count)
+            .filter(|i| !self.completed.contains(l.range(*i)))
+            .collect();
+        self.phase = Phase::Fetching;
+        self.emit_progress();
+    }
+
+    fn on_range(
+        &mut self,
+        index: u32,
+        checksum: Option<u32>,
+        md5: Option<[u8; 16]>,
+        server: Option<u32>,
+    ) {
+        let Some(l) = &self.layout else { return };
+        let range = l.range(index);
+        let hashes = l.hashes();
+        if let (VerifyPlan::Composite { algorithm, .. }, Some(ours), Some(theirs)) =
+            (&l.verify, checksum, server)
+            && ours != theirs
+        {
+            let err = TransferError::checksum_mismatch(Some(range), *algorithm, theirs, ours);
+            self.wind_down(Ending::Failed(err));
+            return;
+        }
+        if hashes.checksum.is_some() && checksum.is_none() || hashes.md5 && md5.is_none() {
+            let failure = Failure::new(
+                FailureKind::Other,
+                "the driver did not report the hashes asked for",
+            );
+            self.fail(TransferError::Remote {
+                op: "GetObject",
+                failure,
+            });
+            return;
+        }
+        self.bytes_transferred += range.len_bytes();
+        self.completed.insert(range);
+        if hashes.checksum.is_some() || hashes.md5 {
+            self.hashes.insert(
+                index,
+                RangeHash {
+                    index,
+                    checksum,
+                    md5_hex: md5.map(hex::encode),
+                },
+            );
+        }
+        self.emit_checkpoint();
+        self.emit_progress();
+    }
+
+    /// All bytes are in: check what can be checked from the ranges' hashes.
+    fn verify_ranges(&mut self) {
+        let Some(l) = self.layout.clone() else { return };
+        let count = l.count();
+        let crc_of = |i: u32| self.hashes.get(&i).and_then(|h| h.checksum);
+        let md5_of = |i: u32| {
+            let h = self.hashes.get(&i)?.md5_hex.as_ref()?;
+            let mut out = [0u8; 16];
+            hex::decode_to_slice(h, &mut out).ok().map(|_| out)
+        };
+        let missing =
+            || TransferError::InvalidCheckpoint("a completed range has no recorded hash".into());
+        let result: Result<Option<Verified>, TransferError> = match &l.verify {
+            VerifyPlan::FullObject { algorithm, value } => {
+                let pieces: Option<Vec<(u32, u64)>> = (0..count)
+                    .map(|i| Some((crc_of(i)?, l.range(i).len_bytes())))
+                    .collect();
+                match pieces {
+                    None => Err(missing()),
+                    Some(p) => {
+                        let actual = combine_all(*algorithm, p);
+                        if actual == *value {
+                            Ok(Some(Verified::FullObjectChecksum(*algorithm)))
+                        } else {
+                            Err(TransferError::checksum_mismatch(
+                                None, *algorithm, *value, actual,
+                            ))
+                        }
+                    }
+                }
+            }
+            VerifyPlan::Composite { algorithm, value } => {
+                let crcs: Option<Vec<u32>> = (0..count).map(crc_of).collect();
+                match crcs {
+                    None => Err(missing()),
+                    Some(c) => {
+                        let actual = composite_checksum(*algorithm, c);
+                        if actual == *value {
+                            Ok(Some(Verified::CompositeChecksum {
+                                algorithm: *algorithm,
+                                parts: count,
+                            }))
+                        } else {
+                            Err(TransferError::checksum_mismatch(
+                                None, *algorithm, *value, actual,
+                            ))
+                        }
+                    }
+                }
+            }
+            VerifyPlan::MultipartEtag => {
+                let md5s: Option<Vec<[u8; 16]>> = (0..count).map(md5_of).collect();
+                match md5s {
+                    None => Err(missing()),
+                    Some(m) => {
+                        let actual = multipart_etag(&m);
+                        if l.etag.unquoted().eq_ignore_ascii_case(&actual) {
+                            Ok(Some(Verified::MultipartEtag { parts: count }))
+                        } else {
+                            Err(etag_mismatch(&l.etag, &actual))
+                        }
+                    }
+                }
+            }
+            VerifyPlan::Md5 { md5_hex } => {
+                let single = if count == 0 {
+                    Some(md5_of_nothing())
+                } else if count == 1 {
+                    md5_of(0)
+                } else {
+                    None
+                };
+                match single {
+                    Some(m) => check_md5(md5_hex, m).map(Some),
+                    // Several ranges: MD5 cannot be combined, so the file is read once more.
+                    None => Ok(None),
+                }
+            }
+            VerifyPlan::Unverified { reason } => Ok(Some(Verified::Unverified {
+                reason: reason.clone(),
+            })),
+        };
+        match result {
+            Ok(Some(v)) => self.commit(v),
+            Ok(None) => {
+                self.phase = Phase::Hashing;
+                self.control_due = true;
+            }
+            Err(e) => self.wind_down(Ending::Failed(e)),
+        }
+    }
+
+    fn commit(&mut self, verified: Verified) {
+        self.verified = Some(verified);
+        self.phase = Phase::Committing;
+        self.control_due = true;
+    }
+
+    fn on_success(&mut self, task: Task, outcome: Outcome) {
+        match (task, outcome) {
+            (Task::Head, Outcome::ObjectInfo(info)) => self.on_discovered(info),
+            (Task::HeadPart, Outcome::ObjectInfo(info)) => self.on_part_size(info),
+            (Task::Prepare, Outcome::FilePrepared { previous_len }) => {
+                self.on_prepared(previous_len)
+            }
+            (
+                Task::Range(i),
+                Outcome::RangeWritten {
+                    checksum,
+                    md5,
+                    server_checksum,
+                },
+            ) => self.on_range(i, checksum, md5, server_checksum),
+            (Task::Hash, Outcome::FileHashed { md5 }) => {
+                let expected = match self.layout.as_ref().map(|l| &l.verify) {
+                    Some(VerifyPlan::Md5 { md5_hex }) => md5_hex.clone(),
+                    _ => String::new(),
+                };
+                match check_md5(&expected, md5) {
+                    Ok(v) => self.commit(v),
+                    Err(e) => self.wind_down(Ending::Failed(e)),
+                }
+            }
+            (Task::Commit, Outcome::FileCommitted) => self.complete(),
+            (Task::Delete, Outcome::FileDeleted) => {
+                let event = match self.ending.take() {
+                    Some(Ending::Failed(e)) => Event::Failed(e),
+                    _ => Event::Cancelled,
+                };
+                self.engine.finish_with(event);
+            }
+            (task, outcome) => {
+                let failure = Failure::new(
+                    FailureKind::Other,
+                    format!("driver answered {task:?} with {outcome:?}"),
+                );
+                self.fail(TransferError::Remote {
+                    op: "driver",
+                    failure,
+                });
+            }
+        }
+    }
+
+    fn complete(&mut self) {
+        let Some(l) = &self.layout else { return };
+        let checksum = match &l.verify {
+            VerifyPlan::FullObject { algorithm, value } => Some((*algorithm, *value)),
+            _ => None,
+        };
+        let completion = Completion {
+            etag: Some(l.etag.clone()),
+            checksum,
+            verified: self.verified.take().unwrap_or(Verified::Unverified {
+                reason: "not checked".into(),
+            }),
+            bytes_total: l.size_bytes,
+            bytes_transferred: self.bytes_transferred,
+            bytes_resent: self.bytes_resent,
+            bytes_resumed: self.bytes_resumed,
+        };
+        self.engine.finish_with(Event::Completed(completion));
+    }
+
+    fn on_failure(&mut self, now: Time, slot: Slot<Task>, failure: Failure) {
+        let task = slot.task.clone();
+        if let (Task::Range(i), Some(l)) = (&task, &self.layout) {
+            self.bytes_resent += l.range(*i).len_bytes();
+        }
+        if self.engine.state == RunState::Cancelling && task != Task::Delete {
+            return;
+        }
+        match (&task, failure.kind) {
+            (Task::Delete, _) if !failure.kind.is_retryable() => {
+                // The partial file could not be removed; say so rather than claim it was.
+                let err = TransferError::Local {
+                    op: "DeletePartialFile",
+                    message: failure.message,
+                };
+                self.fail(err);
+                return;
+            }
+            (Task::Range(_) | Task::HeadPart, FailureKind::PreconditionFailed) => {
+                self.object_changed(None);
+                return;
+            }
+            (Task::Head, FailureKind::NotFound) if self.expected_etag.is_some() => {
+                self.object_changed(None);
+                return;
+            }
+            (Task::HeadPart, kind) if !kind.is_retryable() && kind != FailureKind::Denied => {
+                // Servers that do not know partNumber: fall back to plain ranges.
+                self.lay_out(None);
+                return;
+            }
+            (_, FailureKind::LocalIo) => {
+                // Keep the partial file and checkpoint: freeing space and resuming works.
+                let op = self.op_for(&task).name();
+                self.fail(TransferError::Local {
+                    op,
+                    message: failure.message,
+                });
+                return;
+            }
+            _ => {}
+        }
+        let op = self.op_for(&task).name();
+        if let Err(err) = self.engine.retry(now, slot, op, failure) {
+            self.fail(err);
+        }
+    }
+}
+
+fn check_md5(expected_hex: &str, actual: [u8; 16]) -> Result<Verified, TransferError> {
+    let actual_hex = hex::encode(actual);
+    if expected_hex.eq_ignore_ascii_case(&actual_hex) {
+        Ok(Verified::Md5Etag)
+    } else {
+        Err(TransferError::ChecksumMismatch {
+            range: None,
+            algorithm: "MD5".into(),
+            expected: expected_hex.to_owned(),
+            actual: actual_hex,
+        })
+    }
+}
+
+fn etag_mismatch(etag: &ETag, actual: &str) -> TransferError {
+    TransferError::ChecksumMismatch {
+        range: None,
+        algorithm: "multipart ETag".into(),
+        expected: etag.unquoted().to_owned(),
+        actual: actual.to_owned(),
+    }
+}
+
+/// MD5 of `data`, for drivers and tests that need the same digest the machine compares.
+pub fn md5_digest(data: &[u8]) -> [u8; 16] {
+    Md5::digest(data).into()
+}
+
+/// CRC of `data` under `alg`, for drivers and tests.
+pub fn checksum(alg: crate::ChecksumAlgorithm, data: &[u8]) -> u32 {
+    checksum_of(alg, data)
+}
+
+impl TransferMachine for DownloadMachine {
+    fn handle_outcome(&mut self, now: Time, op: OpId, outcome: Outcome) {
+        let Some(slot) = self.engine.finish(op) else {
+            return;
+        };
+        match outcome {
+            Outcome::Failed(failure) => self.on_failure(now, slot, failure),
+            Outcome::Dropped => {
+                if let (Task::Range(i), Some(l)) = (&slot.task, &self.layout) {
+                    self.bytes_resent += l.range(*i).len_bytes();
+                    if self.engine.state != RunState::Cancelling {
+                        self.pending.insert(*i);
+                    }
+                } else if self.engine.state == RunState::Running {
+                    self.control_due = true;
+                }
+            }
+            outcome => {
+                self.engine.progressed(now);
+                self.on_success(slot.task, outcome);
+            }
+        }
+        self.drive();
+    }
+
+    fn handle_timeout(&mut self, now: Time) {
+        if let Some(err) = self.engine.handle_timeout(now) {
+            self.fail(err);
+        }
+        self.drive();
+    }
+
+    fn pause(&mut self, _now: Time) {
+        if self.engine.state == RunState::Running && self.phase != Phase::Deleting {
+            self.engine.state = RunState::Pausing;
+            self.drive();
+        }
+    }
+
+    fn resume(&mut self, now: Time) {
+        if !matches!(self.engine.state, RunState::Paused | RunState::Pausing) {
+            return;
+        }
+        self.requeue_retries();
+        self.engine.state = RunState::Running;
+        self.engine.touch(now);
+        self.control_due = self.control_task().is_some();
+        self.drive();
+    }
+
+    fn cancel(&mut self, _now: Time) {
+        if matches!(self.engine.state, RunState::Finished | RunState::Cancelling)
+            || self.phase == Phase::Deleting
+        {
+            return;
+        }
+        self.wind_down(Ending::Cancelled);
+        self.drive();
+    }
+
+    fn poll_operation(&mut self) -> Option<Operation> {
+        self.engine.poll_operation()
+    }
+
+    fn poll_timeout(&self) -> Option<Time> {
+        self.engine.poll_timeout()
+    }
+
+    fn poll_checkpoint(&mut self) -> Option<Checkpoint> {
+        self.engine.poll_checkpoint()
+    }
+
+    fn poll_event(&mut self) -> Option<Event> {
+        self.engine.poll_event()
+    }
+
+    fn is_finished(&self) -> bool {
+        self.engine.state == RunState::Finished
+    }
+
+    fn is_paused(&self) -> bool {
+        self.engine.state == RunState::Paused
+    }
+
+    fn progress(&self) -> (u64, u64) {
+        (self.completed.len_bytes(), self.bytes_total())
+    }
+}

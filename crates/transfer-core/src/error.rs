@@ -1,0 +1,136 @@
+use std::time::Duration;
+
+use crate::{ByteRange, ChecksumAlgorithm, ETag, Failure, FailureKind};
+
+/// Why a transfer failed. Each variant says what to do about it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum TransferError {
+    /// The object is larger than S3 allows.
+    #[error(
+        "{size_bytes} bytes is more than the largest S3 object ({max_bytes} bytes); split the file"
+    )]
+    TooLarge {
+        /// Size asked for.
+        size_bytes: u64,
+        /// The limit.
+        max_bytes: u64,
+    },
+    /// The configuration cannot work.
+    #[error("invalid configuration: {0}")]
+    InvalidConfig(String),
+    /// The local source changed since the transfer started or was paused.
+    #[error(
+        "source file {path} changed since the upload started: {reason}; start the upload again with --no-resume"
+    )]
+    SourceChanged {
+        /// The file.
+        path: String,
+        /// What changed.
+        reason: String,
+    },
+    /// The remote object changed since the download started or was paused.
+    #[error("the object changed since the download started (ETag was {expected}{}); start the download again with --no-resume", .found.as_ref().map(|f| format!(", now {f}")).unwrap_or_default())]
+    ObjectChanged {
+        /// The version the download was pinned to.
+        expected: ETag,
+        /// The version found, when known.
+        found: Option<ETag>,
+    },
+    /// Downloaded bytes do not match the object's checksum or ETag.
+    #[error("checksum mismatch on {}: {algorithm} expected {expected}, computed {actual}; the partial file was removed; download again", .range.map(|r| r.to_string()).unwrap_or_else(|| "the whole object".into()))]
+    ChecksumMismatch {
+        /// The range that failed, when it can be named.
+        range: Option<ByteRange>,
+        /// What was compared ("CRC32", "MD5", ...).
+        algorithm: String,
+        /// The server's value.
+        expected: String,
+        /// Ours.
+        actual: String,
+    },
+    /// The server refused an operation for good.
+    #[error("{op} failed: {failure}{}", hint(.failure))]
+    Remote {
+        /// Which operation.
+        op: &'static str,
+        /// What the server said.
+        failure: Failure,
+    },
+    /// Retries ran out.
+    #[error(
+        "{op} failed after {attempts} attempts: {last}; check the endpoint and network, then resume"
+    )]
+    RetriesExhausted {
+        /// Which operation.
+        op: &'static str,
+        /// Attempts made.
+        attempts: u32,
+        /// The last failure.
+        last: Failure,
+    },
+    /// Nothing completed for too long.
+    #[error("no progress for {0:?}; check the endpoint and network, then resume")]
+    Stalled(Duration),
+    /// A local file operation failed.
+    #[error("{op} failed: {message}")]
+    Local {
+        /// Which operation.
+        op: &'static str,
+        /// What went wrong.
+        message: String,
+    },
+    /// A checkpoint does not describe a transfer this machine can continue.
+    #[error("checkpoint cannot be resumed: {0}; cancel the transfer and start it again")]
+    InvalidCheckpoint(String),
+    /// CompleteMultipartUpload's answer was lost and the object found is not ours.
+    #[error(
+        "the multipart upload vanished during CompleteMultipartUpload and the object found (ETag {found}) is not the one uploaded; upload again"
+    )]
+    UploadVanished {
+        /// The ETag found.
+        found: ETag,
+    },
+}
+
+fn hint(f: &Failure) -> &'static str {
+    match f.kind {
+        FailureKind::Denied => {
+            "; check the access key, secret key, region and the bucket's permissions"
+        }
+        FailureKind::NotFound => "; check the bucket and key names",
+        _ => "",
+    }
+}
+
+impl TransferError {
+    /// Whether the checkpoint is still worth keeping: the same transfer may succeed if
+    /// resumed later (a network outage, an expired token), as opposed to a transfer whose
+    /// source or object changed.
+    pub fn is_resumable(&self) -> bool {
+        !matches!(
+            self,
+            TransferError::TooLarge { .. }
+                | TransferError::InvalidConfig(_)
+                | TransferError::SourceChanged { .. }
+                | TransferError::ObjectChanged { .. }
+                | TransferError::InvalidCheckpoint(_)
+                | TransferError::UploadVanished { .. }
+                | TransferError::ChecksumMismatch { .. }
+        )
+    }
+
+    pub(crate) fn checksum_mismatch(
+        range: Option<ByteRange>,
+        algorithm: ChecksumAlgorithm,
+        expected: u32,
+        actual: u32,
+    ) -> Self {
+        TransferError::ChecksumMismatch {
+            range,
+            algorithm: algorithm.to_string(),
+            expected: format!("{expected:08x}"),
+            actual: format!("{actual:08x}"),
+        }
+    }
+}

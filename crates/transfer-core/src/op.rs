@@ -1,0 +1,336 @@
+use std::fmt;
+
+use crate::{ByteRange, ChecksumAlgorithm, ETag, OpId, PartNumber, UploadId};
+
+/// One thing for the driver to do. It names byte ranges, never carries bytes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Operation {
+    /// The id the outcome must be reported with.
+    pub id: OpId,
+    /// What to do.
+    pub kind: OpKind,
+}
+
+/// The operations the machines ask for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum OpKind {
+    /// PutObject of `range` of the source file, with a checksum header when `checksum` is set.
+    /// Answer: [`Outcome::ObjectPut`].
+    PutObject {
+        /// Bytes of the source to send (the whole file).
+        range: ByteRange,
+        /// Checksum to compute over the body and send.
+        checksum: Option<ChecksumAlgorithm>,
+    },
+    /// CreateMultipartUpload. Answer: [`Outcome::UploadCreated`].
+    CreateMultipartUpload {
+        /// Checksum algorithm the parts will carry.
+        checksum: Option<ChecksumAlgorithm>,
+    },
+    /// UploadPart of `range` of the source file. Answer: [`Outcome::PartUploaded`].
+    UploadPart {
+        /// The upload.
+        upload_id: UploadId,
+        /// The part.
+        part: PartNumber,
+        /// Bytes of the source to send.
+        range: ByteRange,
+        /// Checksum to compute over the body and send.
+        checksum: Option<ChecksumAlgorithm>,
+    },
+    /// One page of ListParts. Answer: [`Outcome::PartsListed`].
+    ListParts {
+        /// The upload.
+        upload_id: UploadId,
+        /// Continue after this part number.
+        part_number_marker: Option<u32>,
+    },
+    /// CompleteMultipartUpload with `parts` in ascending order. Answer: [`Outcome::UploadCompleted`].
+    CompleteMultipartUpload {
+        /// The upload.
+        upload_id: UploadId,
+        /// Every part, ascending, with the ETag and checksum the server returned for it.
+        parts: Vec<CompletedPart>,
+        /// The full-object checksum, for servers that accept one on Complete.
+        full_object_checksum: Option<u32>,
+    },
+    /// AbortMultipartUpload. Answer: [`Outcome::UploadAborted`].
+    AbortMultipartUpload {
+        /// The upload.
+        upload_id: UploadId,
+    },
+    /// HeadObject with checksum mode enabled. Answer: [`Outcome::ObjectInfo`].
+    HeadObject {
+        /// Ask about one part only (its size is then the `Content-Length`).
+        part_number: Option<PartNumber>,
+        /// Pin the request to this version.
+        if_match: Option<ETag>,
+    },
+    /// Creates the partial file of a download (or opens it when resuming, keeping its
+    /// bytes) and sets its length. Answer: [`Outcome::FilePrepared`].
+    PreparePartialFile {
+        /// Length to give the file.
+        size_bytes: u64,
+    },
+    /// GetObject of `range`, written at the same offset of the partial file and made
+    /// durable before the outcome is reported. Answer: [`Outcome::RangeWritten`].
+    GetRange {
+        /// Bytes of the object.
+        range: ByteRange,
+        /// Fetch by part number instead of a `Range` header (the range is then the part's).
+        part_number: Option<PartNumber>,
+        /// Every GET after discovery is pinned to the discovered version.
+        if_match: ETag,
+        /// What to compute over the received bytes.
+        hashes: RangeHashes,
+    },
+    /// Reads the whole partial file and reports its MD5. Answer: [`Outcome::FileHashed`].
+    HashPartialFile,
+    /// Makes the partial file durable and renames it to the destination.
+    /// Answer: [`Outcome::FileCommitted`].
+    CommitPartialFile,
+    /// Removes the partial file. Answer: [`Outcome::FileDeleted`].
+    DeletePartialFile,
+}
+
+impl OpKind {
+    /// A short name for messages and logs.
+    pub fn name(&self) -> &'static str {
+        match self {
+            OpKind::PutObject { .. } => "PutObject",
+            OpKind::CreateMultipartUpload { .. } => "CreateMultipartUpload",
+            OpKind::UploadPart { .. } => "UploadPart",
+            OpKind::ListParts { .. } => "ListParts",
+            OpKind::CompleteMultipartUpload { .. } => "CompleteMultipartUpload",
+            OpKind::AbortMultipartUpload { .. } => "AbortMultipartUpload",
+            OpKind::HeadObject { .. } => "HeadObject",
+            OpKind::PreparePartialFile { .. } => "PreparePartialFile",
+            OpKind::GetRange { .. } => "GetObject",
+            OpKind::HashPartialFile => "HashPartialFile",
+            OpKind::CommitPartialFile => "CommitPartialFile",
+            OpKind::DeletePartialFile => "DeletePartialFile",
+        }
+    }
+}
+
+/// What the driver computes over the bytes of one ranged GET.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct RangeHashes {
+    /// A CRC of this algorithm.
+    pub checksum: Option<ChecksumAlgorithm>,
+    /// An MD5.
+    pub md5: bool,
+}
+
+/// A part as listed in CompleteMultipartUpload.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct CompletedPart {
+    /// Part number.
+    pub part: PartNumber,
+    /// The ETag the server returned for it.
+    pub etag: ETag,
+    /// Its checksum, when the upload has a checksum algorithm.
+    pub checksum: Option<u32>,
+}
+
+/// A part as ListParts reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListedPart {
+    /// Part number.
+    pub part: PartNumber,
+    /// Its ETag, when the server reports one.
+    pub etag: Option<ETag>,
+    /// Its size, when the server reports one.
+    pub size_bytes: Option<u64>,
+}
+
+/// How an object's checksum covers it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum ChecksumKind {
+    /// A checksum of all the object's bytes.
+    FullObject,
+    /// A checksum of the parts' checksums of a multipart object with this many parts.
+    Composite {
+        /// Number of parts.
+        parts: u32,
+    },
+}
+
+/// An object's checksum as HeadObject reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ObjectChecksum {
+    /// Algorithm.
+    pub algorithm: ChecksumAlgorithm,
+    /// Value.
+    pub value: u32,
+    /// What it covers.
+    pub kind: ChecksumKind,
+}
+
+/// What HeadObject told about an object.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObjectInfo {
+    /// `Content-Length` (of the part, when one was asked for).
+    pub content_length: u64,
+    /// The object's ETag.
+    pub etag: ETag,
+    /// `Last-Modified` as sent.
+    pub last_modified: Option<String>,
+    /// The object's (or part's) checksum, when the server reported one.
+    pub checksum: Option<ObjectChecksum>,
+    /// `x-amz-mp-parts-count`, when sent.
+    pub parts_count: Option<u32>,
+    /// Encrypted with SSE-KMS or SSE-C, whose ETags are not an MD5 of the content.
+    pub etag_not_md5: bool,
+}
+
+/// What happened to an operation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Outcome {
+    /// PutObject succeeded.
+    ObjectPut {
+        /// ETag of the new object.
+        etag: ETag,
+        /// The checksum the driver computed over the body it sent.
+        checksum: Option<u32>,
+    },
+    /// CreateMultipartUpload succeeded.
+    UploadCreated {
+        /// The new upload.
+        upload_id: UploadId,
+    },
+    /// UploadPart succeeded.
+    PartUploaded {
+        /// The part's ETag.
+        etag: ETag,
+        /// The checksum the driver computed over the body it sent.
+        checksum: Option<u32>,
+    },
+    /// One page of ListParts.
+    PartsListed {
+        /// The parts on this page.
+        parts: Vec<ListedPart>,
+        /// Where the next page starts, when the listing is truncated.
+        next_part_number_marker: Option<u32>,
+    },
+    /// CompleteMultipartUpload succeeded.
+    UploadCompleted {
+        /// ETag of the new object.
+        etag: ETag,
+    },
+    /// AbortMultipartUpload succeeded.
+    UploadAborted,
+    /// HeadObject succeeded.
+    ObjectInfo(ObjectInfo),
+    /// The partial file exists with the right length.
+    FilePrepared {
+        /// The length it had before, if it existed.
+        previous_len: Option<u64>,
+    },
+    /// A range was received in full, written and made durable.
+    RangeWritten {
+        /// CRC of the bytes, when asked for.
+        checksum: Option<u32>,
+        /// MD5 of the bytes, when asked for.
+        md5: Option<[u8; 16]>,
+        /// The checksum the server sent for this part, when fetched by part number.
+        server_checksum: Option<u32>,
+    },
+    /// MD5 of the whole partial file.
+    FileHashed {
+        /// The digest.
+        md5: [u8; 16],
+    },
+    /// The partial file was renamed to the destination.
+    FileCommitted,
+    /// The partial file was removed (or was not there).
+    FileDeleted,
+    /// The operation failed.
+    Failed(Failure),
+    /// The driver abandoned the operation (on pause or cancel) before it finished.
+    Dropped,
+}
+
+/// The classes of failure the machines act on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum FailureKind {
+    /// A server error worth retrying (500, 502, 503, 504, InternalError, RequestTimeout).
+    Transient,
+    /// The server asked to slow down (503 SlowDown, 429).
+    Throttled,
+    /// The connection failed (refused, reset, truncated body).
+    Transport,
+    /// The request took too long.
+    Timeout,
+    /// 412: the object is not the version asked for.
+    PreconditionFailed,
+    /// The bucket, key or upload does not exist.
+    NotFound,
+    /// Credentials, signature or permissions were refused.
+    Denied,
+    /// The request was refused as invalid (EntityTooSmall, InvalidPart, ...).
+    InvalidRequest,
+    /// The local source file changed while it was read.
+    SourceChanged,
+    /// A local file operation failed (disk full, permission denied, ...).
+    LocalIo,
+    /// Anything else; not retried.
+    Other,
+}
+
+impl FailureKind {
+    /// Whether a retry may succeed.
+    pub fn is_retryable(self) -> bool {
+        matches!(
+            self,
+            FailureKind::Transient
+                | FailureKind::Throttled
+                | FailureKind::Transport
+                | FailureKind::Timeout
+        )
+    }
+}
+
+/// A classified failure, as the driver reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Failure {
+    /// Its class.
+    pub kind: FailureKind,
+    /// HTTP status, if a response came.
+    pub status: Option<u16>,
+    /// S3 error code, if the response had one.
+    pub code: Option<String>,
+    /// A human-readable message.
+    pub message: String,
+}
+
+impl Failure {
+    /// A failure of `kind` with just a message.
+    pub fn new(kind: FailureKind, message: impl Into<String>) -> Self {
+        Failure {
+            kind,
+            status: None,
+            code: None,
+            message: message.into(),
+        }
+    }
+
+    /// Whether the S3 error code is `code`.
+    pub fn has_code(&self, code: &str) -> bool {
+        self.code.as_deref() == Some(code)
+    }
+}
+
+impl fmt::Display for Failure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match (self.status, &self.code) {
+            (Some(s), Some(c)) => write!(f, "{c} (HTTP {s}): {}", self.message),
+            (Some(s), None) => write!(f, "HTTP {s}: {}", self.message),
+            (None, Some(c)) => write!(f, "{c}: {}", self.message),
+            (None, None) => f.write_str(&self.message),
+        }
+    }
+}

@@ -1,0 +1,138 @@
+use std::time::Duration;
+
+use crate::op::FailureKind;
+
+/// How failed operations are retried.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RetryConfig {
+    /// Smallest delay before a retry of a transient failure.
+    pub base_delay: Duration,
+    /// Largest delay before any retry.
+    pub max_delay: Duration,
+    /// Attempts per operation, the first included, for transient failures.
+    pub max_attempts: u32,
+    /// Smallest delay after the server asked us to slow down (503 SlowDown, 429).
+    pub throttle_base_delay: Duration,
+    /// Attempts per operation, the first included, while the server keeps throttling.
+    /// Throttling says nothing is broken, so it gets a budget of its own.
+    pub max_throttled_attempts: u32,
+    /// A transfer that completes no operation for this long fails as stalled.
+    pub stall_timeout: Duration,
+    /// Seed of the jitter, so that the same inputs give the same schedule.
+    pub seed: u64,
+}
+
+impl Default for RetryConfig {
+    fn default() -> Self {
+        RetryConfig {
+            base_delay: Duration::from_millis(100),
+            max_delay: Duration::from_secs(20),
+            max_attempts: 10,
+            throttle_base_delay: Duration::from_millis(500),
+            max_throttled_attempts: 20,
+            stall_timeout: Duration::from_secs(300),
+            seed: 0x5eed_5eed,
+        }
+    }
+}
+
+/// Per-operation retry bookkeeping.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct Attempts {
+    /// Failures counted against `max_attempts`.
+    pub(crate) transient: u32,
+    /// Failures counted against `max_throttled_attempts`.
+    pub(crate) throttled: u32,
+    /// The previous delay, which decorrelated jitter grows from.
+    pub(crate) last_delay: Duration,
+}
+
+/// Decorrelated-jitter backoff with a seeded generator.
+#[derive(Debug, Clone)]
+pub(crate) struct Backoff {
+    cfg: RetryConfig,
+    rng: fastrand::Rng,
+}
+
+impl Backoff {
+    pub(crate) fn new(cfg: RetryConfig) -> Self {
+        let rng = fastrand::Rng::with_seed(cfg.seed);
+        Backoff { cfg, rng }
+    }
+
+    pub(crate) fn config(&self) -> &RetryConfig {
+        &self.cfg
+    }
+
+    /// Records a failure of kind `kind` and returns the delay before the next attempt,
+    /// or `None` when the failure is permanent or the budget is spent.
+    pub(crate) fn next_delay(
+        &mut self,
+        attempts: &mut Attempts,
+        kind: FailureKind,
+    ) -> Option<Duration> {
+        let base = match kind {
+            FailureKind::Throttled => {
+                attempts.throttled += 1;
+                if attempts.throttled >= self.cfg.max_throttled_attempts {
+                    return None;
+                }
+                self.cfg.throttle_base_delay
+            }
+            FailureKind::Transient | FailureKind::Transport | FailureKind::Timeout => {
+                attempts.transient += 1;
+                if attempts.transient >= self.cfg.max_attempts {
+                    return None;
+                }
+                self.cfg.base_delay
+            }
+            _ => return None,
+        };
+        // Decorrelated jitter: uniform in [base, 3 × previous], capped.
+        let upper = attempts.last_delay.saturating_mul(3).max(base);
+        let lo = base.as_micros() as u64;
+        let hi = (upper.as_micros() as u64).max(lo);
+        let delay = Duration::from_micros(self.rng.u64(lo..=hi)).min(self.cfg.max_delay);
+        attempts.last_delay = delay;
+        Some(delay)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn delays_grow_within_bounds_and_budget_ends() {
+        let cfg = RetryConfig::default();
+        let mut b = Backoff::new(cfg.clone());
+        let mut a = Attempts::default();
+        let mut delays = vec![];
+        while let Some(d) = b.next_delay(&mut a, FailureKind::Transient) {
+            assert!(d >= cfg.base_delay && d <= cfg.max_delay, "{d:?}");
+            delays.push(d);
+        }
+        assert_eq!(delays.len() as u32, cfg.max_attempts - 1);
+        assert!(delays.last() > delays.first());
+    }
+
+    #[test]
+    fn same_seed_same_schedule() {
+        let run = || {
+            let mut b = Backoff::new(RetryConfig::default());
+            let mut a = Attempts::default();
+            (0..5)
+                .map(|_| b.next_delay(&mut a, FailureKind::Throttled))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(run(), run());
+    }
+
+    #[test]
+    fn permanent_failures_are_not_retried() {
+        let mut b = Backoff::new(RetryConfig::default());
+        let mut a = Attempts::default();
+        assert_eq!(b.next_delay(&mut a, FailureKind::Denied), None);
+        assert_eq!(b.next_delay(&mut a, FailureKind::InvalidRequest), None);
+    }
+}

@@ -1,0 +1,170 @@
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+/// Identifies one operation handed to the driver; its outcome must carry the same id.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct OpId(pub u64);
+
+impl fmt::Display for OpId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "op#{}", self.0)
+    }
+}
+
+/// A multipart part number, 1 to 10,000.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct PartNumber(pub u32);
+
+impl fmt::Display for PartNumber {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+/// The server's id of a multipart upload.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct UploadId(pub String);
+
+impl fmt::Display for UploadId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// An entity tag as the server sent it, quotes included.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct ETag(pub String);
+
+impl ETag {
+    /// The tag without surrounding quotes.
+    pub fn unquoted(&self) -> &str {
+        self.0.trim().trim_matches('"')
+    }
+
+    /// Whether two tags name the same version, ignoring quoting and case differences.
+    pub fn same_as(&self, other: &ETag) -> bool {
+        self.unquoted().eq_ignore_ascii_case(other.unquoted())
+    }
+
+    /// The MD5 digest if the tag is a plain 32-hex-digit MD5 (a single-part upload).
+    pub fn as_md5(&self) -> Option<[u8; 16]> {
+        let s = self.unquoted();
+        if s.len() != 32 {
+            return None;
+        }
+        let mut out = [0u8; 16];
+        hex::decode_to_slice(s, &mut out).ok()?;
+        Some(out)
+    }
+
+    /// The part count `N` if the tag has the multipart form `<hex>-N`.
+    pub fn multipart_parts(&self) -> Option<u32> {
+        let (hex_part, n) = self.unquoted().rsplit_once('-')?;
+        if hex_part.len() != 32 || !hex_part.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return None;
+        }
+        n.parse().ok().filter(|n| *n > 0)
+    }
+}
+
+impl fmt::Display for ETag {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// A half-open byte range `start..end` of a file or object.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct ByteRange {
+    /// First byte.
+    pub start: u64,
+    /// One past the last byte.
+    pub end: u64,
+}
+
+impl ByteRange {
+    /// The range `start..end`.
+    pub const fn new(start: u64, end: u64) -> Self {
+        ByteRange { start, end }
+    }
+
+    /// Number of bytes in the range.
+    pub const fn len_bytes(&self) -> u64 {
+        self.end.saturating_sub(self.start)
+    }
+
+    /// Whether the range holds no byte.
+    pub const fn is_empty(&self) -> bool {
+        self.end <= self.start
+    }
+
+    /// The inclusive last byte, as an HTTP `Range: bytes=start-last` header wants it.
+    pub const fn last_inclusive(&self) -> u64 {
+        self.end.saturating_sub(1)
+    }
+}
+
+impl fmt::Display for ByteRange {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "bytes {}..{}", self.start, self.end)
+    }
+}
+
+/// The per-part checksum algorithm of an upload.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+pub enum ChecksumAlgorithm {
+    /// CRC-32 (IEEE), the default.
+    #[default]
+    Crc32,
+    /// CRC-32C (Castagnoli).
+    Crc32c,
+}
+
+impl fmt::Display for ChecksumAlgorithm {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            ChecksumAlgorithm::Crc32 => "CRC32",
+            ChecksumAlgorithm::Crc32c => "CRC32C",
+        })
+    }
+}
+
+/// What identifies the version of a local source file.
+///
+/// The driver fills it from file metadata; the machine only compares two of them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SourceFingerprint {
+    /// The file's path as the user gave it (informational, for messages).
+    pub path: String,
+    /// Size in bytes.
+    pub size_bytes: u64,
+    /// Modification time, nanoseconds since the Unix epoch.
+    pub modified_unix_nanos: i128,
+    /// Inode (or file index) where the platform has one, so a replaced file is noticed.
+    pub inode: Option<u64>,
+}
+
+impl SourceFingerprint {
+    /// Why `current` is not the file this fingerprint was taken of, if it is not.
+    pub fn difference(&self, current: &SourceFingerprint) -> Option<String> {
+        if self.size_bytes != current.size_bytes {
+            return Some(format!(
+                "its size changed from {} to {} bytes",
+                self.size_bytes, current.size_bytes
+            ));
+        }
+        if self.modified_unix_nanos != current.modified_unix_nanos {
+            return Some("its modification time changed".to_owned());
+        }
+        if let (Some(a), Some(b)) = (self.inode, current.inode)
+            && a != b
+        {
+            return Some("it was replaced by another file (inode changed)".to_owned());
+        }
+        None
+    }
+}

@@ -1,0 +1,753 @@
+//! The upload machine: one PutObject, or a multipart upload with parallel parts.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use crate::checksum::{combine_all, multipart_etag};
+use crate::config::{MAX_PARTS, MIN_PART_SIZE_BYTES, part_count};
+use crate::engine::{Engine, RunState, Slot};
+use crate::op::{CompletedPart, ListedPart};
+use crate::{
+    ByteRange, CHECKPOINT_VERSION, CancelPolicy, Checkpoint, Completion, ETag, Event, Failure,
+    FailureKind, OpId, OpKind, Operation, Outcome, PartNumber, SourceFingerprint, Time,
+    TransferError, TransferMachine, UploadCheckpoint, UploadConfig, UploadId, UploadPlan, Verified,
+};
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Task {
+    Put,
+    Create,
+    /// A part of the upload of generation `generation` (it changes when an upload that
+    /// vanished on the server is started anew, so late answers about the old one are ignored).
+    Part {
+        number: u32,
+        generation: u32,
+    },
+    List,
+    Complete,
+    /// HeadObject after a Complete whose answer was lost.
+    Confirm,
+    Abort,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    Single,
+    Creating,
+    /// Checking recorded parts against ListParts after a resume.
+    Validating,
+    Uploading,
+    Completing,
+    Confirming,
+    Aborting,
+}
+
+/// How a transfer that is being wound down ends once the upload is aborted.
+#[derive(Debug, Clone)]
+enum Ending {
+    Cancelled,
+    Failed(TransferError),
+}
+
+/// Uploads one file. See the crate docs for the input/output contract.
+#[derive(Debug)]
+pub struct UploadMachine {
+    cfg: UploadConfig,
+    source: SourceFingerprint,
+    plan: UploadPlan,
+    engine: Engine<Task>,
+    phase: Phase,
+    /// The phase's own operation (Create, a ListParts page, Complete, ...) is still to be sent.
+    control_due: bool,
+    ending: Option<Ending>,
+    upload_id: Option<UploadId>,
+    generation: u32,
+    completed: BTreeMap<u32, CompletedPart>,
+    /// Parts neither done, in flight nor waiting for a retry.
+    pending: BTreeSet<u32>,
+    /// ListParts results gathered so far during validation.
+    listed: BTreeMap<u32, ListedPart>,
+    list_marker: Option<u32>,
+    completes_sent: u32,
+    bytes_transferred: u64,
+    bytes_resent: u64,
+    bytes_resumed: u64,
+}
+
+impl UploadMachine {
+    /// Starts the upload of a file described by `source`.
+    pub fn new(cfg: UploadConfig, source: SourceFingerprint, now: Time) -> Self {
+        let engine = Engine::new(cfg.retry.clone(), cfg.max_in_flight, now);
+        let mut m = UploadMachine {
+            plan: UploadPlan::Single,
+            engine,
+            phase: Phase::Single,
+            control_due: true,
+            ending: None,
+            upload_id: None,
+            generation: 0,
+            completed: BTreeMap::new(),
+            pending: BTreeSet::new(),
+            listed: BTreeMap::new(),
+            list_marker: None,
+            completes_sent: 0,
+            bytes_transferred: 0,
+            bytes_resent: 0,
+            bytes_resumed: 0,
+            cfg,
+            source,
+        };
+        match crate::plan_upload(m.source.size_bytes, &m.cfg) {
+            Ok(plan) => {
+                m.plan = plan;
+                if let UploadPlan::Multipart { .. } = plan {
+                    m.phase = Phase::Creating;
+                }
+                m.drive(now);
+            }
+            Err(e) => m.engine.finish_with(Event::Failed(e)),
+        }
+        m
+    }
+
+    /// Continues the upload recorded in `cp`, whose source file is now `current`.
+    ///
+    /// The recorded parts are checked with ListParts first. A source that changed since
+    /// the checkpoint fails the transfer with [`TransferError::SourceChanged`] (after
+    /// aborting the server-side upload, whose parts are of no further use).
+    pub fn from_checkpoint(
+        cfg: UploadConfig,
+        cp: UploadCheckpoint,
+        current: SourceFingerprint,
+        now: Time,
+    ) -> Self {
+        let mut cfg = cfg;
+        // The parts already sent fix the checksum algorithm and the part size.
+        cfg.checksum = cp.checksum;
+        let parts = part_count(cp.source.size_bytes, cp.part_size_bytes);
+        let engine = Engine::new(cfg.retry.clone(), cfg.max_in_flight, now);
+        let mut m = UploadMachine {
+            cfg,
+            plan: UploadPlan::Multipart {
+                part_size_bytes: cp.part_size_bytes,
+                parts,
+            },
+            engine,
+            phase: Phase::Validating,
+            control_due: true,
+            ending: None,
+            upload_id: Some(cp.upload_id.clone()),
+            generation: 0,
+            completed: cp.completed.iter().map(|p| (p.part.0, p.clone())).collect(),
+            pending: BTreeSet::new(),
+            listed: BTreeMap::new(),
+            list_marker: None,
+            completes_sent: 0,
+            bytes_transferred: 0,
+            bytes_resent: 0,
+            bytes_resumed: 0,
+            source: cp.source.clone(),
+        };
+        m.bytes_resumed = m.bytes_done();
+        if let Some(err) = checkpoint_problem(&cp, parts) {
+            // Nothing is aborted: a newer s3tm may still resume it.
+            m.fail(TransferError::InvalidCheckpoint(err));
+        } else if let Some(reason) = cp.source.difference(&current) {
+            let path = current.path.clone();
+            m.wind_down(Ending::Failed(TransferError::SourceChanged {
+                path,
+                reason,
+            }));
+        }
+        m.drive(now);
+        m
+    }
+
+    /// The server-side upload, once created.
+    pub fn upload_id(&self) -> Option<&UploadId> {
+        self.upload_id.as_ref()
+    }
+
+    /// How the file is being sent.
+    pub fn plan(&self) -> UploadPlan {
+        self.plan
+    }
+
+    fn parts(&self) -> u32 {
+        match self.plan {
+            UploadPlan::Single => 1,
+            UploadPlan::Multipart { parts, .. } => parts,
+        }
+    }
+
+    fn part_range(&self, number: u32) -> ByteRange {
+        let size = self.source.size_bytes;
+        match self.plan {
+            UploadPlan::Single => ByteRange::new(0, size),
+            UploadPlan::Multipart {
+                part_size_bytes, ..
+            } => {
+                let start = u64::from(number - 1)
+                    .saturating_mul(part_size_bytes)
+                    .min(size);
+                ByteRange::new(start, start.saturating_add(part_size_bytes).min(size))
+            }
+        }
+    }
+
+    fn bytes_done(&self) -> u64 {
+        self.completed
+            .keys()
+            .map(|n| self.part_range(*n).len_bytes())
+            .sum()
+    }
+
+    fn checkpoint(&self) -> Option<UploadCheckpoint> {
+        let (
+            UploadPlan::Multipart {
+                part_size_bytes, ..
+            },
+            Some(upload_id),
+        ) = (self.plan, &self.upload_id)
+        else {
+            return None;
+        };
+        Some(UploadCheckpoint {
+            version: CHECKPOINT_VERSION,
+            source: self.source.clone(),
+            upload_id: upload_id.clone(),
+            part_size_bytes,
+            checksum: self.cfg.checksum,
+            completed: self.completed.values().cloned().collect(),
+        })
+    }
+
+    fn emit_checkpoint(&mut self) {
+        if let Some(cp) = self.checkpoint() {
+            self.engine.checkpoint(Checkpoint::Upload(cp));
+        }
+    }
+
+    fn emit_progress(&mut self) {
+        let bytes_done = self.bytes_done();
+        self.engine.emit(Event::Progress {
+            bytes_done,
+            bytes_total: self.source.size_bytes,
+        });
+    }
+
+    fn op_for(&self, task: &Task) -> OpKind {
+        let upload_id = self
+            .upload_id
+            .clone()
+            .unwrap_or_else(|| UploadId(String::new()));
+        match task {
+            Task::Put => OpKind::PutObject {
+                range: self.part_range(1),
+                checksum: self.cfg.checksum,
+            },
+            Task::Create => OpKind::CreateMultipartUpload {
+                checksum: self.cfg.checksum,
+            },
+            Task::Part { number, .. } => OpKind::UploadPart {
+                upload_id,
+                part: PartNumber(*number),
+                range: self.part_range(*number),
+                checksum: self.cfg.checksum,
+            },
+            Task::List => OpKind::ListParts {
+                upload_id,
+                part_number_marker: self.list_marker,
+            },
+            Task::Complete => OpKind::CompleteMultipartUpload {
+                upload_id,
+                parts: self.completed.values().cloned().collect(),
+                full_object_checksum: self.full_object_checksum().map(|(_, v)| v),
+            },
+            Task::Confirm => OpKind::HeadObject {
+                part_number: None,
+                if_match: None,
+            },
+            Task::Abort => OpKind::AbortMultipartUpload { upload_id },
+        }
+    }
+
+    fn full_object_checksum(&self) -> Option<(crate::ChecksumAlgorithm, u32)> {
+        let alg = self.cfg.checksum?;
+        let pieces: Option<Vec<(u32, u64)>> = self
+            .completed
+            .values()
+            .map(|p| Some((p.checksum?, self.part_range(p.part.0).len_bytes())))
+            .collect();
+        Some((alg, combine_all(alg, pieces?)))
+    }
+
+    fn control_task(&self) -> Option<Task> {
+        match self.phase {
+            Phase::Single => Some(Task::Put),
+            Phase::Creating => Some(Task::Create),
+            Phase::Validating => Some(Task::List),
+            Phase::Uploading => None,
+            Phase::Completing => Some(Task::Complete),
+            Phase::Confirming => Some(Task::Confirm),
+            Phase::Aborting => Some(Task::Abort),
+        }
+    }
+
+    fn launch(&mut self, slot: Slot<Task>) {
+        let kind = self.op_for(&slot.task);
+        if kind.name() == "CompleteMultipartUpload" {
+            self.completes_sent += 1;
+        }
+        self.engine.launch(slot, kind);
+    }
+
+    /// Starts whatever may start now, and settles pause and cancel once nothing is in flight.
+    fn drive(&mut self, now: Time) {
+        loop {
+            match self.engine.state {
+                RunState::Finished | RunState::Paused => return,
+                RunState::Pausing => {
+                    if self.engine.in_flight() == 0 {
+                        self.requeue_retries();
+                        self.emit_checkpoint();
+                        self.engine.state = RunState::Paused;
+                        self.engine.emit(Event::Paused);
+                    }
+                    return;
+                }
+                RunState::Cancelling => {
+                    if self.engine.in_flight() > 0 {
+                        return;
+                    }
+                    self.engine.drain_retries();
+                    let abort = self.upload_id.is_some()
+                        && (self.cfg.cancel_policy == CancelPolicy::Abort
+                            || matches!(self.ending, Some(Ending::Failed(_))));
+                    if abort {
+                        self.engine.state = RunState::Running;
+                        self.phase = Phase::Aborting;
+                        self.control_due = true;
+                    } else {
+                        self.end(Ending::Cancelled);
+                        return;
+                    }
+                }
+                RunState::Running => {}
+            }
+            while self.engine.has_room() {
+                if let Some(slot) = self.engine.pop_ready() {
+                    self.launch(slot);
+                } else if self.control_due && self.engine.in_flight() == 0 {
+                    self.control_due = false;
+                    if let Some(task) = self.control_task() {
+                        self.launch(Slot::new(task));
+                    }
+                } else if self.phase == Phase::Uploading
+                    && let Some(number) = self.pending.pop_first()
+                {
+                    let generation = self.generation;
+                    self.launch(Slot::new(Task::Part { number, generation }));
+                } else {
+                    break;
+                }
+            }
+            let parts_done = self.phase == Phase::Uploading
+                && self.pending.is_empty()
+                && self.engine.in_flight() == 0
+                && !self.engine.has_retries();
+            if !parts_done || self.engine.state != RunState::Running {
+                return;
+            }
+            self.phase = Phase::Completing;
+            self.control_due = true;
+            let _ = now;
+        }
+    }
+
+    /// On pause: parts waiting for a retry go back to the pending set; control operations
+    /// are derived again from the phase on resume.
+    fn requeue_retries(&mut self) {
+        for slot in self.engine.drain_retries() {
+            if let Task::Part { number, generation } = slot.task
+                && generation == self.generation
+            {
+                self.pending.insert(number);
+            }
+        }
+    }
+
+    fn end(&mut self, ending: Ending) {
+        let event = match ending {
+            Ending::Cancelled => Event::Cancelled,
+            Ending::Failed(e) => Event::Failed(e),
+        };
+        self.engine.finish_with(event);
+    }
+
+    /// Stops new work and, once in-flight operations settle, aborts the upload (when there
+    /// is one) before ending as `ending` says.
+    fn wind_down(&mut self, ending: Ending) {
+        self.ending = Some(ending);
+        self.pending.clear();
+        self.control_due = false;
+        self.engine.drain_retries();
+        self.engine.state = RunState::Cancelling;
+    }
+
+    fn fail(&mut self, err: TransferError) {
+        self.engine.finish_with(Event::Failed(err));
+    }
+
+    /// The server no longer knows the upload.
+    fn upload_gone(&mut self, failure: &Failure) {
+        if self.completes_sent > 0 {
+            // A Complete that was sent may have succeeded with its answer lost.
+            self.phase = Phase::Confirming;
+            self.control_due = true;
+            return;
+        }
+        let id = self.upload_id.take().map(|u| u.0).unwrap_or_default();
+        self.engine.emit(Event::Restarted {
+            reason: format!(
+                "multipart upload {id} no longer exists on the server ({}); starting a new upload",
+                failure.code.as_deref().unwrap_or("NoSuchUpload")
+            ),
+        });
+        self.bytes_resent += self.bytes_done();
+        self.generation += 1;
+        self.completed.clear();
+        self.listed.clear();
+        self.list_marker = None;
+        self.engine.drain_retries();
+        self.pending = (1..=self.parts()).collect();
+        self.phase = Phase::Creating;
+        self.control_due = true;
+        self.emit_progress();
+    }
+
+    /// Keeps the recorded parts that ListParts confirms (or all of them when the server
+    /// cannot list), and queues the rest.
+    fn finish_validation(&mut self, listing: bool) {
+        let before = self.completed.len();
+        if listing {
+            let listed = std::mem::take(&mut self.listed);
+            let ranges: BTreeMap<u32, u64> = self
+                .completed
+                .keys()
+                .map(|n| (*n, self.part_range(*n).len_bytes()))
+                .collect();
+            self.completed.retain(|n, part| match listed.get(n) {
+                Some(l) => {
+                    l.etag.as_ref().is_none_or(|e| e.same_as(&part.etag))
+                        && l.size_bytes.is_none_or(|s| Some(&s) == ranges.get(n))
+                }
+                None => false,
+            });
+            for n in ranges.keys().filter(|n| !self.completed.contains_key(n)) {
+                self.bytes_resent += ranges[n];
+            }
+        }
+        let in_flight: BTreeSet<u32> = self
+            .engine
+            .in_flight_tasks()
+            .filter_map(|t| match t {
+                Task::Part { number, .. } => Some(*number),
+                _ => None,
+            })
+            .collect();
+        self.pending = (1..=self.parts())
+            .filter(|n| !self.completed.contains_key(n) && !in_flight.contains(n))
+            .collect();
+        self.phase = Phase::Uploading;
+        if self.completed.len() != before {
+            self.emit_checkpoint();
+        }
+        self.emit_progress();
+    }
+
+    fn on_success(&mut self, now: Time, task: Task, outcome: Outcome) {
+        match (task, outcome) {
+            (Task::Put, Outcome::ObjectPut { etag, checksum }) => {
+                self.bytes_transferred += self.source.size_bytes;
+                let checksum = self.cfg.checksum.zip(checksum);
+                self.complete(Some(etag), checksum);
+            }
+            (Task::Create, Outcome::UploadCreated { upload_id }) => {
+                self.upload_id = Some(upload_id);
+                if self.engine.state == RunState::Cancelling {
+                    return;
+                }
+                self.phase = Phase::Uploading;
+                if self.pending.is_empty() && self.completed.is_empty() {
+                    self.pending = (1..=self.parts()).collect();
+                }
+                // Recorded before any part, so a crash cannot leak the upload.
+                self.emit_checkpoint();
+            }
+            (Task::Part { number, generation }, Outcome::PartUploaded { etag, checksum }) => {
+                if generation != self.generation || self.engine.state == RunState::Cancelling {
+                    return;
+                }
+                let part = CompletedPart {
+                    part: PartNumber(number),
+                    etag,
+                    checksum,
+                };
+                self.bytes_transferred += self.part_range(number).len_bytes();
+                self.completed.insert(number, part);
+                self.emit_checkpoint();
+                self.emit_progress();
+            }
+            (
+                Task::List,
+                Outcome::PartsListed {
+                    parts,
+                    next_part_number_marker,
+                },
+            ) => {
+                self.listed.extend(parts.into_iter().map(|p| (p.part.0, p)));
+                match next_part_number_marker {
+                    Some(marker) if Some(marker) != self.list_marker => {
+                        self.list_marker = Some(marker);
+                        self.control_due = true;
+                    }
+                    _ => {
+                        self.list_marker = None;
+                        self.finish_validation(true);
+                    }
+                }
+            }
+            (Task::Complete, Outcome::UploadCompleted { etag }) => {
+                let checksum = self.full_object_checksum();
+                self.complete(Some(etag), checksum);
+            }
+            (Task::Confirm, Outcome::ObjectInfo(info)) => {
+                let md5s: Option<Vec<[u8; 16]>> =
+                    self.completed.values().map(|p| p.etag.as_md5()).collect();
+                let ours = match md5s {
+                    Some(m) => info
+                        .etag
+                        .unquoted()
+                        .eq_ignore_ascii_case(&multipart_etag(&m)),
+                    None => info.etag.multipart_parts() == Some(self.parts()),
+                };
+                if ours {
+                    let checksum = self.full_object_checksum();
+                    self.complete(Some(info.etag), checksum);
+                } else {
+                    self.fail(TransferError::UploadVanished { found: info.etag });
+                }
+            }
+            (Task::Abort, Outcome::UploadAborted) => {
+                let ending = self.ending.take().unwrap_or(Ending::Cancelled);
+                self.end(ending);
+            }
+            (task, outcome) => {
+                let failure = Failure::new(
+                    FailureKind::Other,
+                    format!("driver answered {task:?} with {outcome:?}"),
+                );
+                self.fail(TransferError::Remote {
+                    op: "driver",
+                    failure,
+                });
+            }
+        }
+        let _ = now;
+    }
+
+    fn complete(&mut self, etag: Option<ETag>, checksum: Option<(crate::ChecksumAlgorithm, u32)>) {
+        let verified = match self.cfg.checksum {
+            Some(alg) => Verified::ServerChecksums(alg),
+            None => Verified::Unverified {
+                reason: "checksums were turned off".into(),
+            },
+        };
+        self.emit_progress();
+        self.engine.finish_with(Event::Completed(Completion {
+            etag,
+            checksum,
+            verified,
+            bytes_total: self.source.size_bytes,
+            bytes_transferred: self.bytes_transferred,
+            bytes_resent: self.bytes_resent,
+            bytes_resumed: self.bytes_resumed,
+        }));
+    }
+
+    fn on_failure(&mut self, now: Time, slot: Slot<Task>, failure: Failure) {
+        let task = slot.task.clone();
+        if let Task::Part { number, generation } = task {
+            if generation != self.generation {
+                return;
+            }
+            self.bytes_resent += self.part_range(number).len_bytes();
+        }
+        if self.engine.state == RunState::Cancelling && !matches!(task, Task::Abort | Task::Create)
+        {
+            return;
+        }
+        if failure.kind == FailureKind::SourceChanged {
+            let reason = failure.message.clone();
+            let path = self.source.path.clone();
+            self.wind_down(Ending::Failed(TransferError::SourceChanged {
+                path,
+                reason,
+            }));
+            return;
+        }
+        let no_such_upload = failure.has_code("NoSuchUpload")
+            || (failure.kind == FailureKind::NotFound && failure.code.is_none());
+        match task {
+            Task::Part { .. } | Task::List | Task::Complete if no_such_upload => {
+                self.upload_gone(&failure);
+                return;
+            }
+            Task::Abort if no_such_upload => {
+                let ending = self.ending.take().unwrap_or(Ending::Cancelled);
+                self.end(ending);
+                return;
+            }
+            Task::List
+                if !failure.kind.is_retryable()
+                    && !matches!(failure.kind, FailureKind::Denied | FailureKind::LocalIo) =>
+            {
+                // The server cannot list parts (s3s-fs answers 501): trust the checkpoint.
+                self.finish_validation(false);
+                return;
+            }
+            _ => {}
+        }
+        let op = self.op_for(&task).name();
+        if let Err(err) = self.engine.retry(now, slot, op, failure) {
+            match (task, self.ending.take()) {
+                (Task::Abort, Some(Ending::Failed(original))) => self.fail(original),
+                _ => self.fail(err),
+            }
+        }
+    }
+}
+
+/// Why a checkpoint cannot describe a valid upload, if it cannot.
+fn checkpoint_problem(cp: &UploadCheckpoint, parts: u32) -> Option<String> {
+    if cp.version > CHECKPOINT_VERSION {
+        return Some(format!(
+            "it was written by a newer s3tm (format {}, this build reads up to {CHECKPOINT_VERSION})",
+            cp.version
+        ));
+    }
+    if cp.part_size_bytes < MIN_PART_SIZE_BYTES && parts > 1 {
+        return Some(format!(
+            "part size {} is below the 5 MiB minimum",
+            cp.part_size_bytes
+        ));
+    }
+    if u64::from(parts) > MAX_PARTS {
+        return Some(format!("{parts} parts is more than S3 allows"));
+    }
+    let mut seen = BTreeSet::new();
+    for p in &cp.completed {
+        if p.part.0 == 0 || p.part.0 > parts || !seen.insert(p.part.0) {
+            return Some(format!("part {} is out of range or listed twice", p.part.0));
+        }
+    }
+    None
+}
+
+impl TransferMachine for UploadMachine {
+    fn handle_outcome(&mut self, now: Time, op: OpId, outcome: Outcome) {
+        let Some(slot) = self.engine.finish(op) else {
+            return;
+        };
+        match outcome {
+            Outcome::Failed(failure) => self.on_failure(now, slot, failure),
+            Outcome::Dropped => {
+                if let Task::Part { number, generation } = slot.task
+                    && generation == self.generation
+                {
+                    self.bytes_resent += self.part_range(number).len_bytes();
+                    if self.engine.state != RunState::Cancelling {
+                        self.pending.insert(number);
+                    }
+                } else if self.engine.state == RunState::Running {
+                    // A control operation dropped while running: send it again.
+                    self.control_due = true;
+                }
+            }
+            outcome => {
+                self.engine.progressed(now);
+                self.on_success(now, slot.task, outcome);
+            }
+        }
+        self.drive(now);
+    }
+
+    fn handle_timeout(&mut self, now: Time) {
+        if let Some(err) = self.engine.handle_timeout(now) {
+            self.fail(err);
+        }
+        self.drive(now);
+    }
+
+    fn pause(&mut self, now: Time) {
+        if self.engine.state == RunState::Running && self.phase != Phase::Aborting {
+            self.engine.state = RunState::Pausing;
+            self.drive(now);
+        }
+    }
+
+    fn resume(&mut self, now: Time) {
+        if !matches!(self.engine.state, RunState::Paused | RunState::Pausing) {
+            return;
+        }
+        self.requeue_retries();
+        self.engine.state = RunState::Running;
+        self.engine.touch(now);
+        if matches!(self.phase, Phase::Uploading | Phase::Validating) {
+            // The upload may have been aborted or expired while paused: check it.
+            self.phase = Phase::Validating;
+            self.listed.clear();
+            self.list_marker = None;
+        }
+        self.control_due = self.control_task().is_some();
+        self.drive(now);
+    }
+
+    fn cancel(&mut self, now: Time) {
+        if matches!(self.engine.state, RunState::Finished | RunState::Cancelling)
+            || self.phase == Phase::Aborting
+        {
+            return;
+        }
+        self.wind_down(Ending::Cancelled);
+        self.drive(now);
+    }
+
+    fn poll_operation(&mut self) -> Option<Operation> {
+        self.engine.poll_operation()
+    }
+
+    fn poll_timeout(&self) -> Option<Time> {
+        self.engine.poll_timeout()
+    }
+
+    fn poll_checkpoint(&mut self) -> Option<Checkpoint> {
+        self.engine.poll_checkpoint()
+    }
+
+    fn poll_event(&mut self) -> Option<Event> {
+        self.engine.poll_event()
+    }
+
+    fn is_finished(&self) -> bool {
+        self.engine.state == RunState::Finished
+    }
+
+    fn is_paused(&self) -> bool {
+        self.engine.state == RunState::Paused
+    }
+
+    fn progress(&self) -> (u64, u64) {
+        (self.bytes_done(), self.source.size_bytes)
+    }
+}
