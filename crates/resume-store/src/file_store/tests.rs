@@ -303,7 +303,7 @@ fn lease_churn_never_grants_two_leases_at_once() {
             let (store, holders) = (FileStore::open(store.dir()).unwrap(), holders.clone());
             std::thread::spawn(move || {
                 let mut granted = 0;
-                for _ in 0..300 {
+                for _ in 0..3000 {
                     if let Ok(lease) = store.lease(&id("hot")) {
                         assert_eq!(holders.fetch_add(1, Ordering::SeqCst), 0, "two holders");
                         granted += 1;
