@@ -101,10 +101,8 @@ impl ErrorClass {
     /// known, because S3 uses one status for different situations (400 for both
     /// `RequestTimeout` and `InvalidPart`, 503 for both `SlowDown` and outages).
     pub fn classify(status: StatusCode, code: Option<&str>) -> Self {
-        if let Some(code) = code {
-            if let Some(class) = class_of_code(code) {
-                return class;
-            }
+        if let Some(class) = code.and_then(class_of_code) {
+            return class;
         }
         match status.as_u16() {
             429 => Self::Throttled,
@@ -260,12 +258,18 @@ pub struct MalformedResponse {
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum ResponseError {
-    /// The service answered with an error.
+    /// The service answered with an error (boxed: it is large, and errors are rare).
     #[error(transparent)]
-    Service(#[from] S3Error),
+    Service(Box<S3Error>),
     /// The response did not have the expected shape (truncated, not XML, missing header).
     #[error(transparent)]
     Malformed(#[from] MalformedResponse),
+}
+
+impl From<S3Error> for ResponseError {
+    fn from(e: S3Error) -> Self {
+        Self::Service(Box::new(e))
+    }
 }
 
 impl ResponseError {

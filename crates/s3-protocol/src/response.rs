@@ -177,7 +177,7 @@ pub struct ListPartsOutput {
     pub max_parts: Option<u32>,
     /// More pages follow.
     pub is_truncated: bool,
-    /// The parts of this page.
+    /// The parts of this page, in ascending part-number order whatever the server sent.
     pub parts: Vec<ListedPart>,
     /// The upload's checksum algorithm.
     pub checksum_algorithm: Option<ChecksumAlgorithm>,
@@ -388,7 +388,7 @@ fn check_status(status: StatusCode, headers: &HeaderMap, body: &[u8]) -> Result<
     if status.is_success() {
         Ok(())
     } else {
-        Err(ResponseError::Service(parse_error(status, headers, body)))
+        Err(ResponseError::from(parse_error(status, headers, body)))
     }
 }
 
@@ -405,9 +405,7 @@ fn parse_xml<T: DeserializeOwned>(
     let text = std::str::from_utf8(body)
         .map_err(|e| malformed(operation, format!("body is not UTF-8: {e}")))?;
     match xml::root_element(text) {
-        Ok(Some(r)) if r == "Error" => {
-            Err(ResponseError::Service(parse_error(status, headers, body)))
-        }
+        Ok(Some(r)) if r == "Error" => Err(ResponseError::from(parse_error(status, headers, body))),
         Ok(Some(r)) if r == root => quick_xml::de::from_str(text)
             .map_err(|e| malformed(operation, format!("invalid {root} document: {e}"))),
         Ok(Some(r)) => Err(malformed(
@@ -488,16 +486,16 @@ pub fn parse_get_object(
             None => None,
         };
     let content_length = content_length(OP, headers)?;
-    if let (Some(len), Some(cr)) = (content_length, content_range) {
-        if len != cr.range.len_bytes() {
-            return Err(malformed(
-                OP,
-                format!(
-                    "Content-Length {len} disagrees with Content-Range of {} bytes",
-                    cr.range.len_bytes()
-                ),
-            ));
-        }
+    if let (Some(len), Some(cr)) = (content_length, content_range)
+        && len != cr.range.len_bytes()
+    {
+        return Err(malformed(
+            OP,
+            format!(
+                "Content-Length {len} disagrees with Content-Range of {} bytes",
+                cr.range.len_bytes()
+            ),
+        ));
     }
     Ok(GetObjectOutput {
         partial,
@@ -665,6 +663,8 @@ pub fn parse_list_parts(
             },
         });
     }
+    // S3 lists parts in ascending order; s3s-fs lists them in directory order.
+    parts.sort_by_key(|p| p.part_number);
     Ok(ListPartsOutput {
         bucket: non_empty(x.bucket),
         key: non_empty(x.key),

@@ -91,6 +91,17 @@ fn list_parts_with_markers() {
     assert!(!out.is_truncated);
     assert_eq!(out.next_part_number_marker, None);
     assert!(out.parts.is_empty());
+
+    let unordered = r#"<ListPartsResult><IsTruncated>false</IsTruncated>
+      <Part><PartNumber>2</PartNumber><Size>5</Size></Part>
+      <Part><PartNumber>1</PartNumber><Size>7</Size></Part></ListPartsResult>"#;
+    let out = parse_list_parts(OK, &HeaderMap::new(), unordered.as_bytes()).unwrap();
+    let order: Vec<(u32, u64)> = out
+        .parts
+        .iter()
+        .map(|p| (p.part_number, p.size_bytes))
+        .collect();
+    assert_eq!(order, vec![(1, 7), (2, 5)]);
 }
 
 #[test]
