@@ -83,14 +83,6 @@ pub enum TransferError {
     /// A checkpoint does not describe a transfer this machine can continue.
     #[error("checkpoint cannot be resumed: {0}; cancel the transfer and start it again")]
     InvalidCheckpoint(String),
-    /// CompleteMultipartUpload's answer was lost and the object found is not ours.
-    #[error(
-        "the multipart upload vanished during CompleteMultipartUpload and the object found (ETag {found}) is not the one uploaded; upload again"
-    )]
-    UploadVanished {
-        /// The ETag found.
-        found: ETag,
-    },
 }
 
 fn hint(f: &Failure) -> &'static str {
@@ -115,7 +107,6 @@ impl TransferError {
                 | TransferError::SourceChanged { .. }
                 | TransferError::ObjectChanged { .. }
                 | TransferError::InvalidCheckpoint(_)
-                | TransferError::UploadVanished { .. }
                 | TransferError::ChecksumMismatch { .. }
         )
     }

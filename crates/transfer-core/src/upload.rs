@@ -410,7 +410,7 @@ impl UploadMachine {
         self.engine.emit(Event::Restarted {
             reason: format!(
                 "multipart upload {id} no longer exists on the server ({}); starting a new upload",
-                failure.code.as_deref().unwrap_or("NoSuchUpload")
+                failure.code.as_deref().unwrap_or(&failure.message)
             ),
         });
         self.bytes_resent += self.bytes_done();
@@ -423,6 +423,14 @@ impl UploadMachine {
         self.phase = Phase::Creating;
         self.control_due = true;
         self.emit_progress();
+    }
+
+    /// The upload vanished and Confirm showed our Complete did not create the object:
+    /// the upload is started anew.
+    fn complete_never_happened(&mut self, why: &str) {
+        self.completes_sent = 0;
+        let failure = Failure::new(FailureKind::NotFound, why);
+        self.upload_gone(&failure);
     }
 
     /// Keeps the recorded parts that ListParts confirms (or all of them when the server
@@ -469,6 +477,12 @@ impl UploadMachine {
         match (task, outcome) {
             (Task::Put, Outcome::ObjectPut { etag, checksum }) => {
                 self.bytes_transferred += self.source.size_bytes;
+                let part = CompletedPart {
+                    part: PartNumber(1),
+                    etag: etag.clone(),
+                    checksum,
+                };
+                self.completed.insert(1, part);
                 let checksum = self.cfg.checksum.zip(checksum);
                 self.complete(Some(etag), checksum);
             }
@@ -535,7 +549,10 @@ impl UploadMachine {
                     let checksum = self.full_object_checksum();
                     self.complete(Some(info.etag), checksum);
                 } else {
-                    self.fail(TransferError::UploadVanished { found: info.etag });
+                    self.complete_never_happened(&format!(
+                        "the object found has ETag {}",
+                        info.etag
+                    ));
                 }
             }
             (Task::Abort, Outcome::UploadAborted) => {
@@ -601,6 +618,10 @@ impl UploadMachine {
         match task {
             Task::Part { .. } | Task::List | Task::Complete if no_such_upload => {
                 self.upload_gone(&failure);
+                return;
+            }
+            Task::Confirm if failure.kind == FailureKind::NotFound => {
+                self.complete_never_happened("no object was found");
                 return;
             }
             Task::Abort if no_such_upload => {

@@ -1,0 +1,153 @@
+//! Shared pieces of the property tests: schedules, faults and content generation.
+#![allow(dead_code, unreachable_pub, missing_docs)]
+
+use proptest::prelude::*;
+use transfer_core::{Failure, FailureKind, RetryConfig};
+
+pub use transfer_core::MIB;
+
+/// What happens to one delivered operation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fault {
+    None,
+    /// 503 SlowDown, not executed.
+    Throttle,
+    /// 500 InternalError, not executed.
+    ServerError,
+    /// Connection reset before the server saw the request.
+    ResetBefore,
+    /// Executed on the server, but the answer was lost.
+    LostAnswer,
+    /// The driver abandoned the request before sending it.
+    Drop,
+    /// Downloads: a byte arrives corrupted (and the driver hashes what it received).
+    Corrupt,
+}
+
+/// One step of a random schedule.
+#[derive(Debug, Clone, Copy)]
+pub enum Action {
+    /// Answer the in-flight operation at this index (mod the number in flight).
+    Deliver(usize, Fault),
+    /// Let the clock run to the next deadline, when nothing is in flight.
+    Timeout,
+    Pause,
+    Resume,
+    Cancel,
+    /// The process dies; `executed` says whether in-flight requests reached the server.
+    Crash {
+        executed: bool,
+    },
+    /// Uploads: the source file is modified. Downloads: the object is replaced.
+    ChangeRemoteOrSource,
+    /// Uploads: the server forgets the multipart upload (lifecycle expiry).
+    /// Downloads: the partial file is deleted by the user.
+    LoseState,
+}
+
+pub fn fault() -> impl Strategy<Value = Fault> {
+    prop_oneof![
+        12 => Just(Fault::None),
+        1 => Just(Fault::Throttle),
+        1 => Just(Fault::ServerError),
+        1 => Just(Fault::ResetBefore),
+        1 => Just(Fault::LostAnswer),
+        1 => Just(Fault::Drop),
+        1 => Just(Fault::Corrupt),
+    ]
+}
+
+pub fn action(rare: u32) -> impl Strategy<Value = Action> {
+    prop_oneof![
+        60 => (any::<usize>(), fault()).prop_map(|(i, f)| Action::Deliver(i, f)),
+        8 => Just(Action::Timeout),
+        4 => Just(Action::Pause),
+        6 => Just(Action::Resume),
+        1 => Just(Action::Cancel),
+        3 => any::<bool>().prop_map(|executed| Action::Crash { executed }),
+        rare => Just(Action::ChangeRemoteOrSource),
+        rare => Just(Action::LoseState),
+    ]
+}
+
+pub fn schedule(rare: u32) -> impl Strategy<Value = Vec<Action>> {
+    prop::collection::vec(action(rare), 0..160)
+}
+
+/// Deterministic pseudo-random bytes (splitmix64).
+pub fn content(seed: u64, len: u64) -> Vec<u8> {
+    let mut state = seed ^ 0x9e37_79b9_7f4a_7c15;
+    let mut out = Vec::with_capacity(len as usize + 8);
+    while (out.len() as u64) < len {
+        state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = state;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        out.extend_from_slice(&(z ^ (z >> 31)).to_le_bytes());
+    }
+    out.truncate(len as usize);
+    out
+}
+
+/// Sizes around the interesting boundaries, kept small enough for many cases.
+pub fn size() -> impl Strategy<Value = u64> {
+    prop_oneof![
+        1 => Just(0u64),
+        1 => Just(1u64),
+        2 => 1..5 * MIB,
+        1 => Just(5 * MIB - 1),
+        1 => Just(5 * MIB),
+        1 => Just(5 * MIB + 1),
+        4 => 5 * MIB..18 * MIB,
+    ]
+}
+
+/// Retries generous enough that only a bug exhausts them under the random faults.
+pub fn retry(seed: u64) -> RetryConfig {
+    RetryConfig {
+        max_attempts: 200,
+        max_throttled_attempts: 200,
+        seed,
+        ..RetryConfig::default()
+    }
+}
+
+pub fn failure(fault: Fault) -> Option<Failure> {
+    let (kind, status, code) = match fault {
+        Fault::Throttle => (FailureKind::Throttled, Some(503), Some("SlowDown")),
+        Fault::ServerError => (FailureKind::Transient, Some(500), Some("InternalError")),
+        Fault::ResetBefore | Fault::LostAnswer => (FailureKind::Transport, None, None),
+        _ => return None,
+    };
+    Some(Failure {
+        kind,
+        status,
+        code: code.map(str::to_owned),
+        message: format!("injected {fault:?}"),
+    })
+}
+
+pub fn status_failure(kind: FailureKind, status: u16, code: &str) -> Failure {
+    Failure {
+        kind,
+        status: Some(status),
+        code: Some(code.to_owned()),
+        message: code.to_owned(),
+    }
+}
+
+/// 512 cases by default (CI), more with PROPTEST_CASES (`cargo xtask proptest --cases N`);
+/// failures are kept in the committed `proptest-regressions/` folder.
+pub fn config(name: &'static str) -> ProptestConfig {
+    let cases = std::env::var("PROPTEST_CASES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(512);
+    ProptestConfig {
+        cases,
+        failure_persistence: Some(Box::new(prop::test_runner::FileFailurePersistence::Direct(
+            name,
+        ))),
+        ..ProptestConfig::default()
+    }
+}

@@ -1,0 +1,617 @@
+//! Property tests of the upload machine against an in-memory model of S3.
+//!
+//! Random schedules interleave answers in any order, faults, pause, resume, cancel,
+//! crashes (the machine is rebuilt from its last checkpoint), a modified source and an
+//! upload that vanishes on the server. Invariants are checked after every step.
+
+mod common;
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use common::*;
+use proptest::prelude::*;
+use transfer_core::*;
+
+struct Server {
+    object: Option<(Vec<u8>, String)>,
+    uploads: BTreeMap<String, BTreeMap<u32, (Vec<u8>, String)>>,
+    next_upload: u64,
+}
+
+fn etag_of(bytes: &[u8]) -> String {
+    format!("\"{}\"", hex_md5(bytes))
+}
+
+fn hex_md5(bytes: &[u8]) -> String {
+    md5_digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+struct World {
+    server: Server,
+    versions: Vec<Vec<u8>>,
+    cfg: UploadConfig,
+    machine: UploadMachine,
+    /// The fingerprint the current machine believes in; reads of another version fail.
+    machine_fp: SourceFingerprint,
+    now: Time,
+    in_flight: Vec<Operation>,
+    last_checkpoint: Option<UploadCheckpoint>,
+    /// Uploads ever recorded in a checkpoint: these must not leak after a cancel.
+    recorded_uploads: BTreeSet<String>,
+    /// Parts recorded complete that must never be sent again (cleared on restart).
+    must_not_resend: BTreeSet<u32>,
+    paused_cmd: bool,
+    cancelled_cmd: bool,
+    modified: bool,
+    progress_floor: u64,
+    finished: Option<Event>,
+    log: Vec<String>,
+}
+
+impl World {
+    fn new(
+        size: u64,
+        part_size: u64,
+        max_in_flight: usize,
+        checksum: Option<ChecksumAlgorithm>,
+        seed: u64,
+    ) -> Self {
+        let cfg = UploadConfig {
+            multipart_threshold_bytes: 5 * MIB,
+            part_size_bytes: part_size,
+            max_in_flight,
+            checksum,
+            cancel_policy: CancelPolicy::Abort,
+            retry: retry(seed),
+        };
+        let versions = vec![content(seed, size)];
+        let fp = fingerprint(&versions);
+        let machine = UploadMachine::new(cfg.clone(), fp.clone(), Time::ZERO);
+        let mut w = World {
+            server: Server {
+                object: None,
+                uploads: BTreeMap::new(),
+                next_upload: 0,
+            },
+            versions,
+            cfg,
+            machine,
+            machine_fp: fp,
+            now: Time::ZERO,
+            in_flight: vec![],
+            last_checkpoint: None,
+            recorded_uploads: BTreeSet::new(),
+            must_not_resend: BTreeSet::new(),
+            paused_cmd: false,
+            cancelled_cmd: false,
+            modified: false,
+            progress_floor: 0,
+            finished: None,
+            log: vec![],
+        };
+        w.poll();
+        w
+    }
+
+    fn source(&self) -> &[u8] {
+        self.versions.last().expect("one version at least")
+    }
+
+    /// Drains every output of the machine and checks the invariants.
+    fn poll(&mut self) {
+        while let Some(op) = self.machine.poll_operation() {
+            assert!(
+                !self.paused_cmd || matches!(op.kind, OpKind::AbortMultipartUpload { .. }),
+                "operation {op:?} started while paused"
+            );
+            assert!(self.finished.is_none(), "operation after the end: {op:?}");
+            self.log
+                .push(format!("start {:?} {}", op.id, op.kind.name()));
+            self.in_flight.push(op);
+        }
+        let parts_in_flight = self
+            .in_flight
+            .iter()
+            .filter(|o| matches!(o.kind, OpKind::UploadPart { .. } | OpKind::PutObject { .. }))
+            .count();
+        assert!(
+            parts_in_flight <= self.cfg.max_in_flight,
+            "{parts_in_flight} parts in flight"
+        );
+        while let Some(Checkpoint::Upload(cp)) = self.machine.poll_checkpoint() {
+            assert_eq!(cp.version, CHECKPOINT_VERSION);
+            assert!(
+                cp.completed.windows(2).all(|w| w[0].part < w[1].part),
+                "checkpoint parts not ascending"
+            );
+            self.recorded_uploads.insert(cp.upload_id.0.clone());
+            self.last_checkpoint = Some(cp);
+        }
+        while let Some(ev) = self.machine.poll_event() {
+            self.log.push(format!("event {ev:?}"));
+            match &ev {
+                Event::Progress {
+                    bytes_done,
+                    bytes_total,
+                } => {
+                    assert!(
+                        *bytes_done >= self.progress_floor,
+                        "progress went back: {bytes_done} < {}",
+                        self.progress_floor
+                    );
+                    assert!(bytes_done <= bytes_total);
+                    self.progress_floor = *bytes_done;
+                }
+                Event::Restarted { .. } => {
+                    self.must_not_resend.clear();
+                    self.progress_floor = 0;
+                }
+                Event::Completed(_) | Event::Failed(_) | Event::Cancelled => {
+                    assert!(self.finished.is_none(), "two endings");
+                    self.finished = Some(ev.clone());
+                }
+                _ => {}
+            }
+        }
+    }
+
+    fn fingerprint_now(&self) -> SourceFingerprint {
+        fingerprint(&self.versions)
+    }
+
+    /// Runs `op` against the model server and local file, as a driver would.
+    fn execute(&mut self, op: &Operation, fault: Fault) -> Outcome {
+        if fault == Fault::Drop {
+            return Outcome::Dropped;
+        }
+        if let Some(f) = failure(fault)
+            && fault != Fault::LostAnswer
+        {
+            return Outcome::Failed(f);
+        }
+        let outcome = self.apply(op);
+        match failure(fault) {
+            Some(f) => Outcome::Failed(f),
+            None => outcome,
+        }
+    }
+
+    fn read(&self, range: ByteRange) -> Result<Vec<u8>, Outcome> {
+        if self
+            .machine_fp
+            .difference(&self.fingerprint_now())
+            .is_some()
+        {
+            return Err(Outcome::Failed(Failure::new(
+                FailureKind::SourceChanged,
+                "source modified",
+            )));
+        }
+        Ok(self.source()[range.start as usize..range.end as usize].to_vec())
+    }
+
+    fn apply(&mut self, op: &Operation) -> Outcome {
+        let no_upload =
+            || Outcome::Failed(status_failure(FailureKind::NotFound, 404, "NoSuchUpload"));
+        match &op.kind {
+            OpKind::PutObject {
+                range,
+                checksum: alg,
+            } => {
+                assert_eq!(*range, ByteRange::new(0, self.source().len() as u64));
+                let bytes = match self.read(*range) {
+                    Ok(b) => b,
+                    Err(o) => return o,
+                };
+                let etag = etag_of(&bytes);
+                let crc = alg.map(|a| checksum(a, &bytes));
+                self.server.object = Some((bytes, etag.clone()));
+                Outcome::ObjectPut {
+                    etag: ETag(etag),
+                    checksum: crc,
+                }
+            }
+            OpKind::CreateMultipartUpload { .. } => {
+                self.server.next_upload += 1;
+                let id = format!("upload-{}", self.server.next_upload);
+                self.server.uploads.insert(id.clone(), BTreeMap::new());
+                Outcome::UploadCreated {
+                    upload_id: UploadId(id),
+                }
+            }
+            OpKind::UploadPart {
+                upload_id,
+                part,
+                range,
+                checksum: alg,
+            } => {
+                assert!(
+                    !self.must_not_resend.contains(&part.0),
+                    "part {part} was recorded complete and is sent again"
+                );
+                assert!(range.len_bytes() > 0 || self.source().is_empty());
+                let bytes = match self.read(*range) {
+                    Ok(b) => b,
+                    Err(o) => return o,
+                };
+                let Some(parts) = self.server.uploads.get_mut(&upload_id.0) else {
+                    return no_upload();
+                };
+                let etag = etag_of(&bytes);
+                let crc = alg.map(|a| checksum(a, &bytes));
+                parts.insert(part.0, (bytes, etag.clone()));
+                Outcome::PartUploaded {
+                    etag: ETag(etag),
+                    checksum: crc,
+                }
+            }
+            OpKind::ListParts {
+                upload_id,
+                part_number_marker,
+            } => {
+                let Some(parts) = self.server.uploads.get(&upload_id.0) else {
+                    return no_upload();
+                };
+                let after = part_number_marker.unwrap_or(0);
+                let page: Vec<ListedPart> = parts
+                    .range(after + 1..)
+                    .take(3)
+                    .map(|(n, (b, e))| ListedPart {
+                        part: PartNumber(*n),
+                        etag: Some(ETag(e.clone())),
+                        size_bytes: Some(b.len() as u64),
+                    })
+                    .collect();
+                let next = page
+                    .last()
+                    .map(|p| p.part.0)
+                    .filter(|last| parts.range(last + 1..).next().is_some());
+                Outcome::PartsListed {
+                    parts: page,
+                    next_part_number_marker: next,
+                }
+            }
+            OpKind::CompleteMultipartUpload {
+                upload_id, parts, ..
+            } => {
+                for (i, p) in parts.iter().enumerate() {
+                    assert_eq!(
+                        p.part.0 as usize,
+                        i + 1,
+                        "Complete lists parts out of order or with gaps"
+                    );
+                }
+                let Some(stored) = self.server.uploads.get(&upload_id.0) else {
+                    return no_upload();
+                };
+                for p in parts {
+                    let Some((_, etag)) = stored.get(&p.part.0) else {
+                        return Outcome::Failed(status_failure(
+                            FailureKind::InvalidRequest,
+                            400,
+                            "InvalidPart",
+                        ));
+                    };
+                    assert_eq!(
+                        etag, &p.etag.0,
+                        "Complete names an ETag the server did not return"
+                    );
+                }
+                let n = parts.len();
+                for (i, p) in parts.iter().enumerate() {
+                    if i + 1 < n && (stored[&p.part.0].0.len() as u64) < MIN_PART_SIZE_BYTES {
+                        return Outcome::Failed(status_failure(
+                            FailureKind::InvalidRequest,
+                            400,
+                            "EntityTooSmall",
+                        ));
+                    }
+                }
+                let mut data = vec![];
+                let mut md5s = vec![];
+                for p in parts {
+                    let (b, _) = &stored[&p.part.0];
+                    md5s.push(md5_digest(b));
+                    data.extend_from_slice(b);
+                }
+                let etag = format!("\"{}\"", multipart_etag(&md5s));
+                self.server.uploads.remove(&upload_id.0);
+                self.server.object = Some((data, etag.clone()));
+                Outcome::UploadCompleted { etag: ETag(etag) }
+            }
+            OpKind::AbortMultipartUpload { upload_id } => {
+                match self.server.uploads.remove(&upload_id.0) {
+                    Some(_) => Outcome::UploadAborted,
+                    None => no_upload(),
+                }
+            }
+            OpKind::HeadObject { .. } => match &self.server.object {
+                Some((b, e)) => Outcome::ObjectInfo(ObjectInfo {
+                    content_length: b.len() as u64,
+                    etag: ETag(e.clone()),
+                    last_modified: None,
+                    checksum: None,
+                    parts_count: None,
+                    etag_not_md5: false,
+                }),
+                None => Outcome::Failed(status_failure(FailureKind::NotFound, 404, "NoSuchKey")),
+            },
+            other => panic!("an upload asked for {other:?}"),
+        }
+    }
+
+    fn deliver(&mut self, index: usize, fault: Fault) {
+        if self.in_flight.is_empty() {
+            return;
+        }
+        let op = self.in_flight.remove(index % self.in_flight.len());
+        let outcome = self.execute(&op, fault);
+        self.log.push(format!("answer {:?} {fault:?}", op.id));
+        self.machine.handle_outcome(self.now, op.id, outcome);
+        self.poll();
+    }
+
+    fn step(&mut self, action: Action) {
+        if self.finished.is_some() {
+            return;
+        }
+        self.log.push(format!("{action:?}"));
+        match action {
+            Action::Deliver(i, f) => self.deliver(i, f),
+            Action::Timeout => {
+                if self.in_flight.is_empty()
+                    && let Some(t) = self.machine.poll_timeout()
+                {
+                    self.now = self.now.max(t);
+                    self.machine.handle_timeout(self.now);
+                    self.poll();
+                }
+            }
+            Action::Pause => {
+                if !self.cancelled_cmd {
+                    self.paused_cmd = true;
+                    self.machine.pause(self.now);
+                    self.poll();
+                }
+            }
+            Action::Resume => {
+                self.paused_cmd = false;
+                self.progress_floor = 0;
+                self.machine.resume(self.now);
+                self.poll();
+            }
+            Action::Cancel => {
+                self.paused_cmd = false;
+                self.cancelled_cmd = true;
+                self.machine.cancel(self.now);
+                self.poll();
+            }
+            Action::Crash { executed } => self.crash(executed),
+            Action::ChangeRemoteOrSource => {
+                let seed = self.versions.len() as u64 * 7919;
+                let len = self.source().len() as u64;
+                self.versions.push(content(seed, len));
+                self.modified = true;
+            }
+            Action::LoseState => {
+                self.server.uploads.clear();
+            }
+        }
+    }
+
+    fn crash(&mut self, executed: bool) {
+        for op in std::mem::take(&mut self.in_flight) {
+            if executed {
+                let _ = self.apply(&op);
+            }
+        }
+        self.paused_cmd = false;
+        self.cancelled_cmd = false;
+        self.progress_floor = 0;
+        self.now = self.now + std::time::Duration::from_secs(1);
+        let current = self.fingerprint_now();
+        self.machine = match self.last_checkpoint.clone() {
+            Some(cp) => {
+                self.must_not_resend = cp.completed.iter().map(|p| p.part.0).collect();
+                self.machine_fp = cp.source.clone();
+                UploadMachine::from_checkpoint(self.cfg.clone(), cp, current, self.now)
+            }
+            None => {
+                self.must_not_resend.clear();
+                self.machine_fp = current.clone();
+                UploadMachine::new(self.cfg.clone(), current, self.now)
+            }
+        };
+        self.poll();
+    }
+
+    /// Lets the transfer run to its end with no more faults.
+    fn drain(&mut self) {
+        for _ in 0..100_000 {
+            if self.finished.is_some() {
+                return;
+            }
+            if self.machine.is_paused() || self.paused_cmd {
+                self.paused_cmd = false;
+                self.progress_floor = 0;
+                self.machine.resume(self.now);
+                self.poll();
+            } else if !self.in_flight.is_empty() {
+                self.deliver(0, Fault::None);
+            } else if let Some(t) = self.machine.poll_timeout() {
+                self.now = self.now.max(t);
+                self.machine.handle_timeout(self.now);
+                self.poll();
+            } else {
+                panic!(
+                    "stuck: nothing in flight, no timer, not finished\n{}",
+                    self.log.join("\n")
+                );
+            }
+        }
+        panic!("did not finish");
+    }
+
+    fn check_end(&self) {
+        let size = self.versions[0].len() as u64;
+        match self.finished.as_ref().expect("finished") {
+            Event::Completed(c) => {
+                let (data, _) = self
+                    .server
+                    .object
+                    .as_ref()
+                    .expect("an object after Completed");
+                assert!(
+                    self.versions.iter().any(|v| v == data),
+                    "the object is not any version of the source"
+                );
+                if !self.modified {
+                    assert_eq!(data, self.source(), "object differs from the source");
+                }
+                assert_eq!(c.bytes_total, size);
+                if let Some((alg, value)) = c.checksum {
+                    assert_eq!(
+                        value,
+                        checksum(alg, data),
+                        "reported full-object checksum is wrong"
+                    );
+                }
+                assert_eq!(
+                    self.machine.progress().0,
+                    size,
+                    "progress does not end at the size"
+                );
+            }
+            Event::Failed(TransferError::SourceChanged { .. }) => {
+                assert!(self.modified, "SourceChanged without a modification");
+                self.assert_no_recorded_upload_open();
+            }
+            Event::Cancelled => {
+                self.assert_no_recorded_upload_open();
+            }
+            other => panic!("unexpected end {other:?}\n{}", self.log.join("\n")),
+        }
+    }
+
+    fn assert_no_recorded_upload_open(&self) {
+        let current = self.machine.upload_id().map(|u| u.0.clone());
+        for id in self.server.uploads.keys() {
+            assert!(
+                !self.recorded_uploads.contains(id) && current.as_ref() != Some(id),
+                "upload {id} left open\n{}",
+                self.log.join("\n")
+            );
+        }
+    }
+}
+
+fn fingerprint(versions: &[Vec<u8>]) -> SourceFingerprint {
+    SourceFingerprint {
+        path: "source.bin".into(),
+        size_bytes: versions.last().map_or(0, |v| v.len() as u64),
+        modified_unix_nanos: versions.len() as i128,
+        inode: Some(1),
+    }
+}
+
+fn checksum_choice() -> impl Strategy<Value = Option<ChecksumAlgorithm>> {
+    prop_oneof![
+        3 => Just(Some(ChecksumAlgorithm::Crc32)),
+        1 => Just(Some(ChecksumAlgorithm::Crc32c)),
+        1 => Just(None),
+    ]
+}
+
+proptest! {
+    #![proptest_config(config("proptest-regressions/upload_model.txt"))]
+
+    #[test]
+    fn upload_survives_any_schedule(
+        size in size(),
+        part_size in prop_oneof![Just(MIB), Just(5 * MIB), Just(6 * MIB)],
+        max_in_flight in 1usize..5,
+        alg in checksum_choice(),
+        seed in any::<u64>(),
+        actions in schedule(1),
+    ) {
+        let mut w = World::new(size, part_size, max_in_flight, alg, seed);
+        for a in actions {
+            w.step(a);
+        }
+        w.drain();
+        w.check_end();
+    }
+}
+
+#[test]
+fn cancel_aborts_the_upload() {
+    let mut w = World::new(12 * MIB, 5 * MIB, 2, Some(ChecksumAlgorithm::Crc32), 1);
+    w.deliver(0, Fault::None); // create
+    w.deliver(0, Fault::None); // part 1
+    w.step(Action::Cancel);
+    w.drain();
+    assert!(matches!(w.finished, Some(Event::Cancelled)));
+    assert!(w.server.uploads.is_empty(), "the upload was not aborted");
+}
+
+#[test]
+fn resume_after_crash_sends_only_missing_parts() {
+    let mut w = World::new(16 * MIB, 5 * MIB, 1, Some(ChecksumAlgorithm::Crc32), 2);
+    w.deliver(0, Fault::None); // create
+    w.deliver(0, Fault::None); // part 1
+    w.deliver(0, Fault::None); // part 2
+    w.crash(false);
+    assert_eq!(w.must_not_resend, BTreeSet::from([1, 2]));
+    w.drain();
+    w.check_end();
+    let Some(Event::Completed(c)) = &w.finished else {
+        panic!("not completed")
+    };
+    assert_eq!(c.bytes_resumed, 10 * MIB);
+    assert_eq!(c.bytes_transferred, 6 * MIB);
+}
+
+#[test]
+fn modified_source_is_refused_on_resume_and_the_upload_aborted() {
+    let mut w = World::new(11 * MIB, 5 * MIB, 1, Some(ChecksumAlgorithm::Crc32), 3);
+    w.deliver(0, Fault::None); // create
+    w.deliver(0, Fault::None); // part 1
+    w.step(Action::ChangeRemoteOrSource);
+    w.crash(false);
+    w.drain();
+    assert!(matches!(
+        w.finished,
+        Some(Event::Failed(TransferError::SourceChanged { .. }))
+    ));
+    assert!(w.server.uploads.is_empty());
+}
+
+#[test]
+fn vanished_upload_restarts() {
+    let mut w = World::new(11 * MIB, 5 * MIB, 1, Some(ChecksumAlgorithm::Crc32), 4);
+    w.deliver(0, Fault::None); // create
+    w.deliver(0, Fault::None); // part 1
+    w.step(Action::LoseState);
+    w.drain();
+    w.check_end();
+    assert!(w.log.iter().any(|l| l.contains("Restarted")));
+}
+
+#[test]
+fn lost_complete_answer_is_confirmed_by_etag() {
+    let mut w = World::new(11 * MIB, 5 * MIB, 1, Some(ChecksumAlgorithm::Crc32), 5);
+    for _ in 0..4 {
+        w.deliver(0, Fault::None); // create, 3 parts
+    }
+    assert!(matches!(
+        w.in_flight[0].kind,
+        OpKind::CompleteMultipartUpload { .. }
+    ));
+    w.deliver(0, Fault::LostAnswer);
+    w.drain();
+    w.check_end();
+    assert!(matches!(w.finished, Some(Event::Completed(_))));
+}
