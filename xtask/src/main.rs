@@ -1,1 +1,64 @@
-fn main() {}
+//! `cargo xtask`: the workspace's build and test orchestration, in Rust instead of shell.
+//!
+//! `.cargo/config.toml` aliases `cargo xtask` to `cargo run --package xtask --quiet --`.
+//! This crate depends on `anyhow` alone so that it builds in seconds; it is never a
+//! dependency of another crate (the tidy test checks that).
+//!
+//! # Layout
+//!
+//! One module per command, each with a `run` function; `flags` turns the command line
+//! into a [`flags::Command`]; `step` runs and prints external commands. The tidy checks
+//! (`tidy`) are ordinary `#[test]`s, so `cargo test --workspace` runs them too.
+//!
+//! # Adding a command
+//!
+//! Add a module `src/<command>.rs` with `pub(crate) fn run(..) -> anyhow::Result<()>`, a
+//! variant in [`flags::Command`] with its parsing in `flags::parse`, a line in
+//! [`flags::USAGE`], and a `match` arm in `main`. Commands planned but not written yet
+//! (`demo`, `serve`, `bench`) are deliberately absent: `cargo xtask <unknown>` prints the
+//! usage of what exists and exits with status 2.
+
+mod flags;
+mod proptest;
+mod step;
+mod test;
+
+#[cfg(test)]
+mod tidy;
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let command = match flags::parse(&args) {
+        Ok(command) => command,
+        Err(flags::UsageError(message)) => {
+            eprintln!("error: {message}\n\n{}", flags::USAGE);
+            return ExitCode::from(2);
+        }
+    };
+    let result = match command {
+        flags::Command::Help => {
+            println!("{}", flags::USAGE);
+            Ok(())
+        }
+        flags::Command::Test => test::run(),
+        flags::Command::Proptest(options) => proptest::run(&options),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The workspace root: the parent of this crate's directory.
+pub(crate) fn project_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask lives one level below the workspace root")
+        .to_path_buf()
+}

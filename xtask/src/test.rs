@@ -1,0 +1,84 @@
+//! `cargo xtask test`: the one test command, run locally and by `.ci/run`.
+//!
+//! Formatting, then clippy with warnings denied, then every test of the workspace
+//! (unit, integration, property and doc tests, and the tidy checks in this crate),
+//! stopping at the first step that fails. No step is ever skipped; under `CI` the
+//! property tests may not run fewer than [`DEFAULT_PROPTEST_CASES`] cases.
+
+use anyhow::bail;
+
+use crate::step::Step;
+
+/// Cases per property when `PROPTEST_CASES` is not set, and the floor under `CI`.
+pub(crate) const DEFAULT_PROPTEST_CASES: u32 = 512;
+
+pub(crate) fn run() -> anyhow::Result<()> {
+    let ci = is_ci(std::env::var("CI").ok().as_deref());
+    let cases = proptest_cases(std::env::var("PROPTEST_CASES").ok().as_deref(), ci)?;
+    let steps = [
+        Step::cargo("fmt", ["fmt", "--all", "--check"]),
+        Step::cargo(
+            "clippy",
+            [
+                "clippy",
+                "--workspace",
+                "--all-targets",
+                "--",
+                "-D",
+                "warnings",
+            ],
+        ),
+        Step::cargo("test", ["test", "--workspace"]).env("PROPTEST_CASES", cases),
+    ];
+    for step in &steps {
+        step.run()?;
+    }
+    println!("==> all {} steps passed", steps.len());
+    Ok(())
+}
+
+/// CI systems set `CI` (GitHub Actions and GitLab to `true`); `false`, `0` or empty
+/// count as unset.
+fn is_ci(value: Option<&str>) -> bool {
+    matches!(value, Some(v) if !v.is_empty() && v != "0" && !v.eq_ignore_ascii_case("false"))
+}
+
+fn proptest_cases(value: Option<&str>, ci: bool) -> anyhow::Result<u32> {
+    let Some(value) = value else {
+        return Ok(DEFAULT_PROPTEST_CASES);
+    };
+    let Ok(cases) = value.trim().parse::<u32>() else {
+        bail!("PROPTEST_CASES must be a whole number, got `{value}`");
+    };
+    if ci && cases < DEFAULT_PROPTEST_CASES {
+        bail!(
+            "CI runs at least {DEFAULT_PROPTEST_CASES} cases per property, but \
+             PROPTEST_CASES={cases}; unset it or raise it"
+        );
+    }
+    Ok(cases)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ci_detection() {
+        assert!(is_ci(Some("true")));
+        assert!(is_ci(Some("1")));
+        assert!(!is_ci(None));
+        assert!(!is_ci(Some("")));
+        assert!(!is_ci(Some("false")));
+        assert!(!is_ci(Some("0")));
+    }
+
+    #[test]
+    fn proptest_case_count() {
+        assert_eq!(proptest_cases(None, true).unwrap(), 512);
+        assert_eq!(proptest_cases(Some("64"), false).unwrap(), 64);
+        assert_eq!(proptest_cases(Some("4096"), true).unwrap(), 4096);
+        assert!(proptest_cases(Some("64"), true).is_err());
+        assert!(proptest_cases(Some("lots"), false).is_err());
+    }
+}
