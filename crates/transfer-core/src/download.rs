@@ -388,8 +388,14 @@ impl DownloadMachine {
             None => info.etag.multipart_parts(),
         };
         let needs_part_size = parts_of_object.is_some_and(|n| n > 1) && size > 0;
+        // A part size recorded by the uploader saves a request, if it fits the part count.
+        let hinted = info.part_size_hint.filter(|p| {
+            *p > 0 && parts_of_object.is_some_and(|n| size.div_ceil(*p) == u64::from(n))
+        });
         self.discovered = Some(info);
-        if needs_part_size {
+        if let (true, Some(p)) = (needs_part_size, hinted) {
+            self.lay_out(Some(p));
+        } else if needs_part_size {
             self.phase = Phase::DiscoveringParts;
             self.control_due = true;
         } else {

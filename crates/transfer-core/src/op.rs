@@ -27,6 +27,9 @@ pub enum OpKind {
     CreateMultipartUpload {
         /// Checksum algorithm the parts will carry.
         checksum: Option<ChecksumAlgorithm>,
+        /// Size of every part but the last; worth storing with the object (s3tm keeps it
+        /// in `x-amz-meta-s3tm-part-size`) so downloads can align ranges to parts.
+        part_size_bytes: u64,
     },
     /// UploadPart of `range` of the source file. Answer: [`Outcome::PartUploaded`].
     UploadPart {
@@ -183,6 +186,8 @@ pub struct ObjectInfo {
     pub parts_count: Option<u32>,
     /// Encrypted with SSE-KMS or SSE-C, whose ETags are not an MD5 of the content.
     pub etag_not_md5: bool,
+    /// The part size the uploader recorded with the object, if it did.
+    pub part_size_hint: Option<u64>,
 }
 
 /// What happened to an operation.

@@ -247,6 +247,12 @@ impl UploadMachine {
             },
             Task::Create => OpKind::CreateMultipartUpload {
                 checksum: self.cfg.checksum,
+                part_size_bytes: match self.plan {
+                    UploadPlan::Multipart {
+                        part_size_bytes, ..
+                    } => part_size_bytes,
+                    UploadPlan::Single => self.source.size_bytes,
+                },
             },
             Task::Part { number, .. } => OpKind::UploadPart {
                 upload_id,

@@ -244,6 +244,7 @@ impl World {
                     checksum: v.checksum,
                     parts_count,
                     etag_not_md5: self.kind == Kind::Kms,
+                    part_size_hint: None,
                 })
             }
             OpKind::PreparePartialFile { size_bytes } => {

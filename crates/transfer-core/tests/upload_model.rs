@@ -336,6 +336,7 @@ impl World {
                     checksum: None,
                     parts_count: None,
                     etag_not_md5: false,
+                    part_size_hint: None,
                 }),
                 None => Outcome::Failed(status_failure(FailureKind::NotFound, 404, "NoSuchKey")),
             },

@@ -1,1 +1,42 @@
-//! transfer-manager (skeleton).
+//! Fast, resumable, verified S3 transfers.
+//!
+//! [`TransferManager`] uploads and downloads files with parallel parts and ranged GETs,
+//! persists a checkpoint after every part, and resumes after a pause, a crash or a
+//! reboot. It is the thin driver of the `transfer-core` state machines: it runs the
+//! operations they ask for over hyper (rustls with ring), streams bytes between files
+//! and the network, arms timers and persists checkpoints through `resume-store`. Every
+//! decision (part sizes, retries, what to verify) is the machines'.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), transfer_manager::Error> {
+//! use transfer_manager::{Config, TransferManager};
+//!
+//! let manager = TransferManager::new(Config::from_env(None)?)?;
+//! let upload = manager.upload_file("my-bucket", "backups/db.tar", "db.tar").await?;
+//! let outcome = upload.join().await?;
+//! println!("uploaded {} bytes, {:?}", outcome.bytes_total, outcome.verified);
+//! # Ok(())
+//! # }
+//! ```
+#![forbid(unsafe_code)]
+
+mod aws_config;
+mod config;
+mod driver;
+mod error;
+mod exec;
+mod handle;
+mod http;
+mod io;
+mod manager;
+mod persist;
+
+pub use config::{Config, StateStore};
+pub use error::{Error, ErrorKind};
+pub use handle::{Progress, TransferHandle, TransferOutcome, TransferState};
+pub use manager::{
+    PARTIAL_SUFFIX, ResumableTransfer, TransferManager, UnreadableTransfer, partial_path,
+};
+pub use resume_store::{Direction, TransferId};
+pub use s3_protocol::Credentials;
+pub use transfer_core::{CancelPolicy, ChecksumAlgorithm, Event, RetryConfig, Verified};

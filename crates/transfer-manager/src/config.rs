@@ -1,0 +1,119 @@
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use resume_store::ResumeStore;
+use s3_protocol::Credentials;
+use transfer_core::{CancelPolicy, ChecksumAlgorithm, MIB, RetryConfig};
+
+use crate::aws_config::{self, Overrides};
+use crate::{Error, ErrorKind};
+
+/// Where checkpoints are kept.
+#[derive(Clone, Default)]
+pub enum StateStore {
+    /// A [`resume_store::FileStore`] in `$S3TM_STATE_DIR` or the platform's data
+    /// directory (`~/.local/share/s3tm/transfers` on Linux). The default.
+    #[default]
+    Default,
+    /// A [`resume_store::FileStore`] in this directory.
+    Dir(PathBuf),
+    /// Any store, for example [`resume_store::MemoryStore`] for no persistence.
+    Custom(Arc<dyn ResumeStore>),
+}
+
+impl std::fmt::Debug for StateStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StateStore::Default => f.write_str("Default"),
+            StateStore::Dir(d) => f.debug_tuple("Dir").field(d).finish(),
+            StateStore::Custom(_) => f.write_str("Custom(..)"),
+        }
+    }
+}
+
+/// Settings of a [`TransferManager`](crate::TransferManager).
+///
+/// Start from [`Config::from_env`] (what the AWS CLI would use) or [`Config::new`], then
+/// adjust fields.
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct Config {
+    /// Custom endpoint (`http://127.0.0.1:9000`, a Ceph RGW, MinIO, ...); AWS's regional
+    /// endpoint when `None`.
+    pub endpoint_url: Option<String>,
+    /// Region used for signing.
+    pub region: String,
+    /// Force path-style (`true`) or virtual-hosted (`false`) addressing; chosen per bucket
+    /// and endpoint when `None` (path-style for IP addresses and localhost).
+    pub path_style: Option<bool>,
+    /// Credentials; requests are sent unsigned (anonymous) when `None`.
+    pub credentials: Option<Credentials>,
+    /// Requests in flight per transfer (default 8).
+    pub max_in_flight_per_transfer: usize,
+    /// Requests in flight across all transfers of the manager (default 64).
+    pub max_in_flight_total: usize,
+    /// Part and range size asked for (default 8 MiB; raised as S3's limits require).
+    pub part_size_bytes: u64,
+    /// Files this size or larger are uploaded in parts (default 8 MiB).
+    pub multipart_threshold_bytes: u64,
+    /// Per-part checksum of uploads (default CRC32; `None` sends none).
+    pub checksum: Option<ChecksumAlgorithm>,
+    /// What cancel does to a multipart upload (default: abort it).
+    pub cancel_policy: CancelPolicy,
+    /// Retries and backoff.
+    pub retry: RetryConfig,
+    /// Where checkpoints go.
+    pub state: StateStore,
+    /// Time allowed to open a connection.
+    pub connect_timeout: Duration,
+    /// Longest wait for response headers or the next body bytes.
+    pub read_timeout: Duration,
+}
+
+impl Config {
+    /// Defaults for `region`, with no credentials and AWS's endpoint.
+    pub fn new(region: impl Into<String>) -> Self {
+        Config {
+            endpoint_url: None,
+            region: region.into(),
+            path_style: None,
+            credentials: None,
+            max_in_flight_per_transfer: 8,
+            max_in_flight_total: 64,
+            part_size_bytes: 8 * MIB,
+            multipart_threshold_bytes: 8 * MIB,
+            checksum: Some(ChecksumAlgorithm::Crc32),
+            cancel_policy: CancelPolicy::Abort,
+            retry: RetryConfig::default(),
+            state: StateStore::Default,
+            connect_timeout: Duration::from_secs(10),
+            read_timeout: Duration::from_secs(60),
+        }
+    }
+
+    /// Settings as the AWS CLI reads them: `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`,
+    /// `AWS_SESSION_TOKEN`, `AWS_REGION` / `AWS_DEFAULT_REGION`, `AWS_ENDPOINT_URL(_S3)`,
+    /// `AWS_PROFILE` and the shared `~/.aws/credentials` and `~/.aws/config` files, with
+    /// the CLI's precedence. `profile` overrides `AWS_PROFILE` as `--profile` does.
+    pub fn from_env(profile: Option<&str>) -> Result<Self, Error> {
+        let overrides = Overrides {
+            profile,
+            region: None,
+            endpoint_url: None,
+        };
+        let s = aws_config::resolve_from_process(&overrides)
+            .map_err(|e| Error::with_source(ErrorKind::InvalidInput, e.to_string(), e))?;
+        let mut cfg = Config::new(s.region.clone().unwrap_or_else(|| "us-east-1".to_owned()));
+        cfg.endpoint_url = s.endpoint_url.clone();
+        cfg.path_style = s.path_style;
+        if let (Some(id), Some(secret)) = (&s.access_key_id, &s.secret_access_key) {
+            cfg.credentials = Some(Credentials::new(
+                id.clone(),
+                secret.clone(),
+                s.session_token.clone(),
+            ));
+        }
+        Ok(cfg)
+    }
+}

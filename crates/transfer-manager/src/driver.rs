@@ -1,0 +1,254 @@
+//! One task per transfer: a short loop that starts the operations the machine asks for,
+//! feeds their outcomes back, arms its one timer, persists checkpoints and publishes
+//! progress (the quinn driver pattern).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Instant;
+
+use resume_store::{Lease, RecordMeta, TransferId, TransferState as StoreState};
+use tokio::sync::{broadcast, mpsc, oneshot, watch};
+use tokio::task::JoinSet;
+use tracing::Instrument;
+use transfer_core::{
+    Checkpoint, Completion, Event, OpId, Outcome, Time, TransferError, TransferMachine,
+};
+
+use crate::error::from_transfer;
+use crate::exec::OpContext;
+use crate::handle::{Command, Progress, TransferOutcome, TransferState};
+use crate::persist::{Persister, Stored, now_unix_ms, record};
+use crate::{Error, ErrorKind};
+
+/// Persistence of one transfer (absent for streams, which cannot resume).
+pub(crate) struct Persistence {
+    pub(crate) persister: Persister,
+    pub(crate) meta: RecordMeta,
+    pub(crate) stored: Stored,
+    /// Held for the transfer's life, so no other process drives it.
+    pub(crate) _lease: Lease,
+}
+
+pub(crate) struct Driver {
+    pub(crate) id: TransferId,
+    pub(crate) machine: Box<dyn TransferMachine + Send + Sync>,
+    pub(crate) ctx: Arc<OpContext>,
+    pub(crate) persistence: Option<Persistence>,
+    pub(crate) progress: watch::Sender<Progress>,
+    pub(crate) events: broadcast::Sender<Event>,
+    pub(crate) commands: mpsc::UnboundedReceiver<Command>,
+    pub(crate) resumed: bool,
+    /// "upload s3://b/k" or similar, for error messages.
+    pub(crate) what: String,
+}
+
+impl Driver {
+    pub(crate) async fn run(mut self) -> Result<TransferOutcome, Error> {
+        let span = tracing::info_span!("transfer", id = %self.id, what = %self.what);
+        self.run_inner().instrument(span).await
+    }
+
+    async fn run_inner(&mut self) -> Result<TransferOutcome, Error> {
+        let started = Instant::now();
+        let now = || Time::from_duration(started.elapsed());
+        let mut tasks: JoinSet<(OpId, Outcome)> = JoinSet::new();
+        let mut op_of_task: HashMap<tokio::task::Id, OpId> = HashMap::new();
+        let mut pause_waiters: Vec<oneshot::Sender<Result<(), Error>>> = Vec::new();
+        let mut commands_open = true;
+        let mut state = TransferState::Running;
+        loop {
+            while let Some(op) = self.machine.poll_operation() {
+                let ctx = self.ctx.clone();
+                let name = op.kind.name();
+                let span = tracing::debug_span!("request", op = name, id = op.id.0);
+                let handle = tasks.spawn(
+                    async move {
+                        let outcome = ctx.execute(op.kind).await;
+                        if let Outcome::Failed(f) = &outcome {
+                            tracing::debug!(status = ?f.status, code = ?f.code, message = %f.message, "failed");
+                        }
+                        (op.id, outcome)
+                    }
+                    .instrument(span),
+                );
+                op_of_task.insert(handle.id(), op.id);
+            }
+            while let Some(cp) = self.machine.poll_checkpoint() {
+                self.persist(Some(cp), StoreState::Running);
+            }
+            let mut ending = None;
+            while let Some(event) = self.machine.poll_event() {
+                match &event {
+                    Event::Progress { .. } => {}
+                    Event::Paused => {
+                        state = TransferState::Paused;
+                        self.persist(None, StoreState::Paused);
+                        let flushed = self.flush().await;
+                        for w in pause_waiters.drain(..) {
+                            let _ = w.send(flushed.as_ref().map(|_| ()).map_err(clone_err));
+                        }
+                    }
+                    Event::Retrying {
+                        op,
+                        attempt,
+                        delay,
+                        failure,
+                    } => {
+                        tracing::info!(op, attempt, ?delay, %failure, "retrying");
+                    }
+                    Event::Restarted { reason } => tracing::warn!(%reason, "restarted"),
+                    Event::Completed(c) => ending = Some(End::Completed(c.clone())),
+                    Event::Failed(e) => ending = Some(End::Failed(e.clone())),
+                    Event::Cancelled => ending = Some(End::Cancelled),
+                    _ => {}
+                }
+                let _ = self.events.send(event.clone());
+            }
+            self.publish(state);
+            if let Some(end) = ending {
+                tasks.abort_all();
+                return self.finish(end, started).await;
+            }
+            let deadline = self.machine.poll_timeout();
+            let sleep = async {
+                match deadline {
+                    Some(t) => tokio::time::sleep_until((started + t.as_duration()).into()).await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                Some(joined) = tasks.join_next_with_id(), if !tasks.is_empty() => {
+                    let (op, outcome) = match joined {
+                        Ok((_, r)) => r,
+                        Err(e) => match op_of_task.get(&e.id()) {
+                            Some(op) => (*op, if e.is_cancelled() { Outcome::Dropped } else {
+                                Outcome::Failed(transfer_core::Failure::new(transfer_core::FailureKind::Other, format!("request task failed: {e}")))
+                            }),
+                            None => continue,
+                        },
+                    };
+                    op_of_task.retain(|_, o| *o != op);
+                    self.machine.handle_outcome(now(), op, outcome);
+                }
+                () = sleep => self.machine.handle_timeout(now()),
+                cmd = self.commands.recv(), if commands_open => match cmd {
+                    Some(Command::Pause(reply)) => {
+                        if self.machine.is_paused() {
+                            let _ = reply.send(Ok(()));
+                        } else {
+                            state = TransferState::Pausing;
+                            pause_waiters.push(reply);
+                            self.machine.pause(now());
+                        }
+                    }
+                    Some(Command::Resume) => {
+                        state = TransferState::Running;
+                        self.persist(None, StoreState::Running);
+                        self.machine.resume(now());
+                    }
+                    Some(Command::Cancel) => {
+                        // In-flight requests are abandoned; they come back as Dropped.
+                        tasks.abort_all();
+                        self.machine.cancel(now());
+                    }
+                    None => commands_open = false,
+                },
+            }
+        }
+    }
+
+    fn publish(&self, state: TransferState) {
+        let (bytes_done, bytes_total) = self.machine.progress();
+        let p = Progress {
+            bytes_done,
+            bytes_total,
+            state,
+        };
+        self.progress.send_if_modified(|old| {
+            let changed = *old != p;
+            *old = p;
+            changed
+        });
+    }
+
+    /// Queues the record (with `cp` as the new checkpoint when given).
+    fn persist(&mut self, cp: Option<Checkpoint>, state: StoreState) {
+        let (done, total) = self.machine.progress();
+        let Some(p) = self.persistence.as_mut() else {
+            return;
+        };
+        if let Some(cp) = cp {
+            p.stored.checkpoint = Some(cp);
+        }
+        p.meta.state = state;
+        p.meta.done_bytes = done;
+        p.meta.total_bytes = total.max(p.meta.total_bytes);
+        p.meta.updated_unix_ms = now_unix_ms();
+        match record(&p.meta, &p.stored) {
+            Ok(r) => p.persister.save(r),
+            Err(e) => tracing::warn!(error = %e, "checkpoint not encoded"),
+        }
+    }
+
+    async fn flush(&self) -> Result<(), Error> {
+        match &self.persistence {
+            Some(p) => p.persister.flush().await.map_err(Error::store),
+            None => Ok(()),
+        }
+    }
+
+    async fn finish(&mut self, end: End, started: Instant) -> Result<TransferOutcome, Error> {
+        let keep = matches!(&end, End::Failed(e) if e.is_resumable());
+        if keep {
+            self.persist(None, StoreState::Failed);
+        } else if let Some(p) = &self.persistence {
+            p.persister.remove(self.id.clone());
+        }
+        let flushed = self.flush().await;
+        self.publish(match &end {
+            End::Completed(_) => TransferState::Completed,
+            End::Failed(_) => TransferState::Failed,
+            End::Cancelled => TransferState::Cancelled,
+        });
+        match end {
+            End::Completed(c) => {
+                flushed?;
+                Ok(TransferOutcome {
+                    id: self.id.clone(),
+                    etag: c.etag.map(|e| e.0),
+                    checksum: c.checksum.map(|(a, v)| format!("{a}:{v:08x}")),
+                    verified: c.verified,
+                    bytes_total: c.bytes_total,
+                    bytes_transferred: c.bytes_transferred,
+                    bytes_resent: c.bytes_resent,
+                    bytes_resumed: c.bytes_resumed,
+                    elapsed: started.elapsed(),
+                    resumed: self.resumed,
+                })
+            }
+            End::Cancelled => Err(Error::new(
+                ErrorKind::Cancelled,
+                format!("{}: cancelled", self.what),
+            )),
+            End::Failed(e) => {
+                let err = from_transfer(e, &self.what);
+                if !keep {
+                    return Err(err);
+                }
+                let message = format!("{err}; resume it with `s3tm resume {}`", self.id);
+                Err(Error::with_source(err.kind(), message, err))
+            }
+        }
+    }
+}
+
+/// How a transfer ended.
+enum End {
+    Completed(Completion),
+    Failed(TransferError),
+    Cancelled,
+}
+
+fn clone_err(e: &Error) -> Error {
+    Error::new(e.kind(), e.to_string())
+}

@@ -1,0 +1,444 @@
+//! Runs one machine operation: builds the request with s3-protocol, sends it, moves the
+//! bytes between the wire and the local side, and reports what happened. It decides
+//! nothing: retries and their timing belong to transfer-core.
+
+use std::sync::Arc;
+
+use bytes::BytesMut;
+use http_body_util::BodyExt;
+use md5::{Digest, Md5};
+use s3_protocol as p;
+use tokio::sync::Semaphore;
+use transfer_core::{
+    ChecksumAlgorithm, ChecksumKind, ETag, Failure, FailureKind, ListedPart, ObjectChecksum,
+    ObjectInfo, OpKind, Outcome, PartNumber, UploadId,
+};
+
+use crate::http::{HttpClient, body_failure, response_failure};
+use crate::io::{Sink, Source};
+
+/// Everything an operation of one transfer needs.
+pub(crate) struct OpContext {
+    pub(crate) http: HttpClient,
+    pub(crate) bucket: String,
+    pub(crate) key: String,
+    pub(crate) source: Option<Arc<Source>>,
+    pub(crate) sink: Option<Arc<Sink>>,
+    /// The manager-wide cap on requests in flight.
+    pub(crate) permits: Arc<Semaphore>,
+    pub(crate) max_in_flight: u64,
+    /// The upload's checksum algorithm, which Complete's full-object checksum is in.
+    pub(crate) upload_checksum: Option<ChecksumAlgorithm>,
+}
+
+/// User metadata in which s3tm records the part size of its multipart uploads.
+const PART_SIZE_META: &str = "s3tm-part-size";
+
+pub(crate) fn proto_alg(a: ChecksumAlgorithm) -> p::ChecksumAlgorithm {
+    match a {
+        ChecksumAlgorithm::Crc32 => p::ChecksumAlgorithm::Crc32,
+        ChecksumAlgorithm::Crc32c => p::ChecksumAlgorithm::Crc32c,
+    }
+}
+
+fn core_alg(a: p::ChecksumAlgorithm) -> Option<ChecksumAlgorithm> {
+    match a {
+        p::ChecksumAlgorithm::Crc32 => Some(ChecksumAlgorithm::Crc32),
+        p::ChecksumAlgorithm::Crc32c => Some(ChecksumAlgorithm::Crc32c),
+        _ => None,
+    }
+}
+
+fn part_number(n: PartNumber) -> Result<p::PartNumber, Failure> {
+    p::PartNumber::new(n.0)
+        .ok_or_else(|| Failure::new(FailureKind::Other, format!("invalid part number {n}")))
+}
+
+fn build_failure(e: p::RequestError) -> Failure {
+    Failure::new(
+        FailureKind::InvalidRequest,
+        format!("cannot build the request: {e}"),
+    )
+}
+
+impl OpContext {
+    pub(crate) async fn execute(&self, kind: OpKind) -> Outcome {
+        let result = match kind {
+            OpKind::PreparePartialFile { size_bytes } => self
+                .sink()
+                .prepare(size_bytes)
+                .await
+                .map(|previous_len| Outcome::FilePrepared { previous_len }),
+            OpKind::HashPartialFile => self
+                .sink()
+                .md5()
+                .await
+                .map(|md5| Outcome::FileHashed { md5 }),
+            OpKind::CommitPartialFile => {
+                self.sink().commit().await.map(|()| Outcome::FileCommitted)
+            }
+            OpKind::DeletePartialFile => self.sink().delete().await.map(|()| Outcome::FileDeleted),
+            kind => {
+                // Only network operations count against the manager-wide cap.
+                let _permit = self.permits.acquire().await;
+                self.network(kind).await
+            }
+        };
+        result.unwrap_or_else(Outcome::Failed)
+    }
+
+    fn sink(&self) -> &Sink {
+        self.sink
+            .as_deref()
+            .expect("download operations run with a sink")
+    }
+
+    async fn network(&self, kind: OpKind) -> Result<Outcome, Failure> {
+        let s3 = self.http.s3();
+        let (bucket, key) = (self.bucket.clone(), self.key.clone());
+        match kind {
+            OpKind::PutObject { range, checksum } => {
+                let data = self.source()?.read(range).await?;
+                let sum = checksum.map(|a| proto_alg(a).checksum(&data));
+                let mut put = p::PutObject::new(
+                    bucket,
+                    key,
+                    p::RequestBody::External {
+                        content_length: data.len() as u64,
+                    },
+                );
+                put.checksum = sum;
+                let req = put.build(s3).map_err(build_failure)?;
+                let (status, headers, body) = self.send_with_body(req, data).await?;
+                let out = p::parse_put_object(status, &headers, &body).map_err(response_failure)?;
+                Ok(Outcome::ObjectPut {
+                    etag: ETag(out.etag.as_str().to_owned()),
+                    checksum: sum.map(|c| c.value),
+                })
+            }
+            OpKind::CreateMultipartUpload {
+                checksum,
+                part_size_bytes,
+            } => {
+                let mut c = p::CreateMultipartUpload::new(bucket, key);
+                c.metadata
+                    .push((PART_SIZE_META.to_owned(), part_size_bytes.to_string()));
+                c.checksum_algorithm = checksum.map(proto_alg);
+                // A full-object CRC can be combined from the ranges of any later download,
+                // whatever its part layout, so downloads can verify every byte.
+                c.checksum_type = checksum.map(|_| p::ChecksumType::FullObject);
+                let req = c.build(s3).map_err(build_failure)?;
+                let (status, headers, body) = self.http.send_buffered(req).await?;
+                let out = p::parse_create_multipart_upload(status, &headers, &body)
+                    .map_err(response_failure)?;
+                Ok(Outcome::UploadCreated {
+                    upload_id: UploadId(out.upload_id.as_str().to_owned()),
+                })
+            }
+            OpKind::UploadPart {
+                upload_id,
+                part,
+                range,
+                checksum,
+            } => {
+                let source = self.source()?;
+                let data = source.read(range).await?;
+                let sum = checksum.map(|a| proto_alg(a).checksum(&data));
+                let up = p::UploadPart {
+                    bucket,
+                    key,
+                    upload_id: p::UploadId::new(upload_id.0),
+                    part_number: part_number(part)?,
+                    body: p::RequestBody::External {
+                        content_length: data.len() as u64,
+                    },
+                    checksum: sum,
+                    content_md5: None,
+                };
+                let req = up.build(s3).map_err(build_failure)?;
+                let (status, headers, body) = self.send_with_body(req, data).await?;
+                let out =
+                    p::parse_upload_part(status, &headers, &body).map_err(response_failure)?;
+                source.release(range).await;
+                Ok(Outcome::PartUploaded {
+                    etag: ETag(out.etag.as_str().to_owned()),
+                    checksum: sum.map(|c| c.value),
+                })
+            }
+            OpKind::ListParts {
+                upload_id,
+                part_number_marker,
+            } => {
+                let lp = p::ListParts {
+                    bucket,
+                    key,
+                    upload_id: p::UploadId::new(upload_id.0),
+                    max_parts: None,
+                    part_number_marker,
+                };
+                let req = lp.build(s3).map_err(build_failure)?;
+                let (status, headers, body) = self.http.send_buffered(req).await?;
+                let out = p::parse_list_parts(status, &headers, &body).map_err(response_failure)?;
+                let parts = out
+                    .parts
+                    .into_iter()
+                    .map(|lp| ListedPart {
+                        part: PartNumber(lp.part_number),
+                        etag: lp.etag.map(|e| ETag(e.as_str().to_owned())),
+                        size_bytes: Some(lp.size_bytes),
+                    })
+                    .collect();
+                let next = if out.is_truncated {
+                    out.next_part_number_marker
+                } else {
+                    None
+                };
+                Ok(Outcome::PartsListed {
+                    parts,
+                    next_part_number_marker: next,
+                })
+            }
+            OpKind::CompleteMultipartUpload {
+                upload_id,
+                parts,
+                full_object_checksum,
+            } => {
+                let algorithm = self.upload_checksum;
+                let parts = parts
+                    .into_iter()
+                    .map(|cp| {
+                        Ok(p::CompletedPart {
+                            part_number: part_number(cp.part)?,
+                            etag: p::ETag::new(cp.etag.0),
+                            checksum: None,
+                        })
+                    })
+                    .collect::<Result<Vec<_>, Failure>>()?;
+                let c = p::CompleteMultipartUpload {
+                    bucket,
+                    key,
+                    upload_id: p::UploadId::new(upload_id.0),
+                    parts,
+                    full_object_checksum: algorithm.zip(full_object_checksum).map(|(a, value)| {
+                        p::Checksum {
+                            algorithm: proto_alg(a),
+                            value,
+                        }
+                    }),
+                };
+                let req = c.build(s3).map_err(build_failure)?;
+                let (status, headers, body) = self.http.send_buffered(req).await?;
+                let out = p::parse_complete_multipart_upload(status, &headers, &body)
+                    .map_err(response_failure)?;
+                Ok(Outcome::UploadCompleted {
+                    etag: ETag(out.etag.as_str().to_owned()),
+                })
+            }
+            OpKind::AbortMultipartUpload { upload_id } => {
+                let a = p::AbortMultipartUpload {
+                    bucket,
+                    key,
+                    upload_id: p::UploadId::new(upload_id.0),
+                };
+                let req = a.build(s3).map_err(build_failure)?;
+                let (status, headers, body) = self.http.send_buffered(req).await?;
+                p::parse_abort_multipart_upload(status, &headers, &body)
+                    .map_err(response_failure)?;
+                Ok(Outcome::UploadAborted)
+            }
+            OpKind::HeadObject {
+                part_number: pn,
+                if_match,
+            } => {
+                let mut h = p::HeadObject::new(bucket, key);
+                h.checksum_mode = true;
+                h.part_number = pn.map(part_number).transpose()?;
+                h.if_match = if_match.map(|e| p::ETag::new(e.0));
+                let req = h.build(s3).map_err(build_failure)?;
+                let (status, headers, body) = self.http.send_buffered(req).await?;
+                let out =
+                    p::parse_head_object(status, &headers, &body).map_err(response_failure)?;
+                Ok(Outcome::ObjectInfo(object_info(out, &headers)))
+            }
+            OpKind::GetRange {
+                range,
+                part_number: pn,
+                if_match,
+                hashes,
+            } => {
+                let sink = self.sink();
+                // Streams receive bytes in order: stay within a window of the write position.
+                let window = self.max_in_flight.saturating_mul(range.len_bytes().max(1));
+                while !sink.may_fetch(range.start, window).await {
+                    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+                }
+                let mut g = p::GetObject::new(bucket, key);
+                g.if_match = Some(p::ETag::new(if_match.0));
+                match pn {
+                    Some(n) => {
+                        g.part_number = Some(part_number(n)?);
+                        g.checksum_mode = true;
+                    }
+                    None => g.range = p::ByteRange::new(range.start, range.end),
+                }
+                let req = g.build(s3).map_err(build_failure)?;
+                let resp = self.http.send(req, None).await?;
+                let (parts, mut body) = resp.into_parts();
+                if !parts.status.is_success() {
+                    let bytes = body
+                        .collect()
+                        .await
+                        .map(|c| c.to_bytes())
+                        .unwrap_or_default();
+                    return Err(response_failure(
+                        p::parse_error(parts.status, &parts.headers, &bytes).into(),
+                    ));
+                }
+                let out = p::parse_get_object(parts.status, &parts.headers, &[])
+                    .map_err(response_failure)?;
+                let served = out.content_range.map(|c| (c.range.start(), c.range.end()));
+                let whole = out.content_range.is_none() && range.start == 0;
+                if served != Some((range.start, range.end)) && !whole {
+                    return Err(Failure::new(
+                        FailureKind::Transient,
+                        format!("asked for {range}, the server sent {served:?}"),
+                    ));
+                }
+                let server_checksum = match (pn, hashes.checksum) {
+                    (Some(_), Some(a)) => out.checksums.crc(proto_alg(a)).map(|c| c.value),
+                    _ => None,
+                };
+                let mut crc = hashes
+                    .checksum
+                    .map(|a| p::ChecksumHasher::new(proto_alg(a)));
+                let mut md5 = hashes.md5.then(Md5::new);
+                let mut offset = range.start;
+                let mut buf = BytesMut::new();
+                const FLUSH: usize = 1 << 20;
+                loop {
+                    let frame = tokio::time::timeout(self.http.read_timeout(), body.frame()).await;
+                    let frame = match frame {
+                        Err(_) => {
+                            return Err(Failure::new(
+                                FailureKind::Timeout,
+                                "download stalled mid-body",
+                            ));
+                        }
+                        Ok(None) => break,
+                        Ok(Some(Err(e))) => return Err(body_failure(&e)),
+                        Ok(Some(Ok(f))) => f,
+                    };
+                    let Ok(data) = frame.into_data() else {
+                        continue;
+                    };
+                    if offset + (buf.len() + data.len()) as u64 > range.end {
+                        return Err(Failure::new(
+                            FailureKind::Transient,
+                            "the server sent more bytes than asked for",
+                        ));
+                    }
+                    if let Some(h) = crc.as_mut() {
+                        h.update(&data);
+                    }
+                    if let Some(h) = md5.as_mut() {
+                        h.update(&data);
+                    }
+                    buf.extend_from_slice(&data);
+                    if buf.len() >= FLUSH && matches!(sink, Sink::File { .. }) {
+                        let chunk = buf.split().freeze();
+                        let n = chunk.len() as u64;
+                        sink.write_at(offset, chunk).await?;
+                        offset += n;
+                    }
+                }
+                let received = offset - range.start + buf.len() as u64;
+                if received != range.len_bytes() {
+                    return Err(Failure::new(
+                        FailureKind::Transport,
+                        format!(
+                            "truncated body: {received} of {} bytes of {range}",
+                            range.len_bytes()
+                        ),
+                    ));
+                }
+                if !buf.is_empty() {
+                    sink.write_at(offset, buf.freeze()).await?;
+                }
+                sink.sync().await?;
+                Ok(Outcome::RangeWritten {
+                    checksum: crc.map(|h| h.finalize().value),
+                    md5: md5.map(|h| h.finalize().into()),
+                    server_checksum,
+                })
+            }
+            other => Err(Failure::new(
+                FailureKind::Other,
+                format!("{} is not a network operation", other.name()),
+            )),
+        }
+    }
+
+    fn source(&self) -> Result<&Source, Failure> {
+        self.source
+            .as_deref()
+            .ok_or_else(|| Failure::new(FailureKind::Other, "upload operation without a source"))
+    }
+
+    async fn send_with_body(
+        &self,
+        req: http::Request<p::RequestBody>,
+        data: bytes::Bytes,
+    ) -> Result<(http::StatusCode, http::HeaderMap, bytes::Bytes), Failure> {
+        let resp = self.http.send(req, Some(data)).await?;
+        let (parts, body) = resp.into_parts();
+        let bytes = tokio::time::timeout(self.http.read_timeout(), body.collect())
+            .await
+            .map_err(|_| Failure::new(FailureKind::Timeout, "response body timed out"))?
+            .map_err(|e| body_failure(&e))?
+            .to_bytes();
+        Ok((parts.status, parts.headers, bytes))
+    }
+}
+
+fn object_info(out: p::HeadObjectOutput, headers: &http::HeaderMap) -> ObjectInfo {
+    let checksum = [p::ChecksumAlgorithm::Crc32, p::ChecksumAlgorithm::Crc32c]
+        .into_iter()
+        .find_map(|a| {
+            let v = out.checksums.crc(a)?;
+            let kind = match (out.checksums.checksum_type, v.parts) {
+                (Some(p::ChecksumType::FullObject), _) => ChecksumKind::FullObject,
+                (_, Some(parts)) => ChecksumKind::Composite { parts },
+                (Some(p::ChecksumType::Composite), None) => ChecksumKind::Composite {
+                    parts: out.parts_count.unwrap_or(1),
+                },
+                _ => ChecksumKind::FullObject,
+            };
+            Some(ObjectChecksum {
+                algorithm: core_alg(a)?,
+                value: v.value,
+                kind,
+            })
+        });
+    let sse = |name: &str| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
+    };
+    let etag_not_md5 = sse("x-amz-server-side-encryption")
+        .is_some_and(|v| v.starts_with("aws:kms"))
+        || sse("x-amz-server-side-encryption-customer-algorithm").is_some();
+    ObjectInfo {
+        content_length: out.content_length,
+        etag: ETag(out.etag.map(|e| e.as_str().to_owned()).unwrap_or_default()),
+        last_modified: out.last_modified,
+        checksum,
+        parts_count: out.parts_count,
+        etag_not_md5,
+        part_size_hint: out
+            .metadata
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(PART_SIZE_META))
+            .and_then(|(_, v)| v.parse().ok()),
+    }
+}

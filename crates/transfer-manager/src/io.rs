@@ -1,0 +1,395 @@
+//! Local bytes: where uploads read from and downloads write to. File IO runs on the
+//! blocking pool with positioned reads and writes, so parts never share a cursor.
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::os::unix::fs::{FileExt, MetadataExt};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::UNIX_EPOCH;
+
+use bytes::{Bytes, BytesMut};
+use md5::{Digest, Md5};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use transfer_core::{ByteRange, Failure, FailureKind, SourceFingerprint};
+
+/// What identifies the current version of the file at `path`.
+pub(crate) fn fingerprint(path: &Path) -> std::io::Result<SourceFingerprint> {
+    let meta = std::fs::metadata(path)?;
+    if !meta.is_file() {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            "not a regular file",
+        ));
+    }
+    let modified_unix_nanos = meta
+        .modified()
+        .ok()
+        .and_then(|m| m.duration_since(UNIX_EPOCH).ok())
+        .map_or(0, |d| d.as_nanos() as i128);
+    Ok(SourceFingerprint {
+        path: path.display().to_string(),
+        size_bytes: meta.len(),
+        modified_unix_nanos,
+        inode: Some(meta.ino()),
+    })
+}
+
+fn local_failure(what: &str, e: &std::io::Error) -> Failure {
+    Failure::new(FailureKind::LocalIo, format!("{what}: {e}"))
+}
+
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Result<T, Failure> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| Failure::new(FailureKind::LocalIo, format!("blocking task failed: {e}")))
+}
+
+/// Where an upload's bytes come from.
+pub(crate) enum Source {
+    /// A file, checked against its fingerprint around every read.
+    File {
+        file: Arc<File>,
+        path: PathBuf,
+        fingerprint: SourceFingerprint,
+    },
+    /// Bytes in memory.
+    Bytes(Bytes),
+    /// A stream read once, front to back; parts in flight are kept until acknowledged.
+    Reader(tokio::sync::Mutex<ReaderWindow>),
+}
+
+/// The part of a stream that has been read and not yet acknowledged by the server.
+pub(crate) struct ReaderWindow {
+    reader: Box<dyn AsyncRead + Send + Unpin>,
+    /// Offset of `buf[0]` in the stream.
+    start: u64,
+    buf: BytesMut,
+    /// Acknowledged ranges not yet trimmed from the front.
+    released: BTreeMap<u64, u64>,
+}
+
+impl Source {
+    pub(crate) fn open_file(path: &Path, fp: SourceFingerprint) -> std::io::Result<Source> {
+        let file = File::open(path)?;
+        Ok(Source::File {
+            file: Arc::new(file),
+            path: path.to_owned(),
+            fingerprint: fp,
+        })
+    }
+
+    pub(crate) fn reader(reader: Box<dyn AsyncRead + Send + Unpin>) -> Source {
+        Source::Reader(tokio::sync::Mutex::new(ReaderWindow {
+            reader,
+            start: 0,
+            buf: BytesMut::new(),
+            released: BTreeMap::new(),
+        }))
+    }
+
+    /// The bytes of `range`.
+    pub(crate) async fn read(&self, range: ByteRange) -> Result<Bytes, Failure> {
+        match self {
+            Source::Bytes(b) => Ok(b.slice(range.start as usize..range.end as usize)),
+            Source::File {
+                file,
+                path,
+                fingerprint,
+            } => {
+                let file = file.clone();
+                let path = path.clone();
+                let fp = fingerprint.clone();
+                blocking(move || {
+                    let changed = |now: &SourceFingerprint| fp.difference(now);
+                    let check = || match self::fingerprint(&path) {
+                        Ok(now) => {
+                            changed(&now).map(|why| Failure::new(FailureKind::SourceChanged, why))
+                        }
+                        Err(e) => Some(local_failure(
+                            &format!("cannot read {}", path.display()),
+                            &e,
+                        )),
+                    };
+                    if let Some(f) = check() {
+                        return Err(f);
+                    }
+                    let mut buf = vec![0u8; range.len_bytes() as usize];
+                    file.read_exact_at(&mut buf, range.start).map_err(|e| {
+                        local_failure(&format!("cannot read {}", path.display()), &e)
+                    })?;
+                    // A write during the read would leave a mixed part: look again.
+                    if let Some(f) = check() {
+                        return Err(f);
+                    }
+                    Ok(Bytes::from(buf))
+                })
+                .await?
+            }
+            Source::Reader(w) => {
+                let mut w = w.lock().await;
+                if range.start < w.start {
+                    return Err(Failure::new(
+                        FailureKind::Other,
+                        "a streamed part was asked for again after it was released",
+                    ));
+                }
+                while w.start + (w.buf.len() as u64) < range.end {
+                    let want = (range.end - w.start) as usize - w.buf.len();
+                    let mut chunk = vec![0u8; want.min(1 << 20)];
+                    let n = w
+                        .reader
+                        .read(&mut chunk)
+                        .await
+                        .map_err(|e| local_failure("reading the upload stream", &e))?;
+                    if n == 0 {
+                        return Err(Failure::new(
+                            FailureKind::SourceChanged,
+                            "the stream ended before the announced size",
+                        ));
+                    }
+                    w.buf.extend_from_slice(&chunk[..n]);
+                }
+                let from = (range.start - w.start) as usize;
+                let to = (range.end - w.start) as usize;
+                Ok(Bytes::copy_from_slice(&w.buf[from..to]))
+            }
+        }
+    }
+
+    /// The server acknowledged `range`; a stream may forget it.
+    pub(crate) async fn release(&self, range: ByteRange) {
+        if let Source::Reader(w) = self {
+            let mut w = w.lock().await;
+            w.released.insert(range.start, range.end);
+            loop {
+                let start = w.start;
+                let Some(end) = w.released.remove(&start) else {
+                    break;
+                };
+                let n = (end - w.start).min(w.buf.len() as u64) as usize;
+                let _ = w.buf.split_to(n);
+                w.start = end;
+            }
+        }
+    }
+}
+
+/// Where a download's bytes go.
+pub(crate) enum Sink {
+    /// A partial file next to the destination, renamed into place once verified.
+    File {
+        partial: PathBuf,
+        dest: PathBuf,
+        file: Mutex<Option<Arc<File>>>,
+    },
+    /// A stream that receives the bytes in order; not resumable.
+    Writer(tokio::sync::Mutex<WriterState>),
+}
+
+/// Ranges received out of order wait here for their turn.
+pub(crate) struct WriterState {
+    writer: Box<dyn AsyncWrite + Send + Unpin>,
+    next: u64,
+    pending: BTreeMap<u64, Bytes>,
+    md5: Md5,
+}
+
+impl Sink {
+    pub(crate) fn file(partial: PathBuf, dest: PathBuf) -> Sink {
+        Sink::File {
+            partial,
+            dest,
+            file: Mutex::new(None),
+        }
+    }
+
+    pub(crate) fn writer(writer: Box<dyn AsyncWrite + Send + Unpin>) -> Sink {
+        Sink::Writer(tokio::sync::Mutex::new(WriterState {
+            writer,
+            next: 0,
+            pending: BTreeMap::new(),
+            md5: Md5::new(),
+        }))
+    }
+
+    fn open_file(&self) -> Option<Arc<File>> {
+        match self {
+            Sink::File { file, .. } => file.lock().ok()?.clone(),
+            Sink::Writer(_) => None,
+        }
+    }
+
+    /// Creates the partial file, keeping the bytes of an earlier run, and sets its length.
+    pub(crate) async fn prepare(&self, size: u64) -> Result<Option<u64>, Failure> {
+        let Sink::File { partial, file, .. } = self else {
+            return Ok(None);
+        };
+        let path = partial.clone();
+        let opened = blocking(move || -> std::io::Result<(File, Option<u64>)> {
+            if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+                std::fs::create_dir_all(dir)?;
+            }
+            let previous = std::fs::metadata(&path).ok().map(|m| m.len());
+            let f = std::fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create(true)
+                .truncate(false)
+                .open(&path)?;
+            f.set_len(size)?;
+            Ok((f, previous))
+        })
+        .await?
+        .map_err(|e| local_failure(&format!("cannot create {}", partial.display()), &e))?;
+        if let Ok(mut slot) = file.lock() {
+            *slot = Some(Arc::new(opened.0));
+        }
+        Ok(opened.1)
+    }
+
+    /// Writes `data` at `offset`.
+    pub(crate) async fn write_at(&self, offset: u64, data: Bytes) -> Result<(), Failure> {
+        match self {
+            Sink::File { partial, .. } => {
+                let file = self
+                    .open_file()
+                    .ok_or_else(|| Failure::new(FailureKind::LocalIo, "partial file not open"))?;
+                let path = partial.clone();
+                blocking(move || file.write_all_at(&data, offset))
+                    .await?
+                    .map_err(|e| local_failure(&format!("cannot write {}", path.display()), &e))
+            }
+            Sink::Writer(w) => {
+                let mut w = w.lock().await;
+                w.pending.insert(offset, data);
+                loop {
+                    let next = w.next;
+                    let Some(chunk) = w.pending.remove(&next) else {
+                        break;
+                    };
+                    w.md5.update(&chunk);
+                    w.writer
+                        .write_all(&chunk)
+                        .await
+                        .map_err(|e| local_failure("writing the download stream", &e))?;
+                    w.next += chunk.len() as u64;
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// Makes the written bytes durable before the checkpoint that names them.
+    pub(crate) async fn sync(&self) -> Result<(), Failure> {
+        match self {
+            Sink::File { partial, .. } => {
+                let Some(file) = self.open_file() else {
+                    return Ok(());
+                };
+                let path = partial.clone();
+                blocking(move || file.sync_data())
+                    .await?
+                    .map_err(|e| local_failure(&format!("cannot sync {}", path.display()), &e))
+            }
+            Sink::Writer(_) => Ok(()),
+        }
+    }
+
+    /// MD5 of all the bytes.
+    pub(crate) async fn md5(&self) -> Result<[u8; 16], Failure> {
+        match self {
+            Sink::File { partial, .. } => {
+                let path = partial.clone();
+                blocking(move || -> std::io::Result<[u8; 16]> {
+                    let f = File::open(&path)?;
+                    let mut h = Md5::new();
+                    let mut buf = vec![0u8; 1 << 20];
+                    let mut off = 0u64;
+                    loop {
+                        let n = f.read_at(&mut buf, off)?;
+                        if n == 0 {
+                            break;
+                        }
+                        h.update(&buf[..n]);
+                        off += n as u64;
+                    }
+                    Ok(h.finalize().into())
+                })
+                .await?
+                .map_err(|e| local_failure(&format!("cannot read {}", partial.display()), &e))
+            }
+            Sink::Writer(w) => Ok(w.lock().await.md5.clone().finalize().into()),
+        }
+    }
+
+    /// Moves the verified file into place.
+    pub(crate) async fn commit(&self) -> Result<(), Failure> {
+        match self {
+            Sink::File {
+                partial,
+                dest,
+                file,
+            } => {
+                let open = file.lock().ok().and_then(|mut f| f.take());
+                let (partial, dest) = (partial.clone(), dest.clone());
+                blocking(move || -> std::io::Result<()> {
+                    let f = match open {
+                        Some(f) => f,
+                        None => Arc::new(
+                            std::fs::OpenOptions::new()
+                                .write(true)
+                                .create(true)
+                                .truncate(false)
+                                .open(&partial)?,
+                        ),
+                    };
+                    f.sync_all()?;
+                    drop(f);
+                    std::fs::rename(&partial, &dest)?;
+                    if let Some(dir) = dest.parent().filter(|d| !d.as_os_str().is_empty()) {
+                        File::open(dir)?.sync_all()?;
+                    }
+                    Ok(())
+                })
+                .await?
+                .map_err(|e| local_failure("cannot move the download into place", &e))
+            }
+            Sink::Writer(w) => {
+                let mut w = w.lock().await;
+                w.writer
+                    .flush()
+                    .await
+                    .map_err(|e| local_failure("flushing the download stream", &e))
+            }
+        }
+    }
+
+    /// Removes the partial file (cancel, or a download that can never complete).
+    pub(crate) async fn delete(&self) -> Result<(), Failure> {
+        match self {
+            Sink::File { partial, file, .. } => {
+                if let Ok(mut f) = file.lock() {
+                    f.take();
+                }
+                let path = partial.clone();
+                blocking(move || match std::fs::remove_file(&path) {
+                    Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
+                    _ => Ok(()),
+                })
+                .await?
+                .map_err(|e| local_failure(&format!("cannot remove {}", partial.display()), &e))
+            }
+            Sink::Writer(_) => Ok(()),
+        }
+    }
+
+    /// For streams: whether range `start` may be fetched now. Ranges far ahead of the
+    /// write position wait, so out-of-order bytes held in memory stay bounded.
+    pub(crate) async fn may_fetch(&self, start: u64, window_bytes: u64) -> bool {
+        match self {
+            Sink::File { .. } => true,
+            Sink::Writer(w) => start < w.lock().await.next + window_bytes,
+        }
+    }
+}

@@ -1,0 +1,866 @@
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, OnceLock};
+
+use bytes::Bytes;
+use resume_store::{Direction, FileStore, Record, RecordMeta, ResumeStore, StoreError, TransferId};
+use s3_protocol::{Addressing, Endpoint, S3Config};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::sync::{Semaphore, broadcast, mpsc, watch};
+use transfer_core::{
+    Checkpoint, DownloadConfig, DownloadMachine, OpId, Outcome, SourceFingerprint, Time,
+    TransferMachine, UploadConfig, UploadMachine,
+};
+
+use crate::config::{Config, StateStore};
+use crate::driver::{Driver, Persistence};
+use crate::exec::OpContext;
+use crate::handle::{Command, Progress, TransferHandle, TransferOutcome, TransferState};
+use crate::http::HttpClient;
+use crate::io::{Sink, Source, fingerprint};
+use crate::persist::{Persister, STORED_VERSION, Stored, now_unix_ms, record};
+use crate::{Error, ErrorKind};
+
+/// Suffix of the file a download writes to until it is verified.
+pub const PARTIAL_SUFFIX: &str = ".s3tm-partial";
+
+/// A transfer the store knows about, as [`TransferManager::list_resumable`] reports it.
+#[derive(Debug, Clone)]
+pub struct ResumableTransfer {
+    /// Its id.
+    pub id: TransferId,
+    /// Upload or download.
+    pub direction: Direction,
+    /// Bucket.
+    pub bucket: String,
+    /// Key.
+    pub key: String,
+    /// Source file of an upload, destination of a download.
+    pub local_path: PathBuf,
+    /// Bytes done.
+    pub bytes_done: u64,
+    /// Bytes in all.
+    pub bytes_total: u64,
+    /// `running` (in this or another process), `paused`, `interrupted` (its process
+    /// died) or `failed`.
+    pub state: String,
+    /// When it started, milliseconds since the Unix epoch.
+    pub created_unix_ms: u64,
+    /// When its checkpoint was last written.
+    pub updated_unix_ms: u64,
+}
+
+/// A record the store could not read, as [`TransferManager::list_resumable`] reports it.
+#[derive(Debug, Clone)]
+pub struct UnreadableTransfer {
+    /// Its id.
+    pub id: TransferId,
+    /// What is wrong and what to do.
+    pub error: String,
+}
+
+struct Active {
+    commands: mpsc::UnboundedSender<Command>,
+    bucket: String,
+    key: String,
+}
+
+struct Inner {
+    config: Config,
+    http: HttpClient,
+    permits: Arc<Semaphore>,
+    store: Arc<dyn ResumeStore>,
+    active: Mutex<HashMap<TransferId, Active>>,
+    blocking_runtime: OnceLock<tokio::runtime::Runtime>,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        if let Some(rt) = self.blocking_runtime.take() {
+            rt.shutdown_background();
+        }
+    }
+}
+
+/// Runs uploads and downloads. Cheap to clone; clones share transfers and connections.
+#[derive(Clone)]
+pub struct TransferManager {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for TransferManager {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TransferManager")
+            .field("config", &self.inner.config)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What a new transfer is made of before it runs.
+struct Setup {
+    id: TransferId,
+    direction: Direction,
+    bucket: String,
+    key: String,
+    machine: Box<dyn TransferMachine + Send + Sync>,
+    source: Option<Arc<Source>>,
+    sink: Option<Arc<Sink>>,
+    persistence: Option<Persistence>,
+    resumed: bool,
+    upload_checksum: Option<transfer_core::ChecksumAlgorithm>,
+}
+
+impl TransferManager {
+    /// A manager for `config`. Opens the checkpoint store (creating its directory).
+    pub fn new(config: Config) -> Result<Self, Error> {
+        let invalid = |e: s3_protocol::RequestError| {
+            Error::with_source(ErrorKind::InvalidInput, e.to_string(), e)
+        };
+        let endpoint = match &config.endpoint_url {
+            Some(url) => Endpoint::parse(url).map_err(invalid)?,
+            None => Endpoint::aws(&config.region).map_err(invalid)?,
+        };
+        let addressing = match config.path_style {
+            Some(true) => Addressing::PathStyle,
+            Some(false) => Addressing::VirtualHosted,
+            None => Addressing::Auto,
+        };
+        let s3 = S3Config::custom(config.region.clone(), endpoint, addressing);
+        let http = HttpClient::new(
+            s3,
+            config.credentials.clone(),
+            config.connect_timeout,
+            config.read_timeout,
+        )?;
+        let store: Arc<dyn ResumeStore> = match &config.state {
+            StateStore::Default => Arc::new(FileStore::open_default().map_err(Error::store)?),
+            StateStore::Dir(d) => Arc::new(FileStore::open(d.clone()).map_err(Error::store)?),
+            StateStore::Custom(s) => s.clone(),
+        };
+        let permits = Arc::new(Semaphore::new(config.max_in_flight_total.max(1)));
+        Ok(TransferManager {
+            inner: Arc::new(Inner {
+                config,
+                http,
+                permits,
+                store,
+                active: Mutex::new(HashMap::new()),
+                blocking_runtime: OnceLock::new(),
+            }),
+        })
+    }
+
+    /// The checkpoint store.
+    pub fn store(&self) -> &Arc<dyn ResumeStore> {
+        &self.inner.store
+    }
+
+    /// The settings.
+    pub fn config(&self) -> &Config {
+        &self.inner.config
+    }
+
+    fn upload_config(&self) -> UploadConfig {
+        let c = &self.inner.config;
+        let mut retry = c.retry.clone();
+        retry.seed ^= fastrand::u64(..);
+        UploadConfig {
+            multipart_threshold_bytes: c.multipart_threshold_bytes,
+            part_size_bytes: c.part_size_bytes,
+            max_in_flight: c.max_in_flight_per_transfer,
+            checksum: c.checksum,
+            cancel_policy: c.cancel_policy,
+            retry,
+        }
+    }
+
+    fn download_config(&self) -> DownloadConfig {
+        let c = &self.inner.config;
+        let mut retry = c.retry.clone();
+        retry.seed ^= fastrand::u64(..);
+        DownloadConfig {
+            range_size_bytes: c.part_size_bytes,
+            max_in_flight: c.max_in_flight_per_transfer,
+            retry,
+        }
+    }
+
+    /// Uploads the file at `path` to `bucket`/`key`: one PutObject below the multipart
+    /// threshold, a resumable multipart upload above it. Returns once the transfer has
+    /// started; the handle pauses, resumes, cancels and joins it.
+    pub async fn upload_file(
+        &self,
+        bucket: &str,
+        key: &str,
+        path: impl AsRef<Path>,
+    ) -> Result<TransferHandle, Error> {
+        let path = absolute(path.as_ref())?;
+        let fp = blocking_fingerprint(&path).await?;
+        let machine = UploadMachine::new(self.upload_config(), fp.clone(), Time::ZERO);
+        let source = Source::open_file(&path, fp.clone())
+            .map_err(|e| Error::local(format!("cannot open {}", path.display()), e))?;
+        let id = new_id();
+        let persistence = self.persistence(
+            &id,
+            Direction::Upload,
+            bucket,
+            key,
+            &path,
+            fp.size_bytes,
+            None,
+        )?;
+        self.spawn(Setup {
+            id,
+            direction: Direction::Upload,
+            bucket: bucket.to_owned(),
+            key: key.to_owned(),
+            machine: Box::new(machine),
+            source: Some(Arc::new(source)),
+            sink: None,
+            persistence: Some(persistence),
+            resumed: false,
+            upload_checksum: self.inner.config.checksum,
+        })
+    }
+
+    /// Downloads `bucket`/`key` to `path` with parallel ranged GETs pinned to the
+    /// object's ETag. Bytes go to `path` + [`PARTIAL_SUFFIX`] and are moved into place
+    /// only once verified.
+    pub async fn download_file(
+        &self,
+        bucket: &str,
+        key: &str,
+        path: impl AsRef<Path>,
+    ) -> Result<TransferHandle, Error> {
+        let dest = absolute(path.as_ref())?;
+        let partial = partial_path(&dest);
+        let machine = DownloadMachine::new(
+            self.download_config(),
+            partial.display().to_string(),
+            Time::ZERO,
+        );
+        let id = new_id();
+        let persistence =
+            self.persistence(&id, Direction::Download, bucket, key, &dest, 0, None)?;
+        self.spawn(Setup {
+            id,
+            direction: Direction::Download,
+            bucket: bucket.to_owned(),
+            key: key.to_owned(),
+            machine: Box::new(machine),
+            source: None,
+            sink: Some(Arc::new(Sink::file(partial, dest))),
+            persistence: Some(persistence),
+            resumed: false,
+            upload_checksum: self.inner.config.checksum,
+        })
+    }
+
+    /// Uploads bytes from memory. Not resumable.
+    pub async fn upload_bytes(
+        &self,
+        bucket: &str,
+        key: &str,
+        data: Bytes,
+    ) -> Result<TransferHandle, Error> {
+        let size = data.len() as u64;
+        self.upload_stream(bucket, key, Source::Bytes(data), size)
+    }
+
+    /// Uploads exactly `size_bytes` read from `reader`, front to back; only the parts in
+    /// flight are held in memory. Not resumable.
+    pub async fn upload_reader(
+        &self,
+        bucket: &str,
+        key: &str,
+        reader: impl AsyncRead + Send + Unpin + 'static,
+        size_bytes: u64,
+    ) -> Result<TransferHandle, Error> {
+        self.upload_stream(bucket, key, Source::reader(Box::new(reader)), size_bytes)
+    }
+
+    fn upload_stream(
+        &self,
+        bucket: &str,
+        key: &str,
+        source: Source,
+        size: u64,
+    ) -> Result<TransferHandle, Error> {
+        let fp = SourceFingerprint {
+            path: "<stream>".into(),
+            size_bytes: size,
+            modified_unix_nanos: 0,
+            inode: None,
+        };
+        let machine = UploadMachine::new(self.upload_config(), fp, Time::ZERO);
+        self.spawn(Setup {
+            id: new_id(),
+            direction: Direction::Upload,
+            bucket: bucket.to_owned(),
+            key: key.to_owned(),
+            machine: Box::new(machine),
+            source: Some(Arc::new(source)),
+            sink: None,
+            persistence: None,
+            resumed: false,
+            upload_checksum: self.inner.config.checksum,
+        })
+    }
+
+    /// Downloads `bucket`/`key` into `writer`, bytes in order, verified as a file
+    /// download is. Not resumable.
+    pub async fn download_to_writer(
+        &self,
+        bucket: &str,
+        key: &str,
+        writer: impl AsyncWrite + Send + Unpin + 'static,
+    ) -> Result<TransferHandle, Error> {
+        let machine = DownloadMachine::new(self.download_config(), "<stream>".into(), Time::ZERO);
+        self.spawn(Setup {
+            id: new_id(),
+            direction: Direction::Download,
+            bucket: bucket.to_owned(),
+            key: key.to_owned(),
+            machine: Box::new(machine),
+            source: None,
+            sink: Some(Arc::new(Sink::writer(Box::new(writer)))),
+            persistence: None,
+            resumed: false,
+            upload_checksum: self.inner.config.checksum,
+        })
+    }
+
+    /// [`upload_file`](Self::upload_file) to completion, for callers without an async
+    /// runtime. Refused inside one.
+    pub fn upload_file_blocking(
+        &self,
+        bucket: &str,
+        key: &str,
+        path: impl AsRef<Path>,
+    ) -> Result<TransferOutcome, Error> {
+        let path = path.as_ref().to_owned();
+        self.block_on(async move { self.upload_file(bucket, key, path).await?.join().await })
+    }
+
+    /// [`download_file`](Self::download_file) to completion, for callers without an
+    /// async runtime. Refused inside one.
+    pub fn download_file_blocking(
+        &self,
+        bucket: &str,
+        key: &str,
+        path: impl AsRef<Path>,
+    ) -> Result<TransferOutcome, Error> {
+        let path = path.as_ref().to_owned();
+        self.block_on(async move { self.download_file(bucket, key, path).await?.join().await })
+    }
+
+    fn block_on<T>(&self, fut: impl Future<Output = Result<T, Error>>) -> Result<T, Error> {
+        if tokio::runtime::Handle::try_current().is_ok() {
+            return Err(Error::new(
+                ErrorKind::InvalidInput,
+                "the blocking calls cannot run inside an async runtime; use the async ones",
+            ));
+        }
+        if self.inner.blocking_runtime.get().is_none() {
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .map_err(|e| Error::local("cannot start a runtime", e))?;
+            let _ = self.inner.blocking_runtime.set(rt);
+        }
+        match self.inner.blocking_runtime.get() {
+            Some(rt) => rt.block_on(fut),
+            None => Err(Error::new(ErrorKind::LocalIo, "cannot start a runtime")),
+        }
+    }
+
+    /// Continues a transfer recorded in the store, started by this or an earlier process.
+    pub async fn resume(&self, id: &TransferId) -> Result<TransferHandle, Error> {
+        let setup = self.rebuild(id).await?;
+        self.spawn(setup)
+    }
+
+    /// Stops a recorded transfer that is not running here: aborts its multipart upload or
+    /// removes its partial file, then forgets it.
+    pub async fn cancel_saved(&self, id: &TransferId) -> Result<(), Error> {
+        if self.signal(|tid, _| tid == id, || Command::Cancel) > 0 {
+            return Ok(());
+        }
+        let mut setup = self.rebuild_for_cancel(id).await?;
+        let queued: Vec<OpId> = std::iter::from_fn(|| setup.machine.poll_operation())
+            .map(|op| op.id)
+            .collect();
+        setup.machine.cancel(Time::ZERO);
+        for op in queued {
+            setup
+                .machine
+                .handle_outcome(Time::ZERO, op, Outcome::Dropped);
+        }
+        match self.spawn(setup)?.join().await {
+            Ok(_) => Ok(()),
+            Err(e) if e.kind() == ErrorKind::Cancelled => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn rebuild(&self, id: &TransferId) -> Result<Setup, Error> {
+        self.rebuild_inner(id, false).await
+    }
+
+    async fn rebuild_for_cancel(&self, id: &TransferId) -> Result<Setup, Error> {
+        self.rebuild_inner(id, true).await
+    }
+
+    async fn rebuild_inner(&self, id: &TransferId, for_cancel: bool) -> Result<Setup, Error> {
+        if self
+            .inner
+            .active
+            .lock()
+            .map(|a| a.contains_key(id))
+            .unwrap_or(false)
+        {
+            return Err(Error::new(
+                ErrorKind::InvalidInput,
+                format!("transfer {id} is already running here"),
+            ));
+        }
+        let store = self.inner.store.clone();
+        let id2 = id.clone();
+        let (lease, rec) = tokio::task::spawn_blocking(move || -> Result<_, StoreError> {
+            let lease = store.lease(&id2)?;
+            let rec = store.load(&id2)?;
+            Ok((lease, rec))
+        })
+        .await
+        .map_err(|e| Error::new(ErrorKind::LocalIo, e.to_string()))?
+        .map_err(Error::store)?;
+        let rec = rec.ok_or_else(|| {
+            Error::new(
+                ErrorKind::NotFound,
+                format!("no saved transfer {id}; see `s3tm ls`"),
+            )
+        })?;
+        let stored = decode(&rec)?;
+        let meta = rec.meta.clone();
+        let mut upload_cfg = self.upload_config();
+        upload_cfg.part_size_bytes = stored.part_size_bytes;
+        upload_cfg.multipart_threshold_bytes = stored.multipart_threshold_bytes;
+        upload_cfg.checksum = stored.checksum;
+        let (machine, source, sink): (Box<dyn TransferMachine + Send + Sync>, _, _) = match meta
+            .direction
+        {
+            Direction::Upload => {
+                let cp = match &stored.checkpoint {
+                    Some(Checkpoint::Upload(cp)) => Some(cp.clone()),
+                    _ => None,
+                };
+                if for_cancel {
+                    let Some(cp) = cp else {
+                        // A single PutObject leaves nothing on the server.
+                        self.forget(id).await;
+                        return Err(Error::new(
+                            ErrorKind::Cancelled,
+                            format!("transfer {id} had nothing to clean up"),
+                        ));
+                    };
+                    let fp = cp.source.clone();
+                    (
+                        Box::new(UploadMachine::from_checkpoint(
+                            upload_cfg,
+                            cp,
+                            fp,
+                            Time::ZERO,
+                        )) as _,
+                        None,
+                        None,
+                    )
+                } else {
+                    let current = blocking_fingerprint(&stored.local_path).await.map_err(|e| {
+                        Error::new(
+                            ErrorKind::SourceChanged,
+                            format!("{e}; the upload cannot continue: cancel it with `s3tm cancel {id}`"),
+                        )
+                    })?;
+                    let (machine, expected): (
+                        Box<dyn TransferMachine + Send + Sync>,
+                        SourceFingerprint,
+                    ) = match cp {
+                        Some(cp) => {
+                            let expected = cp.source.clone();
+                            (
+                                Box::new(UploadMachine::from_checkpoint(
+                                    upload_cfg,
+                                    cp,
+                                    current,
+                                    Time::ZERO,
+                                )),
+                                expected,
+                            )
+                        }
+                        None => (
+                            Box::new(UploadMachine::new(upload_cfg, current.clone(), Time::ZERO)),
+                            current,
+                        ),
+                    };
+                    let source = Source::open_file(&stored.local_path, expected).map_err(|e| {
+                        Error::local(format!("cannot open {}", stored.local_path.display()), e)
+                    })?;
+                    (machine, Some(Arc::new(source)), None)
+                }
+            }
+            Direction::Download => {
+                let (machine, partial): (Box<dyn TransferMachine + Send + Sync>, PathBuf) =
+                    match &stored.checkpoint {
+                        Some(Checkpoint::Download(cp)) => {
+                            let partial = PathBuf::from(&cp.partial_path);
+                            (
+                                Box::new(DownloadMachine::from_checkpoint(
+                                    self.download_config(),
+                                    cp.clone(),
+                                    Time::ZERO,
+                                )),
+                                partial,
+                            )
+                        }
+                        _ => {
+                            let partial = partial_path(&stored.local_path);
+                            let m = DownloadMachine::new(
+                                self.download_config(),
+                                partial.display().to_string(),
+                                Time::ZERO,
+                            );
+                            (Box::new(m), partial)
+                        }
+                    };
+                (
+                    machine,
+                    None,
+                    Some(Arc::new(Sink::file(partial, stored.local_path.clone()))),
+                )
+            }
+        };
+        let upload_checksum = stored.checksum;
+        Ok(Setup {
+            id: id.clone(),
+            direction: meta.direction,
+            bucket: stored.bucket.clone(),
+            key: stored.key.clone(),
+            machine,
+            source,
+            sink,
+            persistence: Some(Persistence {
+                persister: Persister::start(self.inner.store.clone()),
+                meta,
+                stored,
+                _lease: lease,
+            }),
+            resumed: true,
+            upload_checksum,
+        })
+    }
+
+    async fn forget(&self, id: &TransferId) {
+        let store = self.inner.store.clone();
+        let id = id.clone();
+        let _ = tokio::task::spawn_blocking(move || store.remove(&id)).await;
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn persistence(
+        &self,
+        id: &TransferId,
+        direction: Direction,
+        bucket: &str,
+        key: &str,
+        path: &Path,
+        total: u64,
+        checkpoint: Option<Checkpoint>,
+    ) -> Result<Persistence, Error> {
+        let lease = self.inner.store.lease(id).map_err(Error::store)?;
+        let now = now_unix_ms();
+        let meta = RecordMeta {
+            id: id.clone(),
+            direction,
+            bucket: bucket.to_owned(),
+            key: key.to_owned(),
+            local_path: path.to_owned(),
+            done_bytes: 0,
+            total_bytes: total,
+            created_unix_ms: now,
+            updated_unix_ms: now,
+            state: resume_store::TransferState::Running,
+        };
+        let c = &self.inner.config;
+        let stored = Stored {
+            bucket: bucket.to_owned(),
+            key: key.to_owned(),
+            local_path: path.to_owned(),
+            part_size_bytes: c.part_size_bytes,
+            multipart_threshold_bytes: c.multipart_threshold_bytes,
+            checksum: c.checksum,
+            checkpoint,
+        };
+        let persister = Persister::start(self.inner.store.clone());
+        // Recorded from the start, so that a crash before the first checkpoint is listed.
+        persister.save(record(&meta, &stored).map_err(Error::store)?);
+        Ok(Persistence {
+            persister,
+            meta,
+            stored,
+            _lease: lease,
+        })
+    }
+
+    fn spawn(&self, s: Setup) -> Result<TransferHandle, Error> {
+        let what = format!(
+            "{} s3://{}/{}",
+            match s.direction {
+                Direction::Upload => "upload to",
+                Direction::Download => "download of",
+            },
+            s.bucket,
+            s.key
+        );
+        let resumable = s.persistence.is_some();
+        let (cmd_tx, cmd_rx) = mpsc::unbounded_channel();
+        let (total_done, total) = s.machine.progress();
+        let (progress_tx, progress_rx) = watch::channel(Progress {
+            bytes_done: total_done,
+            bytes_total: total,
+            state: TransferState::Running,
+        });
+        let (events, _) = broadcast::channel(1024);
+        let ctx = Arc::new(OpContext {
+            http: self.inner.http.clone(),
+            bucket: s.bucket.clone(),
+            key: s.key.clone(),
+            source: s.source,
+            sink: s.sink,
+            permits: self.inner.permits.clone(),
+            max_in_flight: self.inner.config.max_in_flight_per_transfer as u64,
+            upload_checksum: s.upload_checksum,
+        });
+        let driver = Driver {
+            id: s.id.clone(),
+            machine: s.machine,
+            ctx,
+            persistence: s.persistence,
+            progress: progress_tx,
+            events: events.clone(),
+            commands: cmd_rx,
+            resumed: s.resumed,
+            what,
+        };
+        if let Ok(mut a) = self.inner.active.lock() {
+            a.insert(
+                s.id.clone(),
+                Active {
+                    commands: cmd_tx.clone(),
+                    bucket: s.bucket,
+                    key: s.key,
+                },
+            );
+        }
+        let inner = self.inner.clone();
+        let id = s.id.clone();
+        let task = tokio::spawn(async move {
+            let result = driver.run().await;
+            if let Ok(mut a) = inner.active.lock() {
+                a.remove(&id);
+            }
+            result
+        });
+        Ok(TransferHandle {
+            id: s.id,
+            direction: s.direction,
+            resumable,
+            commands: cmd_tx,
+            progress: progress_rx,
+            events,
+            task,
+        })
+    }
+
+    /// Every transfer in the store: paused, interrupted by a crash, failed but resumable,
+    /// or running. Records that cannot be read are returned apart, with what to do.
+    pub fn list_resumable(
+        &self,
+    ) -> Result<(Vec<ResumableTransfer>, Vec<UnreadableTransfer>), Error> {
+        let entries = self.inner.store.list().map_err(Error::store)?;
+        let active: Vec<TransferId> = self
+            .inner
+            .active
+            .lock()
+            .map(|a| a.keys().cloned().collect())
+            .unwrap_or_default();
+        let mut ok = Vec::new();
+        let mut bad = Vec::new();
+        for e in entries {
+            match e.summary {
+                Ok(s) => {
+                    let m = s.meta;
+                    let state = match m.state.as_str() {
+                        "running" if active.contains(&m.id) => "running".to_owned(),
+                        "running" => match self.inner.store.lease(&m.id) {
+                            Err(StoreError::Locked { .. }) => "running".to_owned(),
+                            _ => "interrupted".to_owned(),
+                        },
+                        other => other.to_owned(),
+                    };
+                    ok.push(ResumableTransfer {
+                        id: m.id,
+                        direction: m.direction,
+                        bucket: m.bucket,
+                        key: m.key,
+                        local_path: m.local_path,
+                        bytes_done: m.done_bytes,
+                        bytes_total: m.total_bytes,
+                        state,
+                        created_unix_ms: m.created_unix_ms,
+                        updated_unix_ms: m.updated_unix_ms,
+                    })
+                }
+                Err(err) => bad.push(UnreadableTransfer {
+                    id: e.id,
+                    error: err.to_string(),
+                }),
+            }
+        }
+        Ok((ok, bad))
+    }
+
+    /// The recorded transfer of `bucket`/`key` to or from `path`, if there is one (so that
+    /// running the same copy again resumes it).
+    pub fn find_resumable(
+        &self,
+        direction: Direction,
+        bucket: &str,
+        key: &str,
+        path: &Path,
+    ) -> Result<Option<ResumableTransfer>, Error> {
+        let path = absolute(path)?;
+        let (list, _) = self.list_resumable()?;
+        Ok(list.into_iter().find(|t| {
+            t.direction == direction
+                && t.bucket == bucket
+                && t.key == key
+                && t.local_path == path
+                && t.state != "running"
+        }))
+    }
+
+    fn signal(
+        &self,
+        pick: impl Fn(&TransferId, &Active) -> bool,
+        cmd: impl Fn() -> Command,
+    ) -> usize {
+        let Ok(active) = self.inner.active.lock() else {
+            return 0;
+        };
+        active
+            .iter()
+            .filter(|(id, a)| pick(id, a))
+            .filter(|(_, a)| a.commands.send(cmd()).is_ok())
+            .count()
+    }
+
+    /// Pauses every running transfer of this manager; resolves once all are paused with
+    /// durable checkpoints.
+    pub async fn pause_all(&self) -> Result<(), Error> {
+        let mut waits = Vec::new();
+        if let Ok(active) = self.inner.active.lock() {
+            for a in active.values() {
+                let (tx, rx) = tokio::sync::oneshot::channel();
+                if a.commands.send(Command::Pause(tx)).is_ok() {
+                    waits.push(rx);
+                }
+            }
+        }
+        for w in waits {
+            if let Ok(Err(e)) = w.await
+                && e.kind() != ErrorKind::Unsupported
+            {
+                return Err(e);
+            }
+        }
+        Ok(())
+    }
+
+    /// Resumes every paused transfer of this manager.
+    pub fn resume_all(&self) -> usize {
+        self.signal(|_, _| true, || Command::Resume)
+    }
+
+    /// Cancels every running transfer of this manager.
+    pub fn cancel_all(&self) -> usize {
+        self.signal(|_, _| true, || Command::Cancel)
+    }
+
+    /// Cancels every transfer of `bucket`/`key`, running here or recorded in the store.
+    /// Returns how many were cancelled.
+    pub async fn cancel_object(&self, bucket: &str, key: &str) -> Result<usize, Error> {
+        let running = self.signal(
+            |_, a| a.bucket == bucket && a.key == key,
+            || Command::Cancel,
+        );
+        let (saved, _) = self.list_resumable()?;
+        let mut n = running;
+        for t in saved
+            .into_iter()
+            .filter(|t| t.bucket == bucket && t.key == key && t.state != "running")
+        {
+            match self.cancel_saved(&t.id).await {
+                Ok(()) => n += 1,
+                Err(e) if e.kind() == ErrorKind::Cancelled => n += 1,
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(n)
+    }
+}
+
+fn decode(rec: &Record) -> Result<Stored, Error> {
+    if rec.payload_version > STORED_VERSION {
+        return Err(Error::new(
+            ErrorKind::Checkpoint,
+            format!(
+                "transfer {} was saved by a newer s3tm (format {}, this one reads {STORED_VERSION}); resume it with that version",
+                rec.meta.id, rec.payload_version
+            ),
+        ));
+    }
+    serde_json::from_slice(&rec.payload).map_err(|e| {
+        Error::new(
+            ErrorKind::Checkpoint,
+            format!("the checkpoint of transfer {} is unreadable ({e}); cancel it with `s3tm cancel {}`", rec.meta.id, rec.meta.id),
+        )
+    })
+}
+
+fn new_id() -> TransferId {
+    let id = format!("{:016x}", fastrand::u64(..));
+    TransferId::new(id).expect("hex ids are valid")
+}
+
+/// The partial file of a download to `dest`.
+pub fn partial_path(dest: &Path) -> PathBuf {
+    let mut name = dest
+        .file_name()
+        .map(|n| n.to_os_string())
+        .unwrap_or_default();
+    name.push(PARTIAL_SUFFIX);
+    dest.with_file_name(name)
+}
+
+fn absolute(path: &Path) -> Result<PathBuf, Error> {
+    std::path::absolute(path).map_err(|e| Error::local(format!("bad path {}", path.display()), e))
+}
+
+async fn blocking_fingerprint(path: &Path) -> Result<SourceFingerprint, Error> {
+    let p = path.to_owned();
+    tokio::task::spawn_blocking(move || fingerprint(&p))
+        .await
+        .map_err(|e| Error::new(ErrorKind::LocalIo, e.to_string()))?
+        .map_err(|e| Error::local(format!("cannot read source file {}", path.display()), e))
+}

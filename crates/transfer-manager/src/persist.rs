@@ -1,0 +1,117 @@
+//! Checkpoints go to the resume store on a thread of their own, in the order the machine
+//! emitted them; when saves fall behind, only the newest pending one is written (each
+//! checkpoint holds the whole state, so skipping an older one loses nothing).
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::mpsc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use resume_store::{Record, RecordMeta, ResumeStore, StoreError, TransferId};
+use serde::{Deserialize, Serialize};
+use transfer_core::{Checkpoint, ChecksumAlgorithm};
+
+/// Format version of [`Stored`] payloads.
+pub(crate) const STORED_VERSION: u32 = 1;
+
+/// What a record's payload holds: the machine's checkpoint plus what the driver needs to
+/// rebuild the transfer in another process.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct Stored {
+    pub(crate) bucket: String,
+    pub(crate) key: String,
+    /// The source file of an upload, or the destination of a download.
+    pub(crate) local_path: PathBuf,
+    pub(crate) part_size_bytes: u64,
+    pub(crate) multipart_threshold_bytes: u64,
+    pub(crate) checksum: Option<ChecksumAlgorithm>,
+    /// `None` until the machine emitted one (a single PutObject never does).
+    pub(crate) checkpoint: Option<Checkpoint>,
+}
+
+pub(crate) fn now_unix_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+pub(crate) fn record(meta: &RecordMeta, stored: &Stored) -> Result<Record, StoreError> {
+    let payload = serde_json::to_vec(stored).map_err(|e| StoreError::Encode {
+        id: meta.id.to_string(),
+        reason: e.to_string(),
+    })?;
+    Ok(Record {
+        meta: meta.clone(),
+        payload_version: STORED_VERSION,
+        payload,
+    })
+}
+
+enum Msg {
+    Save(Box<Record>),
+    Remove(TransferId),
+    Flush(tokio::sync::oneshot::Sender<Result<(), StoreError>>),
+}
+
+/// Sends checkpoints to the store's thread.
+pub(crate) struct Persister {
+    tx: mpsc::Sender<Msg>,
+}
+
+impl Persister {
+    pub(crate) fn start(store: Arc<dyn ResumeStore>) -> Persister {
+        let (tx, rx) = mpsc::channel::<Msg>();
+        let spawned = std::thread::Builder::new().name("s3tm-checkpoints".into()).spawn(move || {
+            let mut failed: Option<StoreError> = None;
+            while let Ok(first) = rx.recv() {
+                let mut batch = vec![first];
+                batch.extend(rx.try_iter());
+                let len = batch.len();
+                let mut iter = batch.into_iter().enumerate().peekable();
+                while let Some((i, msg)) = iter.next() {
+                    match msg {
+                        Msg::Save(r) => {
+                            let superseded = i + 1 < len && matches!(iter.peek(), Some((_, Msg::Save(_))));
+                            if !superseded && let Err(e) = store.save(&r) {
+                                tracing::warn!(transfer = %r.meta.id, error = %e, "checkpoint not saved");
+                                failed = Some(e);
+                            }
+                        }
+                        Msg::Remove(id) => match store.remove(&id) {
+                            Ok(()) | Err(StoreError::NotFound { .. }) => {}
+                            Err(e) => {
+                                tracing::warn!(transfer = %id, error = %e, "checkpoint not removed");
+                                failed = Some(e);
+                            }
+                        },
+                        Msg::Flush(reply) => {
+                            let _ = reply.send(failed.take().map_or(Ok(()), Err));
+                        }
+                    }
+                }
+            }
+        });
+        if let Err(e) = spawned {
+            tracing::error!(error = %e, "cannot start the checkpoint thread; checkpoints will not be saved");
+        }
+        Persister { tx }
+    }
+
+    pub(crate) fn save(&self, record: Record) {
+        let _ = self.tx.send(Msg::Save(Box::new(record)));
+    }
+
+    pub(crate) fn remove(&self, id: TransferId) {
+        let _ = self.tx.send(Msg::Remove(id));
+    }
+
+    /// Waits until everything sent so far is durable; reports a failed save since the
+    /// last flush.
+    pub(crate) async fn flush(&self) -> Result<(), StoreError> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        if self.tx.send(Msg::Flush(tx)).is_err() {
+            return Ok(());
+        }
+        rx.await.unwrap_or(Ok(()))
+    }
+}
