@@ -820,6 +820,98 @@ impl TransferManager {
     }
 }
 
+/// A multipart upload in progress on the server, by any tool.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MultipartUploadInfo {
+    /// Key being uploaded.
+    pub key: String,
+    /// The upload's id.
+    pub upload_id: String,
+    /// When it was started, as the server wrote it (ISO 8601).
+    pub initiated: Option<String>,
+}
+
+impl TransferManager {
+    /// Every unfinished multipart upload in `bucket` under `prefix` (all pages).
+    pub async fn list_multipart_uploads(
+        &self,
+        bucket: &str,
+        prefix: Option<&str>,
+    ) -> Result<Vec<MultipartUploadInfo>, Error> {
+        let mut out = Vec::new();
+        let mut req = s3_protocol::ListMultipartUploads::new(bucket);
+        req.prefix = prefix.map(str::to_owned);
+        loop {
+            let what = format!("listing multipart uploads in s3://{bucket}");
+            let built = req
+                .build(self.inner.http.s3())
+                .map_err(|e| Error::new(ErrorKind::InvalidInput, format!("{what}: {e}")))?;
+            let (status, headers, body) = self
+                .inner
+                .http
+                .send_buffered(built)
+                .await
+                .map_err(|f| failure_error(&what, f))?;
+            let page = s3_protocol::parse_list_multipart_uploads(status, &headers, &body)
+                .map_err(|e| failure_error(&what, crate::http::response_failure(e)))?;
+            out.extend(page.uploads.into_iter().map(|u| MultipartUploadInfo {
+                key: u.key,
+                upload_id: u.upload_id.as_str().to_owned(),
+                initiated: u.initiated,
+            }));
+            match (
+                page.is_truncated,
+                page.next_key_marker,
+                page.next_upload_id_marker,
+            ) {
+                (true, Some(k), u)
+                    if Some(&k) != req.key_marker.as_ref() || u != req.upload_id_marker =>
+                {
+                    req.key_marker = Some(k);
+                    req.upload_id_marker = u;
+                }
+                _ => return Ok(out),
+            }
+        }
+    }
+
+    /// Aborts one multipart upload, whoever started it.
+    pub async fn abort_multipart_upload(
+        &self,
+        bucket: &str,
+        key: &str,
+        upload_id: &str,
+    ) -> Result<(), Error> {
+        let what = format!("aborting upload {upload_id} of s3://{bucket}/{key}");
+        let req = s3_protocol::AbortMultipartUpload {
+            bucket: bucket.to_owned(),
+            key: key.to_owned(),
+            upload_id: s3_protocol::UploadId::new(upload_id),
+        };
+        let built = req
+            .build(self.inner.http.s3())
+            .map_err(|e| Error::new(ErrorKind::InvalidInput, format!("{what}: {e}")))?;
+        let (status, headers, body) = self
+            .inner
+            .http
+            .send_buffered(built)
+            .await
+            .map_err(|f| failure_error(&what, f))?;
+        s3_protocol::parse_abort_multipart_upload(status, &headers, &body)
+            .map_err(|e| failure_error(&what, crate::http::response_failure(e)))
+    }
+}
+
+fn failure_error(what: &str, failure: transfer_core::Failure) -> Error {
+    crate::error::from_transfer(
+        transfer_core::TransferError::Remote {
+            op: "request",
+            failure,
+        },
+        what,
+    )
+}
+
 fn decode(rec: &Record) -> Result<Stored, Error> {
     if rec.payload_version > STORED_VERSION {
         return Err(Error::new(
