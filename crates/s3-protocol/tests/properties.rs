@@ -111,8 +111,13 @@ fn header_map() -> impl Strategy<Value = HeaderMap> {
     })
 }
 
+/// 512 cases unless `PROPTEST_CASES` (`cargo xtask proptest --cases N`) says otherwise.
+fn cases() -> u32 {
+    std::env::var("PROPTEST_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(512)
+}
+
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: cases(), ..ProptestConfig::default() })]
 
     #[test]
     fn parsers_never_panic_on_arbitrary_bytes(
