@@ -1,10 +1,26 @@
-//! Test harness for s3tm: real S3 servers the tests can talk to.
+//! Test harness for s3tm: real S3 servers the tests can talk to, and a proxy that breaks
+//! the traffic between client and server on purpose.
 //!
 //! - [`start_s3s_fs`]: an in-process `s3s-fs` server on `127.0.0.1`, verifying SigV4
 //!   signatures, storing objects in a temporary directory (path-style addressing).
+//! - [`start_moto`] / [`moto_or_skip`]: a `moto_server` child process with SigV4
+//!   verification on, for the multipart semantics `s3s-fs` lacks. `.ci/run` installs moto
+//!   into `<workspace>/.venv`; under `CI=true` a test needing moto fails without it.
+//! - [`FaultProxy`]: an HTTP/1.1 proxy injecting error responses, resets, truncated
+//!   bodies, lost responses and latency per request, with a log of what was sent.
+//! - [`send_signed`]: a small signed client for test setup and assertions.
 
 #![forbid(unsafe_code)]
 
+mod client;
+mod fault_proxy;
+mod moto;
 mod s3s_server;
 
+pub use client::{send, send_signed};
+pub use fault_proxy::{ALWAYS, FaultProxy, LoggedRequest, Matcher, RuleId};
+pub use moto::{
+    MOTO_SERVER_ENV, MotoError, MotoServer, find_moto_server, moto_or_skip, moto_required,
+    start_moto,
+};
 pub use s3s_server::{S3sFs, S3sFsServer, start_s3s_fs, try_start_s3s_fs};
