@@ -143,7 +143,7 @@ pub struct SourceFingerprint {
     /// Size in bytes.
     pub size_bytes: u64,
     /// Modification time, nanoseconds since the Unix epoch.
-    pub modified_unix_nanos: i128,
+    pub modified_unix_nanos: i64,
     /// Inode (or file index) where the platform has one, so a replaced file is noticed.
     pub inode: Option<u64>,
 }

@@ -513,7 +513,7 @@ fn fingerprint(versions: &[Vec<u8>]) -> SourceFingerprint {
     SourceFingerprint {
         path: "source.bin".into(),
         size_bytes: versions.last().map_or(0, |v| v.len() as u64),
-        modified_unix_nanos: versions.len() as i128,
+        modified_unix_nanos: versions.len() as i64,
         inode: Some(1),
     }
 }

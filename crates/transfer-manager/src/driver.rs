@@ -84,6 +84,15 @@ impl Driver {
                         state = TransferState::Paused;
                         self.persist(None, StoreState::Paused);
                         let flushed = self.flush().await;
+                        if !commands_open {
+                            return Err(Error::new(
+                                ErrorKind::Paused,
+                                format!(
+                                    "{}: left paused; resume it with `s3tm resume {}`",
+                                    self.what, self.id
+                                ),
+                            ));
+                        }
                         for w in pause_waiters.drain(..) {
                             let _ = w.send(flushed.as_ref().map(|_| ()).map_err(clone_err));
                         }
@@ -151,7 +160,16 @@ impl Driver {
                         tasks.abort_all();
                         self.machine.cancel(now());
                     }
-                    None => commands_open = false,
+                    None => {
+                        commands_open = false;
+                        // Nobody can resume it here any more: let another process do so.
+                        if self.machine.is_paused() {
+                            return Err(Error::new(
+                                ErrorKind::Paused,
+                                format!("{}: left paused; resume it with `s3tm resume {}`", self.what, self.id),
+                            ));
+                        }
+                    }
                 },
             }
         }

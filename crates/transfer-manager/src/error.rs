@@ -27,6 +27,8 @@ pub enum ErrorKind {
     Locked,
     /// The transfer was cancelled.
     Cancelled,
+    /// The transfer was left paused (its handle and manager were dropped); it can be resumed.
+    Paused,
     /// The operation is not possible for this kind of transfer (pausing a stream).
     Unsupported,
     /// The server refused the request for another reason.

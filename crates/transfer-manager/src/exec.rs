@@ -273,7 +273,8 @@ impl OpContext {
                     tokio::time::sleep(std::time::Duration::from_millis(5)).await;
                 }
                 let mut g = p::GetObject::new(bucket, key);
-                g.if_match = Some(p::ETag::new(if_match.0));
+                let pinned = p::ETag::new(if_match.0);
+                g.if_match = Some(pinned.clone());
                 match pn {
                     Some(n) => {
                         g.part_number = Some(part_number(n)?);
@@ -296,6 +297,18 @@ impl OpContext {
                 }
                 let out = p::parse_get_object(parts.status, &parts.headers, &[])
                     .map_err(response_failure)?;
+                // Some servers ignore If-Match (s3s-fs): compare the ETag too, so a replaced
+                // object can never mix into the file.
+                if let Some(got) = &out.etag
+                    && !got.same_as(&pinned)
+                {
+                    return Err(Failure {
+                        kind: FailureKind::PreconditionFailed,
+                        status: Some(412),
+                        code: Some("PreconditionFailed".into()),
+                        message: format!("the object's ETag is now {}", got.as_str()),
+                    });
+                }
                 let served = out.content_range.map(|c| (c.range.start(), c.range.end()));
                 let whole = out.content_range.is_none() && range.start == 0;
                 if served != Some((range.start, range.end)) && !whole {

@@ -26,7 +26,7 @@ pub(crate) fn fingerprint(path: &Path) -> std::io::Result<SourceFingerprint> {
         .modified()
         .ok()
         .and_then(|m| m.duration_since(UNIX_EPOCH).ok())
-        .map_or(0, |d| d.as_nanos() as i128);
+        .map_or(0, |d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX));
     Ok(SourceFingerprint {
         path: path.display().to_string(),
         size_bytes: meta.len(),

@@ -428,7 +428,17 @@ impl TransferManager {
         let store = self.inner.store.clone();
         let id2 = id.clone();
         let (lease, rec) = tokio::task::spawn_blocking(move || -> Result<_, StoreError> {
-            let lease = store.lease(&id2)?;
+            // A transfer whose handle and manager were just dropped releases its lease
+            // a moment later: give it that moment before calling it taken.
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
+            let lease = loop {
+                match store.lease(&id2) {
+                    Err(StoreError::Locked { .. }) if std::time::Instant::now() < deadline => {
+                        std::thread::sleep(std::time::Duration::from_millis(25));
+                    }
+                    other => break other?,
+                }
+            };
             let rec = store.load(&id2)?;
             Ok((lease, rec))
         })
@@ -662,11 +672,15 @@ impl TransferManager {
                 },
             );
         }
-        let inner = self.inner.clone();
+        // Weak: a running transfer must not keep a dropped manager (and with it the
+        // command channels that let a paused transfer end) alive.
+        let inner = Arc::downgrade(&self.inner);
         let id = s.id.clone();
         let task = tokio::spawn(async move {
             let result = driver.run().await;
-            if let Ok(mut a) = inner.active.lock() {
+            if let Some(inner) = inner.upgrade()
+                && let Ok(mut a) = inner.active.lock()
+            {
                 a.remove(&id);
             }
             result

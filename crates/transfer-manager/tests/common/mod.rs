@@ -14,6 +14,18 @@ pub fn manager(
     region: &str,
     state: &Path,
 ) -> TransferManager {
+    manager_with(endpoint, access, secret, region, state, |_| {})
+}
+
+/// [`manager`] with settings adjusted by `tweak`.
+pub fn manager_with(
+    endpoint: &str,
+    access: &str,
+    secret: &str,
+    region: &str,
+    state: &Path,
+    tweak: impl FnOnce(&mut Config),
+) -> TransferManager {
     let mut cfg = Config::new(region);
     cfg.endpoint_url = Some(endpoint.to_owned());
     cfg.path_style = Some(true);
@@ -24,6 +36,7 @@ pub fn manager(
     cfg.retry.base_delay = std::time::Duration::from_millis(20);
     cfg.retry.throttle_base_delay = std::time::Duration::from_millis(50);
     cfg.retry.max_delay = std::time::Duration::from_millis(500);
+    tweak(&mut cfg);
     TransferManager::new(cfg).expect("manager")
 }
 
@@ -49,3 +62,30 @@ pub fn sha256(path: &Path) -> String {
 }
 
 pub const MIB: u64 = 1 << 20;
+
+/// Waits until the transfer has durably done at least `bytes`.
+pub async fn wait_for_progress(handle: &transfer_manager::TransferHandle, bytes: u64) {
+    let mut rx = handle.progress();
+    tokio::time::timeout(std::time::Duration::from_secs(60), async {
+        loop {
+            if rx.borrow_and_update().bytes_done >= bytes {
+                return;
+            }
+            rx.changed()
+                .await
+                .expect("transfer ended before reaching the wanted progress");
+        }
+    })
+    .await
+    .expect("no progress within 60 s");
+}
+
+/// Part numbers of the UploadParts the server answered with 200, in order.
+pub fn parts_sent(proxy: &s3_testkit::FaultProxy) -> Vec<u32> {
+    proxy
+        .requests()
+        .iter()
+        .filter(|r| r.method == http::Method::PUT && r.status == Some(200))
+        .filter_map(|r| r.part_number())
+        .collect()
+}

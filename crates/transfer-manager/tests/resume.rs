@@ -1,0 +1,340 @@
+//! Pause, resume, crash and change detection against an s3s-fs server, watched through
+//! the fault proxy's request log.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use common::*;
+use s3_testkit::{ALWAYS, FaultProxy, Matcher};
+use transfer_manager::{Direction, ErrorKind, PARTIAL_SUFFIX, TransferManager};
+
+struct Env {
+    server: s3_testkit::S3sFsServer,
+    proxy: FaultProxy,
+    dir: tempfile::TempDir,
+}
+
+impl Env {
+    async fn new() -> Env {
+        let server = s3_testkit::start_s3s_fs().await;
+        server.create_bucket("bucket").unwrap();
+        let proxy = FaultProxy::start(&server.endpoint()).await;
+        Env {
+            server,
+            proxy,
+            dir: tempfile::tempdir().unwrap(),
+        }
+    }
+
+    fn manager(&self, in_flight: usize) -> TransferManager {
+        let s = &self.server;
+        manager_with(
+            &self.proxy.endpoint(),
+            s.access_key(),
+            s.secret_key(),
+            s.region(),
+            &self.state(),
+            |c| {
+                c.max_in_flight_per_transfer = in_flight;
+            },
+        )
+    }
+
+    fn state(&self) -> std::path::PathBuf {
+        self.dir.path().join("state")
+    }
+
+    /// Slows every UploadPart and GET so a pause lands mid-transfer.
+    fn slow(&self) {
+        self.proxy
+            .delay(Matcher::upload_part(), Duration::from_millis(150), ALWAYS);
+        self.proxy.delay(
+            Matcher::method(http::Method::GET),
+            Duration::from_millis(150),
+            ALWAYS,
+        );
+    }
+}
+
+#[tokio::test]
+async fn pause_at_a_third_and_resume_in_the_same_process_sends_no_part_twice() {
+    let env = Env::new().await;
+    env.slow();
+    let tm = env.manager(2);
+    let src = random_file(env.dir.path(), "src", 60 * MIB, 1);
+    let h = tm.upload_file("bucket", "paused", &src).await.unwrap();
+    wait_for_progress(&h, 20 * MIB).await;
+    h.pause().await.unwrap();
+    let before: BTreeSet<u32> = parts_sent(&env.proxy).into_iter().collect();
+    assert!(
+        before.len() >= 4 && before.len() < 12,
+        "paused after parts {before:?}"
+    );
+    let (saved, _) = tm.list_resumable().unwrap();
+    assert_eq!(saved.len(), 1);
+    assert_eq!(saved[0].state, "paused");
+    assert_eq!(saved[0].bytes_done, before.len() as u64 * 5 * MIB);
+
+    env.proxy.clear_requests();
+    h.resume().unwrap();
+    let out = h.join().await.unwrap();
+    let after = parts_sent(&env.proxy);
+    assert!(
+        after.iter().all(|p| !before.contains(p)),
+        "re-sent parts: before {before:?}, after {after:?}"
+    );
+    assert_eq!(before.len() + after.len(), 12);
+    assert_eq!(out.bytes_total, 60 * MIB);
+
+    let dest = env.dir.path().join("dest");
+    tm.download_file("bucket", "paused", &dest)
+        .await
+        .unwrap()
+        .join()
+        .await
+        .unwrap();
+    assert_eq!(sha256(&dest), sha256(&src));
+}
+
+#[tokio::test]
+async fn paused_transfer_resumes_from_a_new_manager_over_the_same_store() {
+    let env = Env::new().await;
+    env.slow();
+    let src = random_file(env.dir.path(), "src", 40 * MIB, 2);
+    let (id, before) = {
+        let tm = env.manager(2);
+        let h = tm.upload_file("bucket", "k", &src).await.unwrap();
+        wait_for_progress(&h, 10 * MIB).await;
+        h.pause().await.unwrap();
+        (
+            h.id().clone(),
+            parts_sent(&env.proxy)
+                .into_iter()
+                .collect::<BTreeSet<u32>>(),
+        )
+    };
+    env.proxy.clear_requests();
+    let tm = env.manager(4);
+    let found = tm
+        .find_resumable(Direction::Upload, "bucket", "k", &src)
+        .unwrap()
+        .expect("the paused upload is listed");
+    assert_eq!(found.id, id);
+    let out = tm.resume(&id).await.unwrap().join().await.unwrap();
+    assert!(out.resumed);
+    assert_eq!(out.bytes_resumed, before.len() as u64 * 5 * MIB);
+    let after = parts_sent(&env.proxy);
+    assert!(
+        after.iter().all(|p| !before.contains(p)),
+        "re-sent parts: before {before:?}, after {after:?}"
+    );
+
+    let dest = env.dir.path().join("dest");
+    tm.download_file("bucket", "k", &dest)
+        .await
+        .unwrap()
+        .join()
+        .await
+        .unwrap();
+    assert_eq!(sha256(&dest), sha256(&src));
+    assert!(tm.list_resumable().unwrap().0.is_empty());
+}
+
+#[tokio::test]
+async fn download_paused_then_object_replaced_fails_with_object_changed_and_no_mixed_file() {
+    let env = Env::new().await;
+    let tm = env.manager(2);
+    let v1 = random_file(env.dir.path(), "v1", 30 * MIB, 3);
+    let v2 = random_file(env.dir.path(), "v2", 30 * MIB, 4);
+    tm.upload_file("bucket", "obj", &v1)
+        .await
+        .unwrap()
+        .join()
+        .await
+        .unwrap();
+    env.slow();
+    let dest = env.dir.path().join("dest");
+    let h = tm.download_file("bucket", "obj", &dest).await.unwrap();
+    wait_for_progress(&h, 5 * MIB).await;
+    h.pause().await.unwrap();
+    env.proxy.clear();
+    tm.upload_file("bucket", "obj", &v2)
+        .await
+        .unwrap()
+        .join()
+        .await
+        .unwrap();
+    h.resume().unwrap();
+    let err = h.join().await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::ObjectChanged, "{err}");
+    assert!(err.to_string().contains("s3://bucket/obj"), "{err}");
+    assert!(!dest.exists(), "a file was left at the destination");
+    assert!(
+        !env.dir
+            .path()
+            .join(format!("dest{PARTIAL_SUFFIX}"))
+            .exists(),
+        "the partial file was left"
+    );
+    assert!(
+        tm.list_resumable().unwrap().0.is_empty(),
+        "a useless checkpoint was kept"
+    );
+}
+
+#[tokio::test]
+async fn upload_whose_source_changed_while_paused_fails_clearly() {
+    let env = Env::new().await;
+    env.slow();
+    let tm = env.manager(2);
+    let src = random_file(env.dir.path(), "src", 30 * MIB, 5);
+    let h = tm.upload_file("bucket", "k", &src).await.unwrap();
+    wait_for_progress(&h, 5 * MIB).await;
+    h.pause().await.unwrap();
+    std::thread::sleep(Duration::from_millis(20));
+    random_file(env.dir.path(), "src", 30 * MIB, 6);
+    h.resume().unwrap();
+    let err = h.join().await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::SourceChanged, "{err}");
+    assert!(err.to_string().contains("src"), "{err}");
+}
+
+#[tokio::test]
+async fn same_file_after_resume_in_new_process_refuses_a_modified_source() {
+    let env = Env::new().await;
+    env.slow();
+    let src = random_file(env.dir.path(), "src", 30 * MIB, 7);
+    let id = {
+        let tm = env.manager(2);
+        let h = tm.upload_file("bucket", "k", &src).await.unwrap();
+        wait_for_progress(&h, 5 * MIB).await;
+        h.pause().await.unwrap();
+        h.id().clone()
+    };
+    std::thread::sleep(Duration::from_millis(20));
+    random_file(env.dir.path(), "src", 31 * MIB, 8);
+    let tm = env.manager(2);
+    let err = tm.resume(&id).await.unwrap().join().await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::SourceChanged, "{err}");
+    assert!(err.to_string().contains("size changed"), "{err}");
+}
+
+#[tokio::test]
+async fn cancel_removes_the_partial_download_and_the_record() {
+    let env = Env::new().await;
+    let tm = env.manager(2);
+    let src = random_file(env.dir.path(), "src", 30 * MIB, 9);
+    tm.upload_file("bucket", "k", &src)
+        .await
+        .unwrap()
+        .join()
+        .await
+        .unwrap();
+    env.slow();
+    let dest = env.dir.path().join("dest");
+    let h = tm.download_file("bucket", "k", &dest).await.unwrap();
+    wait_for_progress(&h, 5 * MIB).await;
+    assert!(
+        env.dir
+            .path()
+            .join(format!("dest{PARTIAL_SUFFIX}"))
+            .exists()
+    );
+    h.cancel().unwrap();
+    let err = h.join().await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Cancelled);
+    assert!(!dest.exists());
+    assert!(
+        !env.dir
+            .path()
+            .join(format!("dest{PARTIAL_SUFFIX}"))
+            .exists(),
+        "partial file left after cancel"
+    );
+    assert!(tm.list_resumable().unwrap().0.is_empty());
+}
+
+/// The child side of the kill -9 test: uploads, and is killed by the parent.
+#[tokio::test]
+async fn crashed_process_is_resumed_by_a_new_one_without_resending_recorded_parts() {
+    if let Ok(endpoint) = std::env::var("S3TM_TEST_CHILD_ENDPOINT") {
+        let state = std::path::PathBuf::from(std::env::var("S3TM_TEST_CHILD_STATE").unwrap());
+        let src = std::env::var("S3TM_TEST_CHILD_SRC").unwrap();
+        let access = std::env::var("S3TM_TEST_CHILD_ACCESS").unwrap();
+        let secret = std::env::var("S3TM_TEST_CHILD_SECRET").unwrap();
+        let tm = manager_with(&endpoint, &access, &secret, "us-east-1", &state, |c| {
+            c.max_in_flight_per_transfer = 2
+        });
+        let h = tm.upload_file("bucket", "crash", &src).await.unwrap();
+        let _ = h.join().await;
+        panic!("the child should have been killed before finishing");
+    }
+    let env = Env::new().await;
+    env.slow();
+    let src = random_file(env.dir.path(), "src", 60 * MIB, 10);
+    let mut child = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "crashed_process_is_resumed_by_a_new_one_without_resending_recorded_parts",
+            "--nocapture",
+        ])
+        .env("S3TM_TEST_CHILD_ENDPOINT", env.proxy.endpoint())
+        .env("S3TM_TEST_CHILD_STATE", env.state())
+        .env("S3TM_TEST_CHILD_SRC", &src)
+        .env("S3TM_TEST_CHILD_ACCESS", env.server.access_key())
+        .env("S3TM_TEST_CHILD_SECRET", env.server.secret_key())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let observer = env.manager(2);
+    let id = loop {
+        let (list, _) = observer.list_resumable().unwrap();
+        if let Some(t) = list.iter().find(|t| t.bytes_done >= 15 * MIB) {
+            break t.id.clone();
+        }
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the child ended before being killed"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let (list, _) = observer.list_resumable().unwrap();
+    let t = list.iter().find(|t| t.id == id).unwrap();
+    assert_eq!(
+        t.state, "interrupted",
+        "a killed process's transfer shows as interrupted"
+    );
+    let recorded = t.bytes_done / (5 * MIB);
+
+    let before = parts_sent(&env.proxy);
+    env.proxy.clear_requests();
+    let out = observer.resume(&id).await.unwrap().join().await.unwrap();
+    let after = parts_sent(&env.proxy);
+    assert_eq!(out.bytes_resumed, recorded * 5 * MIB);
+    // At most the parts in flight at the kill (2) are sent again.
+    let resent: Vec<u32> = after
+        .iter()
+        .copied()
+        .filter(|p| before.contains(p))
+        .collect();
+    assert!(
+        resent.len() <= 2,
+        "re-sent {resent:?}; before {before:?}, after {after:?}"
+    );
+    assert_eq!(after.len() as u64, 12 - recorded, "after {after:?}");
+
+    let dest = env.dir.path().join("dest");
+    observer
+        .download_file("bucket", "crash", &dest)
+        .await
+        .unwrap()
+        .join()
+        .await
+        .unwrap();
+    assert_eq!(sha256(&dest), sha256(&src));
+}
