@@ -406,8 +406,16 @@ fn parse_xml<T: DeserializeOwned>(
         .map_err(|e| malformed(operation, format!("body is not UTF-8: {e}")))?;
     match xml::root_element(text) {
         Ok(Some(r)) if r == "Error" => Err(ResponseError::from(parse_error(status, headers, body))),
-        Ok(Some(r)) if r == root => quick_xml::de::from_str(text)
-            .map_err(|e| malformed(operation, format!("invalid {root} document: {e}"))),
+        // moto names some roots `…Response` where S3 says `…Result` (ListPartsResponse).
+        Ok(Some(r))
+            if r == root
+                || root
+                    .strip_suffix("Result")
+                    .is_some_and(|stem| r == format!("{stem}Response")) =>
+        {
+            quick_xml::de::from_str(text)
+                .map_err(|e| malformed(operation, format!("invalid {root} document: {e}")))
+        }
         Ok(Some(r)) => Err(malformed(
             operation,
             format!("expected <{root}>, got <{}>", truncate(&r)),

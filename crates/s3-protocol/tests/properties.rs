@@ -113,7 +113,10 @@ fn header_map() -> impl Strategy<Value = HeaderMap> {
 
 /// 512 cases unless `PROPTEST_CASES` (`cargo xtask proptest --cases N`) says otherwise.
 fn cases() -> u32 {
-    std::env::var("PROPTEST_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(512)
+    std::env::var("PROPTEST_CASES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(512)
 }
 
 proptest! {

@@ -483,3 +483,18 @@ fn malformed_success_bodies_are_typed_errors() {
         );
     }
 }
+
+#[test]
+fn list_parts_accepts_motos_response_root_but_not_anything_else() {
+    let body = r#"<?xml version="1.0" encoding="UTF-8"?>
+<ListPartsResponse xmlns="http://s3.amazonaws.com/doc/2006-03-01/">
+  <Bucket>b</Bucket><Key>k</Key><UploadId>u</UploadId>
+  <IsTruncated>false</IsTruncated>
+  <Part><PartNumber>1</PartNumber><ETag>"abc"</ETag><Size>5242880</Size></Part>
+</ListPartsResponse>"#;
+    let out = parse_list_parts(OK, &HeaderMap::new(), body.as_bytes()).unwrap();
+    assert_eq!(out.parts.len(), 1);
+    assert_eq!(out.parts[0].part_number, 1);
+    let other = body.replace("ListPartsResponse", "SomethingElse");
+    assert!(parse_list_parts(OK, &HeaderMap::new(), other.as_bytes()).is_err());
+}
