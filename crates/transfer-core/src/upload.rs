@@ -334,7 +334,8 @@ impl UploadMachine {
                         self.phase = Phase::Aborting;
                         self.control_due = true;
                     } else {
-                        self.end(Ending::Cancelled);
+                        let ending = self.ending.take().unwrap_or(Ending::Cancelled);
+                        self.end(ending);
                         return;
                     }
                 }

@@ -98,6 +98,8 @@ struct World {
     paused_cmd: bool,
     cancelled: bool,
     replaced: bool,
+    /// A cancel was ever issued (a crash forgets the command, not the fact).
+    ever_cancelled: bool,
     corrupted: bool,
     progress_floor: u64,
     finished: Option<Event>,
@@ -127,6 +129,7 @@ impl World {
             paused_cmd: false,
             cancelled: false,
             replaced: false,
+            ever_cancelled: false,
             corrupted: false,
             progress_floor: 0,
             finished: None,
@@ -358,6 +361,7 @@ impl World {
             Action::Cancel => {
                 self.paused_cmd = false;
                 self.cancelled = true;
+                self.ever_cancelled = true;
                 self.machine.cancel(self.now);
                 self.poll();
             }
@@ -445,15 +449,15 @@ impl World {
                     }
                 }
                 assert!(self.partial.is_none(), "partial file left after completion");
-                let expected_unverified =
-                    matches!(self.kind, Kind::Kms | Kind::MultipartNoPartNumber)
-                        && self.versions[0].part_size.is_some()
-                        || self.kind == Kind::Kms;
-                assert_eq!(
-                    !verifiable, expected_unverified,
-                    "verified as {:?} for {:?}",
-                    c.verified, self.kind
-                );
+                if let Some(v) = matching {
+                    let expected_unverified = self.kind == Kind::Kms
+                        || self.kind == Kind::MultipartNoPartNumber && v.part_size.is_some();
+                    assert_eq!(
+                        !verifiable, expected_unverified,
+                        "verified as {:?} for {:?}",
+                        c.verified, self.kind
+                    );
+                }
                 assert_eq!(self.machine.progress().0, c.bytes_total);
             }
             Event::Failed(TransferError::ObjectChanged { .. }) => {
@@ -485,6 +489,11 @@ impl World {
                 assert!(self.dest.is_none());
             }
             Event::Cancelled => {
+                assert!(
+                    self.ever_cancelled,
+                    "Cancelled without a cancel\n{}",
+                    self.log.join("\n")
+                );
                 assert!(
                     self.partial.is_none() && self.dest.is_none(),
                     "files left after cancel"

@@ -46,6 +46,8 @@ struct World {
     paused_cmd: bool,
     cancelled_cmd: bool,
     modified: bool,
+    /// A cancel was ever issued (a crash forgets the command, not the fact).
+    ever_cancelled: bool,
     progress_floor: u64,
     finished: Option<Event>,
     log: Vec<String>,
@@ -88,6 +90,7 @@ impl World {
             paused_cmd: false,
             cancelled_cmd: false,
             modified: false,
+            ever_cancelled: false,
             progress_floor: 0,
             finished: None,
             log: vec![],
@@ -387,6 +390,7 @@ impl World {
             Action::Cancel => {
                 self.paused_cmd = false;
                 self.cancelled_cmd = true;
+                self.ever_cancelled = true;
                 self.machine.cancel(self.now);
                 self.poll();
             }
@@ -491,6 +495,11 @@ impl World {
                 self.assert_no_recorded_upload_open();
             }
             Event::Cancelled => {
+                assert!(
+                    self.ever_cancelled,
+                    "Cancelled without a cancel\n{}",
+                    self.log.join("\n")
+                );
                 self.assert_no_recorded_upload_open();
             }
             other => panic!("unexpected end {other:?}\n{}", self.log.join("\n")),

@@ -1,0 +1,112 @@
+//! Uploads from memory and readers, downloads into writers, and the blocking calls.
+
+mod common;
+
+use common::*;
+use transfer_manager::ErrorKind;
+
+#[tokio::test]
+async fn bytes_and_reader_uploads_and_writer_downloads_round_trip() {
+    let server = s3_testkit::start_s3s_fs().await;
+    server.create_bucket("bucket").unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let tm = manager(
+        &server.endpoint(),
+        server.access_key(),
+        server.secret_key(),
+        server.region(),
+        &dir.path().join("state"),
+    );
+    let src = random_file(dir.path(), "src", 23 * MIB + 17, 31);
+    let data = std::fs::read(&src).unwrap();
+
+    let h = tm
+        .upload_bytes("bucket", "from-bytes", data.clone().into())
+        .await
+        .unwrap();
+    let err = h.pause().await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Unsupported, "{err}");
+    assert!(err.to_string().contains("cannot be paused"), "{err}");
+    h.join().await.unwrap();
+
+    let file = tokio::fs::File::open(&src).await.unwrap();
+    tm.upload_reader("bucket", "from-reader", file, data.len() as u64)
+        .await
+        .unwrap()
+        .join()
+        .await
+        .unwrap();
+
+    for key in ["from-bytes", "from-reader"] {
+        let (client, mut server_side) = tokio::io::duplex(1 << 20);
+        let h = tm.download_to_writer("bucket", key, client).await.unwrap();
+        let reader = tokio::spawn(async move {
+            let mut got = Vec::new();
+            tokio::io::AsyncReadExt::read_to_end(&mut server_side, &mut got)
+                .await
+                .unwrap();
+            got
+        });
+        let out = h.join().await.unwrap();
+        assert_eq!(out.bytes_total, data.len() as u64);
+        // The writer half was dropped with the transfer, which ends the reader.
+        let got = reader.await.unwrap();
+        assert!(got == data, "{key}: streamed bytes differ");
+    }
+    assert!(
+        tm.list_resumable().unwrap().0.is_empty(),
+        "streams must not leave records"
+    );
+}
+
+#[tokio::test]
+async fn reader_shorter_than_announced_is_a_clear_error() {
+    let server = s3_testkit::start_s3s_fs().await;
+    server.create_bucket("bucket").unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let tm = manager(
+        &server.endpoint(),
+        server.access_key(),
+        server.secret_key(),
+        server.region(),
+        &dir.path().join("state"),
+    );
+    let short: &'static [u8] = &[7u8; 1000];
+    let err = tm
+        .upload_reader("bucket", "k", short, 2000)
+        .await
+        .unwrap()
+        .join()
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::SourceChanged, "{err}");
+    assert!(err.to_string().contains("ended before"), "{err}");
+}
+
+#[test]
+fn blocking_calls_work_without_a_runtime_and_are_refused_inside_one() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let server = rt.block_on(s3_testkit::start_s3s_fs());
+    server.create_bucket("bucket").unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let tm = manager(
+        &server.endpoint(),
+        server.access_key(),
+        server.secret_key(),
+        server.region(),
+        &dir.path().join("state"),
+    );
+    let src = random_file(dir.path(), "src", 7 * MIB, 32);
+    let up = tm.upload_file_blocking("bucket", "k", &src).unwrap();
+    assert_eq!(up.bytes_total, 7 * MIB);
+    let dest = dir.path().join("dest");
+    tm.download_file_blocking("bucket", "k", &dest).unwrap();
+    assert_eq!(sha256(&dest), sha256(&src));
+
+    let err = rt
+        .block_on(async { tm.download_file_blocking("bucket", "k", &dest) })
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::InvalidInput, "{err}");
+    drop(tm);
+    drop(server);
+}
