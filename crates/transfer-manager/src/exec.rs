@@ -210,7 +210,10 @@ impl OpContext {
                         Ok(p::CompletedPart {
                             part_number: part_number(cp.part)?,
                             etag: p::ETag::new(cp.etag.0),
-                            checksum: None,
+                            checksum: algorithm.zip(cp.checksum).map(|(a, value)| p::Checksum {
+                                algorithm: proto_alg(a),
+                                value,
+                            }),
                         })
                     })
                     .collect::<Result<Vec<_>, Failure>>()?;
