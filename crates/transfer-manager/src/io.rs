@@ -36,7 +36,16 @@ pub(crate) fn fingerprint(path: &Path) -> std::io::Result<SourceFingerprint> {
 }
 
 fn local_failure(what: &str, e: &std::io::Error) -> Failure {
-    Failure::new(FailureKind::LocalIo, format!("{what}: {e}"))
+    let hint = match e.kind() {
+        std::io::ErrorKind::StorageFull | std::io::ErrorKind::QuotaExceeded => {
+            " (free some disk space first)"
+        }
+        std::io::ErrorKind::PermissionDenied | std::io::ErrorKind::ReadOnlyFilesystem => {
+            " (check the permissions of the file and its directory)"
+        }
+        _ => "",
+    };
+    Failure::new(FailureKind::LocalIo, format!("{what}: {e}{hint}"))
 }
 
 async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Result<T, Failure> {
