@@ -338,3 +338,52 @@ async fn crashed_process_is_resumed_by_a_new_one_without_resending_recorded_part
         .unwrap();
     assert_eq!(sha256(&dest), sha256(&src));
 }
+
+#[tokio::test]
+async fn corrupt_checkpoint_is_reported_with_its_path_and_kept() {
+    let env = Env::new().await;
+    env.slow();
+    let src = random_file(env.dir.path(), "src", 20 * MIB, 14);
+    let id = {
+        let tm = env.manager(2);
+        let h = tm.upload_file("bucket", "k", &src).await.unwrap();
+        wait_for_progress(&h, 5 * MIB).await;
+        h.pause().await.unwrap();
+        h.id().clone()
+    };
+    let record = std::fs::read_dir(env.state())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| {
+            p.file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with(id.as_str())
+                && !p.to_string_lossy().ends_with(".lock")
+        })
+        .expect("the record file");
+    let mut bytes = std::fs::read(&record).unwrap();
+    let last = bytes.len() - 10;
+    bytes[last] ^= 0xff;
+    std::fs::write(&record, &bytes).unwrap();
+
+    let tm = env.manager(2);
+    let (ok, bad) = tm.list_resumable().unwrap();
+    assert!(ok.is_empty());
+    assert_eq!(bad.len(), 1);
+    assert!(
+        bad[0].error.contains(&record.display().to_string()),
+        "{}",
+        bad[0].error
+    );
+    let err = tm.resume(&id).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Checkpoint, "{err}");
+    assert!(
+        err.to_string().contains(&record.display().to_string()),
+        "{err}"
+    );
+    assert!(
+        record.exists(),
+        "a corrupt checkpoint must never be deleted silently"
+    );
+}
