@@ -33,16 +33,11 @@ impl Drop for Tmpfs {
 
 #[tokio::test]
 async fn download_onto_a_full_disk_fails_clearly_and_stays_resumable() {
-    let server = s3_testkit::start_s3s_fs().await;
-    server.create_bucket("bucket").unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let tm = manager(
-        &server.endpoint(),
-        server.access_key(),
-        server.secret_key(),
-        server.region(),
-        &dir.path().join("state"),
-    );
+    let S3sEnv {
+        server: _server,
+        dir,
+        tm,
+    } = s3s_env().await;
     let src = random_file(dir.path(), "src", 12 * MIB, 41);
     tm.upload_file("bucket", "big", &src)
         .await

@@ -7,16 +7,11 @@ use transfer_manager::{ErrorKind, PARTIAL_SUFFIX, Verified};
 
 #[tokio::test]
 async fn files_of_every_boundary_size_round_trip_verified() {
-    let server = s3_testkit::start_s3s_fs().await;
-    server.create_bucket("bucket").unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let tm = manager(
-        &server.endpoint(),
-        server.access_key(),
-        server.secret_key(),
-        server.region(),
-        &dir.path().join("state"),
-    );
+    let S3sEnv {
+        server: _server,
+        dir,
+        tm,
+    } = s3s_env().await;
     let sizes = [0, 1, 5 * MIB - 1, 5 * MIB, 8 * MIB + 1, 100 * MIB];
     let keys = [
         "plain",

@@ -7,16 +7,11 @@ use transfer_manager::ErrorKind;
 
 #[tokio::test]
 async fn bytes_and_reader_uploads_and_writer_downloads_round_trip() {
-    let server = s3_testkit::start_s3s_fs().await;
-    server.create_bucket("bucket").unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let tm = manager(
-        &server.endpoint(),
-        server.access_key(),
-        server.secret_key(),
-        server.region(),
-        &dir.path().join("state"),
-    );
+    let S3sEnv {
+        server: _server,
+        dir,
+        tm,
+    } = s3s_env().await;
     let src = random_file(dir.path(), "src", 23 * MIB + 17, 31);
     let data = std::fs::read(&src).unwrap();
 
@@ -61,16 +56,11 @@ async fn bytes_and_reader_uploads_and_writer_downloads_round_trip() {
 
 #[tokio::test]
 async fn reader_shorter_than_announced_is_a_clear_error() {
-    let server = s3_testkit::start_s3s_fs().await;
-    server.create_bucket("bucket").unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let tm = manager(
-        &server.endpoint(),
-        server.access_key(),
-        server.secret_key(),
-        server.region(),
-        &dir.path().join("state"),
-    );
+    let S3sEnv {
+        server: _server,
+        dir: _dir,
+        tm,
+    } = s3s_env().await;
     let short: &'static [u8] = &[7u8; 1000];
     let err = tm
         .upload_reader("bucket", "k", short, 2000)

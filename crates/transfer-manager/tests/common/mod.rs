@@ -89,3 +89,24 @@ pub fn parts_sent(proxy: &s3_testkit::FaultProxy) -> Vec<u32> {
         .filter_map(|r| r.part_number())
         .collect()
 }
+
+/// An s3s-fs server with a bucket `bucket`, a temporary directory and a manager for them.
+pub struct S3sEnv {
+    pub server: s3_testkit::S3sFsServer,
+    pub dir: tempfile::TempDir,
+    pub tm: TransferManager,
+}
+
+pub async fn s3s_env() -> S3sEnv {
+    let server = s3_testkit::start_s3s_fs().await;
+    server.create_bucket("bucket").unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let tm = manager(
+        &server.endpoint(),
+        server.access_key(),
+        server.secret_key(),
+        server.region(),
+        &dir.path().join("state"),
+    );
+    S3sEnv { server, dir, tm }
+}
