@@ -30,8 +30,10 @@
 //! # Resume model
 //!
 //! A multipart upload emits a checkpoint once the upload is created and after every
-//! part; a download once its layout is known and after every range whose bytes the
-//! driver made durable. A process that dies loses at most the operations in flight.
+//! part; a download once its layout is known and after every range it received. The
+//! driver makes a download's bytes durable before it persists a checkpoint naming them,
+//! so a checkpoint never claims bytes that a power loss took back. A process that dies
+//! loses at most the operations in flight.
 //! Uploads below the multipart threshold are a single PutObject and start again from
 //! zero when resumed, as in the AWS transfer managers.
 #![forbid(unsafe_code)]

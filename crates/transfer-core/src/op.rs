@@ -76,8 +76,9 @@ pub enum OpKind {
         /// Length to give the file.
         size_bytes: u64,
     },
-    /// GetObject of `range`, written at the same offset of the partial file and made
-    /// durable before the outcome is reported. Answer: [`Outcome::RangeWritten`].
+    /// GetObject of `range`, written at the same offset of the partial file. The driver
+    /// must make these bytes durable before it persists any checkpoint that names them.
+    /// Answer: [`Outcome::RangeWritten`].
     GetRange {
         /// Bytes of the object.
         range: ByteRange,
@@ -234,7 +235,7 @@ pub enum Outcome {
         /// The length it had before, if it existed.
         previous_len: Option<u64>,
     },
-    /// A range was received in full, written and made durable.
+    /// A range was received in full and written (durable before the next checkpoint).
     RangeWritten {
         /// CRC of the bytes, when asked for.
         checksum: Option<u32>,

@@ -380,7 +380,8 @@ impl OpContext {
                 if !buf.is_empty() {
                     sink.write_at(offset, buf.freeze()).await?;
                 }
-                sink.sync().await?;
+                // Durability is the checkpoint thread's job: it syncs the file before
+                // saving any checkpoint that names these bytes, off this request's path.
                 Ok(Outcome::RangeWritten {
                     checksum: crc.map(|h| h.finalize().value),
                     md5: md5.map(|h| h.finalize().into()),

@@ -289,19 +289,11 @@ impl Sink {
         }
     }
 
-    /// Makes the written bytes durable before the checkpoint that names them.
-    pub(crate) async fn sync(&self) -> Result<(), Failure> {
-        match self {
-            Sink::File { partial, .. } => {
-                let Some(file) = self.open_file() else {
-                    return Ok(());
-                };
-                let path = partial.clone();
-                blocking(move || file.sync_data())
-                    .await?
-                    .map_err(|e| local_failure(&format!("cannot sync {}", path.display()), &e))
-            }
-            Sink::Writer(_) => Ok(()),
+    /// Makes the bytes written so far durable (from the checkpoint thread).
+    pub(crate) fn sync_blocking(&self) -> std::io::Result<()> {
+        match self.open_file() {
+            Some(f) => f.sync_data(),
+            None => Ok(()),
         }
     }
 

@@ -240,8 +240,16 @@ impl TransferManager {
             Time::ZERO,
         );
         let id = new_id();
-        let persistence =
-            self.persistence(&id, Direction::Download, bucket, key, &dest, 0, None)?;
+        let sink = Arc::new(Sink::file(partial, dest.clone()));
+        let persistence = self.persistence(
+            &id,
+            Direction::Download,
+            bucket,
+            key,
+            &dest,
+            0,
+            Some(sink.clone()),
+        )?;
         self.spawn(Setup {
             id,
             direction: Direction::Download,
@@ -249,7 +257,7 @@ impl TransferManager {
             key: key.to_owned(),
             machine: Box::new(machine),
             source: None,
-            sink: Some(Arc::new(Sink::file(partial, dest))),
+            sink: Some(sink),
             persistence: Some(persistence),
             resumed: false,
             upload_checksum: self.inner.config.checksum,
@@ -551,6 +559,7 @@ impl TransferManager {
             }
         };
         let upload_checksum = stored.checksum;
+        let persister = Persister::start(self.inner.store.clone(), sink.clone());
         Ok(Setup {
             id: id.clone(),
             direction: meta.direction,
@@ -560,7 +569,7 @@ impl TransferManager {
             source,
             sink,
             persistence: Some(Persistence {
-                persister: Persister::start(self.inner.store.clone()),
+                persister,
                 meta,
                 stored,
                 _lease: lease,
@@ -585,7 +594,7 @@ impl TransferManager {
         key: &str,
         path: &Path,
         total: u64,
-        checkpoint: Option<Checkpoint>,
+        sink: Option<Arc<Sink>>,
     ) -> Result<Persistence, Error> {
         let lease = self.inner.store.lease(id).map_err(Error::store)?;
         let now = now_unix_ms();
@@ -609,9 +618,9 @@ impl TransferManager {
             part_size_bytes: c.part_size_bytes,
             multipart_threshold_bytes: c.multipart_threshold_bytes,
             checksum: c.checksum,
-            checkpoint,
+            checkpoint: None,
         };
-        let persister = Persister::start(self.inner.store.clone());
+        let persister = Persister::start(self.inner.store.clone(), sink);
         // Recorded from the start, so that a crash before the first checkpoint is listed.
         persister.save(record(&meta, &stored).map_err(Error::store)?);
         Ok(Persistence {

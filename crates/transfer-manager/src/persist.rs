@@ -11,6 +11,8 @@ use resume_store::{Record, RecordMeta, ResumeStore, StoreError, TransferId};
 use serde::{Deserialize, Serialize};
 use transfer_core::{Checkpoint, ChecksumAlgorithm};
 
+use crate::io::Sink;
+
 /// Format version of [`Stored`] payloads.
 pub(crate) const STORED_VERSION: u32 = 1;
 
@@ -59,7 +61,9 @@ pub(crate) struct Persister {
 }
 
 impl Persister {
-    pub(crate) fn start(store: Arc<dyn ResumeStore>) -> Persister {
+    /// Starts the thread. With a download's `sink`, its bytes are made durable before
+    /// each save, so a checkpoint never names bytes a power loss could take back.
+    pub(crate) fn start(store: Arc<dyn ResumeStore>, sink: Option<Arc<Sink>>) -> Persister {
         let (tx, rx) = mpsc::channel::<Msg>();
         let spawned = std::thread::Builder::new().name("s3tm-checkpoints".into()).spawn(move || {
             let mut failed: Option<StoreError> = None;
@@ -72,7 +76,14 @@ impl Persister {
                     match msg {
                         Msg::Save(r) => {
                             let superseded = i + 1 < len && matches!(iter.peek(), Some((_, Msg::Save(_))));
-                            if !superseded && let Err(e) = store.save(&r) {
+                            let synced = match (&sink, superseded) {
+                                (Some(sink), false) => sink.sync_blocking(),
+                                _ => Ok(()),
+                            };
+                            if let Err(e) = synced {
+                                tracing::warn!(transfer = %r.meta.id, error = %e, "partial file not synced; checkpoint not saved");
+                                failed = Some(StoreError::Io { path: PathBuf::from("partial file"), source: e });
+                            } else if !superseded && let Err(e) = store.save(&r) {
                                 tracing::warn!(transfer = %r.meta.id, error = %e, "checkpoint not saved");
                                 failed = Some(e);
                             }
