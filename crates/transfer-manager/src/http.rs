@@ -95,8 +95,19 @@ impl HttpClient {
                 FailureKind::Timeout,
                 format!("no response within {:?}", self.read_timeout),
             )),
-            Ok(Err(e)) => Err(transport_failure(&e)),
-            Ok(Ok(resp)) => Ok(resp),
+            Ok(Err(e)) => {
+                let f = transport_failure(&e);
+                tracing::debug!(error = %f.message, "request failed");
+                Err(f)
+            }
+            Ok(Ok(resp)) => {
+                let request_id = resp
+                    .headers()
+                    .get("x-amz-request-id")
+                    .and_then(|v| v.to_str().ok());
+                tracing::debug!(status = resp.status().as_u16(), request_id, "response");
+                Ok(resp)
+            }
         }
     }
 
