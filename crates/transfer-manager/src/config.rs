@@ -117,3 +117,22 @@ impl Config {
         Ok(cfg)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_output_never_shows_the_secret_or_token() {
+        let mut cfg = Config::new("eu-west-1");
+        cfg.credentials = Some(Credentials::new(
+            "AKIDEXAMPLE".into(),
+            "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY".into(),
+            Some("SESSIONTOKENSECRET".into()),
+        ));
+        let shown = format!("{cfg:?}");
+        assert!(shown.contains("AKIDEXAMPLE"), "{shown}");
+        assert!(!shown.contains("wJalrXUtnFEMI"), "{shown}");
+        assert!(!shown.contains("SESSIONTOKENSECRET"), "{shown}");
+    }
+}
