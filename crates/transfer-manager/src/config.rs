@@ -126,9 +126,9 @@ mod tests {
     fn debug_output_never_shows_the_secret_or_token() {
         let mut cfg = Config::new("eu-west-1");
         cfg.credentials = Some(Credentials::new(
-            "AKIDEXAMPLE".into(),
-            "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY".into(),
-            Some("SESSIONTOKENSECRET".into()),
+            "AKIDEXAMPLE".to_owned(),
+            "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY".to_owned(),
+            Some("SESSIONTOKENSECRET".to_owned()),
         ));
         let shown = format!("{cfg:?}");
         assert!(shown.contains("AKIDEXAMPLE"), "{shown}");
