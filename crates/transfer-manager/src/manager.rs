@@ -866,17 +866,10 @@ impl TransferManager {
         req.prefix = prefix.map(str::to_owned);
         loop {
             let what = format!("listing multipart uploads in s3://{bucket}");
-            let built = req
-                .build(self.inner.http.s3())
-                .map_err(|e| Error::new(ErrorKind::InvalidInput, format!("{what}: {e}")))?;
-            let (status, headers, body) = self
-                .inner
-                .http
-                .send_buffered(built)
-                .await
-                .map_err(|f| failure_error(&what, f))?;
-            let page = s3_protocol::parse_list_multipart_uploads(status, &headers, &body)
-                .map_err(|e| failure_error(&what, crate::http::response_failure(e)))?;
+            let built = req.build(self.inner.http.s3());
+            let page = self
+                .one_shot(&what, built, s3_protocol::parse_list_multipart_uploads)
+                .await?;
             out.extend(page.uploads.into_iter().map(|u| MultipartUploadInfo {
                 key: u.key,
                 upload_id: u.upload_id.as_str().to_owned(),
@@ -911,17 +904,33 @@ impl TransferManager {
             key: key.to_owned(),
             upload_id: s3_protocol::UploadId::new(upload_id),
         };
-        let built = req
-            .build(self.inner.http.s3())
-            .map_err(|e| Error::new(ErrorKind::InvalidInput, format!("{what}: {e}")))?;
+        let built = req.build(self.inner.http.s3());
+        self.one_shot(&what, built, s3_protocol::parse_abort_multipart_upload)
+            .await
+    }
+
+    /// One request outside any transfer (listings, aborts the user asked for): sent once,
+    /// its failure reported as it is.
+    async fn one_shot<T>(
+        &self,
+        what: &str,
+        built: Result<http::Request<s3_protocol::RequestBody>, s3_protocol::RequestError>,
+        parse: fn(
+            http::StatusCode,
+            &http::HeaderMap,
+            &[u8],
+        ) -> Result<T, s3_protocol::ResponseError>,
+    ) -> Result<T, Error> {
+        let built =
+            built.map_err(|e| Error::new(ErrorKind::InvalidInput, format!("{what}: {e}")))?;
         let (status, headers, body) = self
             .inner
             .http
             .send_buffered(built)
             .await
-            .map_err(|f| failure_error(&what, f))?;
-        s3_protocol::parse_abort_multipart_upload(status, &headers, &body)
-            .map_err(|e| failure_error(&what, crate::http::response_failure(e)))
+            .map_err(|f| failure_error(what, f))?;
+        parse(status, &headers, &body)
+            .map_err(|e| failure_error(what, crate::http::response_failure(e)))
     }
 }
 
