@@ -1,1 +1,209 @@
-fn main() {}
+//! `s3tm`: resumable, verified, fast S3 transfers from the command line.
+//!
+//! This file is the command line (clap) and the dispatch; `args` parses values (sizes,
+//! ages, `s3://` URLs), `output` draws progress bars and JSON lines, `run` drives
+//! transfers and handles Ctrl-C, and `commands` holds one function per subcommand. All
+//! transfer behaviour is `transfer_manager`'s.
+
+mod args;
+mod commands;
+mod failure;
+mod output;
+mod run;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// Exit statuses, documented in `--help` and the README.
+pub(crate) mod exit {
+    /// Every transfer completed and verified.
+    pub(crate) const DONE: u8 = 0;
+    /// Something failed; the error was printed.
+    pub(crate) const FAILED: u8 = 1;
+    /// The command line was not understood.
+    pub(crate) const USAGE: u8 = 2;
+    /// Paused by Ctrl-C or SIGTERM; the transfer can be resumed.
+    pub(crate) const PAUSED: u8 = 130;
+}
+
+const AFTER_HELP: &str = "\
+Credentials, region and endpoint come from the environment and the shared config files,
+as for the AWS CLI (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN,
+AWS_REGION, AWS_ENDPOINT_URL, AWS_PROFILE, ~/.aws/credentials, ~/.aws/config); the
+global flags override them. Checkpoints are kept in --state-dir, else $S3TM_STATE_DIR,
+else ~/.local/share/s3tm/transfers.
+
+Exit status:
+  0    done: every transfer completed and was verified
+  1    failed: the error is printed as `s3tm: error: ...`
+  2    usage error
+  130  paused by Ctrl-C or SIGTERM: `s3tm resume ID`, or the same `s3tm cp` again,
+       continues from the last checkpoint";
+
+/// Resumable, verified, fast S3 transfers.
+#[derive(Debug, Parser)]
+#[command(name = "s3tm", version, after_help = AFTER_HELP)]
+struct Cli {
+    #[command(flatten)]
+    global: Global,
+    #[command(subcommand)]
+    command: Command,
+}
+
+/// Where the server is and where checkpoints live; accepted before or after the command.
+#[derive(Debug, Clone, Args)]
+pub(crate) struct Global {
+    /// S3-compatible endpoint (http://127.0.0.1:9000, a MinIO, a Ceph RGW); AWS when unset.
+    #[arg(long, global = true, value_name = "URL")]
+    pub(crate) endpoint_url: Option<String>,
+    /// Region to sign for (default: AWS_REGION, the profile's region, else us-east-1).
+    #[arg(long, global = true)]
+    pub(crate) region: Option<String>,
+    /// Profile of the shared AWS config and credentials files.
+    #[arg(long, global = true)]
+    pub(crate) profile: Option<String>,
+    /// Path-style addressing (http://host/bucket/key), which most S3-compatible servers
+    /// need; chosen automatically for IP addresses and localhost.
+    #[arg(long, global = true)]
+    pub(crate) path_style: bool,
+    /// Directory of the checkpoints.
+    #[arg(long, global = true, value_name = "DIR")]
+    pub(crate) state_dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Upload a file to s3://bucket/key, or download s3://bucket/key to a file.
+    ///
+    /// A destination that is a directory or ends in `/` keeps the source's file name.
+    /// Running the same copy again after an interruption resumes it.
+    Cp(CpArgs),
+    /// Continue paused or interrupted transfers.
+    Resume(ResumeArgs),
+    /// List paused, interrupted and running transfers.
+    Ls(LsArgs),
+    /// Stop transfers for good: abort the multipart upload or remove the partial file.
+    Cancel(CancelArgs),
+    /// List and abort unfinished multipart uploads left in a bucket by any tool.
+    Clean(CleanArgs),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct CpArgs {
+    /// A local file or s3://bucket/key.
+    pub(crate) src: String,
+    /// s3://bucket/key (or s3://bucket/prefix/), or a local path or directory.
+    pub(crate) dst: String,
+    /// Part size of uploads and range size of downloads: 8MiB, 16M, 8388608 (default 8MiB).
+    #[arg(long, value_name = "SIZE", value_parser = args::parse_size)]
+    pub(crate) part_size: Option<u64>,
+    /// Requests in flight for this transfer (default 8).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
+    pub(crate) concurrency: Option<u16>,
+    /// Checksum sent with every uploaded part (default crc32).
+    #[arg(long, value_enum)]
+    pub(crate) checksum: Option<ChecksumArg>,
+    /// Start over even when this copy was interrupted before.
+    #[arg(long)]
+    pub(crate) no_resume: bool,
+    #[command(flatten)]
+    pub(crate) output: OutputArgs,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum ChecksumArg {
+    Crc32,
+    Crc32c,
+    None,
+}
+
+#[derive(Debug, Clone, Args)]
+pub(crate) struct OutputArgs {
+    /// No progress bar (it is shown only on a terminal anyway).
+    #[arg(long)]
+    pub(crate) no_progress: bool,
+    /// Print nothing but errors.
+    #[arg(long, short, conflicts_with = "json")]
+    pub(crate) quiet: bool,
+    /// One JSON object per line on stdout: started, progress, paused, completed, failed.
+    #[arg(long)]
+    pub(crate) json: bool,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct ResumeArgs {
+    /// The transfer's id, as `s3tm ls` shows it.
+    #[arg(required_unless_present = "all", conflicts_with = "all")]
+    pub(crate) id: Option<String>,
+    /// Every paused or interrupted transfer.
+    #[arg(long)]
+    pub(crate) all: bool,
+    #[command(flatten)]
+    pub(crate) output: OutputArgs,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct LsArgs {
+    /// One JSON object per line: id, direction, bucket, key, path, bytes_done,
+    /// bytes_total, state, age_secs, created_unix_ms, updated_unix_ms.
+    #[arg(long)]
+    pub(crate) json: bool,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct CancelArgs {
+    /// A transfer id, or s3://bucket/key for every saved transfer of that object.
+    #[arg(required_unless_present = "all", conflicts_with = "all")]
+    pub(crate) target: Option<String>,
+    /// Every transfer that is not running.
+    #[arg(long)]
+    pub(crate) all: bool,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct CleanArgs {
+    /// s3://bucket or s3://bucket/prefix.
+    pub(crate) url: String,
+    /// Only uploads started longer ago than this: 7d, 12h, 30m (default: all).
+    #[arg(long, value_name = "AGE", value_parser = args::parse_age)]
+    pub(crate) older_than: Option<Duration>,
+    /// Show what would be aborted, abort nothing.
+    #[arg(long)]
+    pub(crate) dry_run: bool,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("s3tm: error: cannot start the async runtime: {e}");
+            return ExitCode::from(exit::FAILED);
+        }
+    };
+    let result = runtime.block_on(async {
+        match cli.command {
+            Command::Cp(a) => commands::cp(&cli.global, a).await,
+            Command::Resume(a) => commands::resume(&cli.global, a).await,
+            Command::Ls(a) => commands::ls(&cli.global, &a),
+            Command::Cancel(a) => commands::cancel(&cli.global, a).await,
+            Command::Clean(a) => commands::clean(&cli.global, a).await,
+        }
+    });
+    // Nothing left running matters once the command is over (a paused transfer's
+    // checkpoint is durable before `run` returns).
+    runtime.shutdown_timeout(Duration::from_millis(200));
+    match result {
+        Ok(code) => ExitCode::from(code),
+        Err(failure) => {
+            failure.print();
+            ExitCode::from(failure.code())
+        }
+    }
+}

@@ -1,0 +1,504 @@
+//! `cargo xtask demo`: the real `s3tm` binary against an embedded S3 server, interrupted
+//! twice and resumed twice, with the result checked byte for byte.
+//!
+//! 1. Starts s3s-fs (verifying SigV4 signatures) on 127.0.0.1 over a temporary directory
+//!    and creates the bucket `demo`; writes a 256 MiB random file.
+//! 2. `s3tm cp FILE s3://demo/big.bin`, sent SIGINT once `s3tm ls --json` shows bytes
+//!    done: it pauses and exits 130. The same `s3tm cp` again resumes it.
+//! 3. `s3tm cp s3://demo/big.bin COPY`, killed with SIGKILL once bytes are done;
+//!    `s3tm resume ID` finishes it.
+//! 4. Compares SHA-256 of the source, the stored object and the copy; prints a table and
+//!    exits 0 only if everything verified.
+//!
+//! Usage: `demo [--s3tm PATH] [--size-mib N]`; `cargo xtask demo` builds s3tm and runs
+//! this with s3tm next to the example's directory.
+
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, anyhow, bail, ensure};
+use serde_json::Value;
+use sha2::{Digest as _, Sha256};
+
+const MIB: u64 = 1 << 20;
+const BUCKET: &str = "demo";
+const KEY: &str = "big.bin";
+const TIMEOUT: Duration = Duration::from_secs(600);
+
+fn main() {
+    match run() {
+        Ok(()) => println!("\ndemo passed: every byte verified"),
+        Err(e) => {
+            eprintln!("\ndemo FAILED: {e:#}");
+            std::process::exit(1);
+        }
+    }
+}
+
+struct Options {
+    s3tm: PathBuf,
+    size: u64,
+}
+
+fn options() -> anyhow::Result<Options> {
+    let mut s3tm = None;
+    let mut size = 256 * MIB;
+    let mut args = std::env::args().skip(1);
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            "--s3tm" => s3tm = Some(PathBuf::from(args.next().context("--s3tm needs a path")?)),
+            "--size-mib" => {
+                let n: u64 = args
+                    .next()
+                    .and_then(|v| v.parse().ok())
+                    .filter(|n| *n >= 16)
+                    .context("--size-mib needs a number of MiB, at least 16")?;
+                size = n * MIB;
+            }
+            other => bail!("unknown argument `{other}` (usage: demo [--s3tm PATH] [--size-mib N])"),
+        }
+    }
+    let s3tm = match s3tm {
+        Some(p) => p,
+        // target/<profile>/examples/demo -> target/<profile>/s3tm
+        None => std::env::current_exe()?
+            .parent()
+            .and_then(Path::parent)
+            .map(|dir| dir.join(format!("s3tm{}", std::env::consts::EXE_SUFFIX)))
+            .context("cannot locate the s3tm binary; pass --s3tm PATH")?,
+    };
+    ensure!(
+        s3tm.is_file(),
+        "{} does not exist; build it first (`cargo xtask demo` does)",
+        s3tm.display()
+    );
+    Ok(Options { s3tm, size })
+}
+
+/// One row of the final table.
+struct Row {
+    step: &'static str,
+    sent: u64,
+    resent: Option<u64>,
+    time: Duration,
+}
+
+fn run() -> anyhow::Result<()> {
+    let opts = options()?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    let server = runtime.block_on(s3_testkit::try_start_s3s_fs())?;
+    server.create_bucket(BUCKET)?;
+    let work = tempfile::Builder::new().prefix("s3tm-demo-").tempdir()?;
+    let env = Env {
+        s3tm: opts.s3tm.clone(),
+        endpoint: server.endpoint(),
+        access_key: server.access_key().to_owned(),
+        secret_key: server.secret_key().to_owned(),
+        region: server.region().to_owned(),
+        dir: work.path().to_owned(),
+    };
+    println!("s3tm:     {}", opts.s3tm.display());
+    println!(
+        "server:   s3s-fs at {} (SigV4 verified), bucket `{BUCKET}`, storage {}",
+        env.endpoint,
+        server.root().display()
+    );
+    println!("work dir: {} (files and checkpoints)", env.dir.display());
+
+    let src = env.dir.join("source.bin");
+    let started = Instant::now();
+    random_file(&src, opts.size)?;
+    let src_sha = sha256(&src)?;
+    println!(
+        "source:   {} MiB of random bytes written in {:.1}s, sha256 {}",
+        opts.size / MIB,
+        started.elapsed().as_secs_f64(),
+        &src_sha[..16]
+    );
+    let mut rows = Vec::new();
+
+    // 1. Upload, interrupted by SIGINT.
+    let upload = ["cp", "--json", "source.bin", "s3://demo/big.bin"];
+    step(&env, "upload, then SIGINT once bytes are done", &upload);
+    let started = Instant::now();
+    let mut child = env.spawn(&upload)?;
+    let seen = env.wait_for_bytes_done(&mut child, "upload")?;
+    signal(&child, "-INT")?;
+    let run = finish(child)?;
+    let time = started.elapsed();
+    run.show();
+    ensure!(
+        run.code == Some(130),
+        "SIGINT should pause s3tm with exit status 130, got {:?} (if it finished first, the \
+         machine is too fast for this size: try --size-mib 1024)",
+        run.code
+    );
+    let paused = run
+        .events()?
+        .into_iter()
+        .find(|e| e["event"] == "paused")
+        .ok_or_else(|| anyhow!("no `paused` event from s3tm"))?;
+    let id = paused["id"].as_str().unwrap_or_default().to_owned();
+    ensure!(id == seen.id, "paused {id}, expected {}", seen.id);
+    let done = paused["bytes_done"].as_u64().unwrap_or_default();
+    ensure!(
+        done > 0 && done < opts.size,
+        "paused at {done} of {} bytes",
+        opts.size
+    );
+    ensure!(
+        run.stderr.contains(&format!("resume {id}")),
+        "s3tm did not print the command to resume"
+    );
+    rows.push(Row {
+        step: "upload, SIGINT part-way (exit 130)",
+        sent: done,
+        resent: None,
+        time,
+    });
+
+    // 2. The same cp again resumes it.
+    step(&env, "the same cp again: resumes", &upload);
+    let run = finish(env.spawn(&upload)?)?;
+    run.show();
+    ensure!(run.code == Some(0), "resumed upload failed: {:?}", run.code);
+    ensure!(
+        run.stderr.contains(&format!("resuming the interrupted upload {id}")),
+        "s3tm did not say it resumed {id}"
+    );
+    let outcome = run.completed()?;
+    ensure!(
+        outcome.resumed == done,
+        "resumed from {} bytes, the pause had {done}",
+        outcome.resumed
+    );
+    rows.push(outcome.row("upload, same cp re-run (resumes)"));
+    let stored = server.root().join(BUCKET).join(KEY);
+    let stored_sha = sha256(&stored)?;
+    ensure!(
+        stored_sha == src_sha,
+        "the stored object differs from the source"
+    );
+
+    // 3. Download, killed with SIGKILL.
+    let dest = env.dir.join("copy.bin");
+    let download = ["cp", "--json", "s3://demo/big.bin", "copy.bin"];
+    step(&env, "download, then SIGKILL once bytes are done", &download);
+    let started = Instant::now();
+    let mut child = env.spawn(&download)?;
+    let seen = env.wait_for_bytes_done(&mut child, "download")?;
+    child.kill()?;
+    let run = finish(child)?;
+    let time = started.elapsed();
+    ensure!(run.code.is_none(), "s3tm should have been killed");
+    let id = seen.id;
+    let killed_at = env
+        .ls()?
+        .into_iter()
+        .find(|t| t["id"] == id.as_str())
+        .ok_or_else(|| anyhow!("the killed download {id} is not in `s3tm ls`"))?;
+    ensure!(
+        killed_at["state"] == "interrupted",
+        "state after kill -9: {}",
+        killed_at["state"]
+    );
+    let done = killed_at["bytes_done"].as_u64().unwrap_or_default();
+    println!(
+        "   | killed; `s3tm ls` shows {id} interrupted at {} MiB",
+        done / MIB
+    );
+    rows.push(Row {
+        step: "download, SIGKILL part-way",
+        sent: done,
+        resent: None,
+        time,
+    });
+
+    // 4. s3tm resume ID.
+    let resume = ["resume", "--json", id.as_str()];
+    step(&env, "resume the killed download by id", &resume);
+    let run = finish(env.spawn(&resume)?)?;
+    run.show();
+    ensure!(run.code == Some(0), "resume failed: {:?}", run.code);
+    let outcome = run.completed()?;
+    rows.push(outcome.row("download, s3tm resume ID"));
+    let copy_sha = sha256(&dest)?;
+    ensure!(copy_sha == src_sha, "the downloaded copy differs from the source");
+    ensure!(env.ls()?.is_empty(), "transfers are left in `s3tm ls`");
+
+    println!();
+    print_table(&rows);
+    println!("\nsha256 source {src_sha}");
+    println!("sha256 stored {stored_sha} (the object in s3s-fs's storage)");
+    println!("sha256 copy   {copy_sha}");
+    drop(server);
+    runtime.shutdown_timeout(Duration::from_secs(1));
+    Ok(())
+}
+
+struct Env {
+    s3tm: PathBuf,
+    endpoint: String,
+    access_key: String,
+    secret_key: String,
+    region: String,
+    dir: PathBuf,
+}
+
+struct Seen {
+    id: String,
+}
+
+impl Env {
+    fn command(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(&self.s3tm);
+        // The server's keys, and none of the user's AWS settings.
+        for var in [
+            "AWS_PROFILE",
+            "AWS_DEFAULT_PROFILE",
+            "AWS_SESSION_TOKEN",
+            "AWS_ENDPOINT_URL",
+            "AWS_ENDPOINT_URL_S3",
+            "AWS_DEFAULT_REGION",
+            "S3TM_STATE_DIR",
+        ] {
+            cmd.env_remove(var);
+        }
+        cmd.env("AWS_ACCESS_KEY_ID", &self.access_key)
+            .env("AWS_SECRET_ACCESS_KEY", &self.secret_key)
+            .env("AWS_REGION", &self.region)
+            .env("AWS_CONFIG_FILE", self.dir.join("no-aws-config"))
+            .env("AWS_SHARED_CREDENTIALS_FILE", self.dir.join("no-aws-credentials"))
+            .current_dir(&self.dir)
+            .args(["--endpoint-url", &self.endpoint, "--path-style", "--state-dir"])
+            .arg(self.dir.join("state"))
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        cmd
+    }
+
+    fn spawn(&self, args: &[&str]) -> anyhow::Result<Child> {
+        self.command(args)
+            .spawn()
+            .with_context(|| format!("cannot run {}", self.s3tm.display()))
+    }
+
+    fn ls(&self) -> anyhow::Result<Vec<Value>> {
+        let out = self.command(&["ls", "--json"]).output()?;
+        ensure!(
+            out.status.success(),
+            "s3tm ls failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        json_lines(&String::from_utf8_lossy(&out.stdout))
+    }
+
+    /// Polls `s3tm ls --json` until the transfer in `direction` has bytes done.
+    fn wait_for_bytes_done(&self, child: &mut Child, direction: &str) -> anyhow::Result<Seen> {
+        let deadline = Instant::now() + TIMEOUT;
+        loop {
+            if let Some(t) = self.ls()?.into_iter().find(|t| {
+                t["direction"] == direction && t["bytes_done"].as_u64().is_some_and(|n| n > 0)
+            }) {
+                let id = t["id"].as_str().unwrap_or_default().to_owned();
+                println!(
+                    "   | `s3tm ls --json`: {id} has {} MiB done",
+                    t["bytes_done"].as_u64().unwrap_or_default() / MIB
+                );
+                return Ok(Seen { id });
+            }
+            if let Some(status) = child.try_wait()? {
+                bail!("s3tm ended ({status}) before `s3tm ls` showed any bytes done");
+            }
+            ensure!(Instant::now() < deadline, "no progress within {TIMEOUT:?}");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+}
+
+fn step(env: &Env, what: &str, args: &[&str]) {
+    println!("\n==> {what}");
+    println!(
+        "    s3tm --endpoint-url {} --path-style --state-dir state {}",
+        env.endpoint,
+        args.join(" ")
+    );
+}
+
+fn signal(child: &Child, name: &str) -> anyhow::Result<()> {
+    let status = Command::new("kill")
+        .args([name, &child.id().to_string()])
+        .status()
+        .context("cannot run `kill`")?;
+    ensure!(status.success(), "kill {name} failed");
+    Ok(())
+}
+
+struct Run {
+    code: Option<i32>,
+    stdout: String,
+    stderr: String,
+}
+
+impl Run {
+    fn show(&self) {
+        for line in self.stderr.lines() {
+            println!("   | {line}");
+        }
+    }
+
+    fn events(&self) -> anyhow::Result<Vec<Value>> {
+        json_lines(&self.stdout)
+    }
+
+    fn completed(&self) -> anyhow::Result<Outcome> {
+        let events = self.events()?;
+        let c = events
+            .iter()
+            .find(|e| e["event"] == "completed")
+            .ok_or_else(|| anyhow!("no `completed` event from s3tm"))?;
+        ensure!(
+            c["verified"] == true,
+            "s3tm could not verify the transfer: {}",
+            c["verification"]
+        );
+        println!("   | verified: {}", c["verification"].as_str().unwrap_or(""));
+        let n = |f: &str| c[f].as_u64().unwrap_or_default();
+        Ok(Outcome {
+            transferred: n("bytes_transferred"),
+            resent: n("bytes_resent"),
+            resumed: n("bytes_resumed"),
+            elapsed: Duration::from_secs_f64(c["elapsed_secs"].as_f64().unwrap_or_default()),
+        })
+    }
+}
+
+struct Outcome {
+    transferred: u64,
+    resent: u64,
+    resumed: u64,
+    elapsed: Duration,
+}
+
+impl Outcome {
+    fn row(&self, step: &'static str) -> Row {
+        Row {
+            step,
+            sent: self.transferred,
+            resent: Some(self.resent),
+            time: self.elapsed,
+        }
+    }
+}
+
+fn finish(child: Child) -> anyhow::Result<Run> {
+    let pid = child.id();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(child.wait_with_output());
+    });
+    let out = match rx.recv_timeout(TIMEOUT) {
+        Ok(out) => out?,
+        Err(_) => {
+            let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
+            bail!("s3tm (pid {pid}) did not finish within {TIMEOUT:?}");
+        }
+    };
+    Ok(Run {
+        code: out.status.code(),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    })
+}
+
+fn json_lines(text: &str) -> anyhow::Result<Vec<Value>> {
+    text.lines()
+        .map(|l| serde_json::from_str(l).with_context(|| format!("not a JSON line: {l:?}")))
+        .collect()
+}
+
+fn print_table(rows: &[Row]) {
+    let mib = |n: u64| format!("{:.1} MiB", n as f64 / MIB as f64);
+    let table: Vec<[String; 5]> = rows
+        .iter()
+        .map(|r| {
+            let secs = r.time.as_secs_f64();
+            [
+                r.step.to_owned(),
+                mib(r.sent),
+                r.resent.map_or("-".to_owned(), mib),
+                format!("{secs:.2}s"),
+                format!("{:.1}", r.sent as f64 / MIB as f64 / secs.max(1e-9)),
+            ]
+        })
+        .collect();
+    let header = ["step", "bytes sent", "bytes re-sent", "time", "MiB/s"].map(str::to_owned);
+    let mut widths = [0usize; 5];
+    for row in std::iter::once(&header).chain(&table) {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.len());
+        }
+    }
+    let mut out = std::io::stdout().lock();
+    for (i, row) in std::iter::once(&header).chain(&table).enumerate() {
+        let line: Vec<String> = row
+            .iter()
+            .zip(widths)
+            .enumerate()
+            .map(|(c, (cell, w))| {
+                if c == 0 {
+                    format!("{cell:<w$}")
+                } else {
+                    format!("{cell:>w$}")
+                }
+            })
+            .collect();
+        let _ = writeln!(out, "{}", line.join("  "));
+        if i == 0 {
+            let total: usize = widths.iter().sum::<usize>() + 2 * (widths.len() - 1);
+            let _ = writeln!(out, "{}", "-".repeat(total));
+        }
+    }
+    let _ = out.flush();
+}
+
+/// `size` bytes from a xorshift generator: incompressible, and cheap to make.
+fn random_file(path: &Path, size: u64) -> anyhow::Result<()> {
+    let mut f = std::io::BufWriter::new(std::fs::File::create(path)?);
+    let seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(1, |d| d.as_nanos() as u64);
+    let mut x = seed | 1;
+    let mut block = vec![0u8; MIB as usize];
+    let mut left = size;
+    while left > 0 {
+        for chunk in block.chunks_exact_mut(8) {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            chunk.copy_from_slice(&x.to_le_bytes());
+        }
+        let n = left.min(MIB);
+        f.write_all(&block[..n as usize])?;
+        left -= n;
+    }
+    // On disk before the clock starts: otherwise its writeback competes with the
+    // transfers' checkpoint fsyncs and skews the first step.
+    f.into_inner()?.sync_all()?;
+    Ok(())
+}
+
+fn sha256(path: &Path) -> anyhow::Result<String> {
+    let mut hasher = Sha256::new();
+    let mut f =
+        std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
+    std::io::copy(&mut f, &mut hasher)?;
+    Ok(hex::encode(hasher.finalize()))
+}

@@ -1,0 +1,480 @@
+//! One function per subcommand. Each returns the exit status or a [`Failure`].
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use serde_json::json;
+use transfer_manager::{
+    ChecksumAlgorithm, Config, Direction, ErrorKind, ResumableTransfer, StateStore, TransferId,
+    TransferManager,
+};
+
+use crate::args::{
+    Copy, Location, S3Url, human_age, human_bytes, parse_s3_timestamp, resolve_copy,
+};
+use crate::failure::{Failure, explain};
+use crate::output::{Output, direction_name, route};
+use crate::run::{Job, Signals, resume_command, run_jobs};
+use crate::{CancelArgs, ChecksumArg, CleanArgs, CpArgs, Global, LsArgs, ResumeArgs, exit};
+
+/// Settings as the AWS CLI reads them, then the global flags on top.
+fn config(global: &Global) -> Result<Config, Failure> {
+    let mut c = Config::from_env(global.profile.as_deref())?;
+    if let Some(url) = &global.endpoint_url {
+        c.endpoint_url = Some(url.clone());
+    }
+    if let Some(region) = &global.region {
+        c.region = region.clone();
+    }
+    if global.path_style {
+        c.path_style = Some(true);
+    }
+    if let Some(dir) = &global.state_dir {
+        c.state = StateStore::Dir(dir.clone());
+    }
+    Ok(c)
+}
+
+fn manager(config: Config) -> Result<TransferManager, Failure> {
+    let anonymous = config.credentials.is_none();
+    TransferManager::new(config).map_err(|e| {
+        let mut message = explain(&e, None);
+        if anonymous && e.kind() == ErrorKind::Denied {
+            message.push_str(" (no credentials were found, so requests were unsigned)");
+        }
+        Failure::new(message)
+    })
+}
+
+/// `s3tm cp SRC DST`.
+pub(crate) async fn cp(global: &Global, a: CpArgs) -> Result<u8, Failure> {
+    let src = Location::parse(&a.src).map_err(Failure::usage)?;
+    let dst = Location::parse(&a.dst).map_err(Failure::usage)?;
+    let copy = resolve_copy(&src, &dst, Path::is_dir).map_err(Failure::usage)?;
+    let signals = Signals::new()?;
+    let mut config = config(global)?;
+    if let Some(size) = a.part_size {
+        config.part_size_bytes = size;
+    }
+    if let Some(n) = a.concurrency {
+        config.max_in_flight_per_transfer = n.into();
+    }
+    match a.checksum {
+        Some(ChecksumArg::Crc32) => config.checksum = Some(ChecksumAlgorithm::Crc32),
+        Some(ChecksumArg::Crc32c) => config.checksum = Some(ChecksumAlgorithm::Crc32c),
+        Some(ChecksumArg::None) => config.checksum = None,
+        None => {}
+    }
+    let anonymous = config.credentials.is_none();
+    let manager = manager(config)?;
+    let out = Arc::new(Output::new(&a.output));
+
+    let (direction, url, path) = match copy {
+        Copy::Upload { path, to } => (Direction::Upload, to, path),
+        Copy::Download { from, path } => {
+            if a.dst.ends_with('/') && !path.parent().is_none_or(Path::exists) {
+                let dir = path.parent().unwrap_or(Path::new("."));
+                std::fs::create_dir_all(dir).map_err(|e| {
+                    Failure::new(format!("cannot create directory {}: {e}", dir.display()))
+                })?;
+            }
+            (Direction::Download, from, path)
+        }
+    };
+    let S3Url { bucket, key } = url;
+
+    let saved = manager.find_resumable(direction, &bucket, &key, &path)?;
+    let handle = match saved {
+        Some(t) if !a.no_resume => {
+            out.note(&format!(
+                "resuming the interrupted {} {} from {} of {} (pass --no-resume to start over)",
+                direction_name(direction),
+                t.id,
+                human_bytes(t.bytes_done),
+                human_bytes(t.bytes_total),
+            ));
+            manager.resume(&t.id).await.map_err(|e| {
+                let mut m = explain(&e, None);
+                if matches!(
+                    e.kind(),
+                    ErrorKind::SourceChanged | ErrorKind::ObjectChanged
+                ) {
+                    m.push_str("; run the same command with --no-resume to start over");
+                }
+                Failure::new(m)
+            })?
+        }
+        Some(t) => {
+            out.note(&format!(
+                "--no-resume: cancelling the earlier {} {} ({} of {} done) to start over",
+                direction_name(direction),
+                t.id,
+                human_bytes(t.bytes_done),
+                human_bytes(t.bytes_total),
+            ));
+            manager.cancel_saved(&t.id).await?;
+            start(&manager, direction, &bucket, &key, &path).await?
+        }
+        None => start(&manager, direction, &bucket, &key, &path).await?,
+    };
+    let job = Job {
+        handle,
+        bucket,
+        key,
+        path,
+    };
+    let result = run_jobs(&manager, global, signals, vec![job], out).await;
+    if anonymous && result.is_err() {
+        eprintln!(
+            "s3tm: note: no credentials were found (AWS_ACCESS_KEY_ID, --profile, \
+             ~/.aws/credentials), so requests were sent unsigned"
+        );
+    }
+    result
+}
+
+async fn start(
+    manager: &TransferManager,
+    direction: Direction,
+    bucket: &str,
+    key: &str,
+    path: &Path,
+) -> Result<transfer_manager::TransferHandle, Failure> {
+    let started = match direction {
+        Direction::Upload => manager.upload_file(bucket, key, path).await,
+        Direction::Download => manager.download_file(bucket, key, path).await,
+    };
+    Ok(started?)
+}
+
+/// `s3tm resume ID` / `s3tm resume --all`.
+pub(crate) async fn resume(global: &Global, a: ResumeArgs) -> Result<u8, Failure> {
+    let signals = Signals::new()?;
+    let manager = manager(config(global)?)?;
+    let out = Arc::new(Output::new(&a.output));
+    let saved = saved_transfers(&manager)?;
+    let chosen: Vec<ResumableTransfer> = match &a.id {
+        Some(id) => {
+            let id = parse_id(id)?;
+            match saved.into_iter().find(|t| t.id == id) {
+                Some(t) => vec![t],
+                None => {
+                    return Err(Failure::new(format!(
+                        "no saved transfer {id}; `{}` lists them",
+                        list_command(global)
+                    )));
+                }
+            }
+        }
+        None => saved.into_iter().filter(|t| t.state != "running").collect(),
+    };
+    if chosen.is_empty() {
+        out.note("nothing to resume");
+        return Ok(exit::DONE);
+    }
+    let mut jobs = Vec::new();
+    let mut failed = 0;
+    for t in chosen {
+        out.note(&format!(
+            "resuming {} {} from {} of {}",
+            direction_name(t.direction),
+            t.id,
+            human_bytes(t.bytes_done),
+            human_bytes(t.bytes_total),
+        ));
+        match manager.resume(&t.id).await {
+            Ok(handle) => jobs.push(Job {
+                handle,
+                bucket: t.bucket,
+                key: t.key,
+                path: t.local_path,
+            }),
+            Err(e) => {
+                let mut m = explain(&e, None);
+                if matches!(
+                    e.kind(),
+                    ErrorKind::SourceChanged | ErrorKind::ObjectChanged
+                ) {
+                    m.push_str(&format!(
+                        "; `s3tm cancel {}` forgets it, then copy again",
+                        t.id
+                    ));
+                }
+                if a.all {
+                    out.error(&format!("{}: {m}", t.id));
+                    failed += 1;
+                } else {
+                    return Err(Failure::new(m));
+                }
+            }
+        }
+    }
+    let code = if jobs.is_empty() {
+        Ok(exit::DONE)
+    } else {
+        run_jobs(&manager, global, signals, jobs, out).await
+    };
+    match code {
+        Ok(code) if failed > 0 && code == exit::DONE => Err(Failure::new(format!(
+            "{failed} transfer(s) could not be resumed"
+        ))),
+        other => other,
+    }
+}
+
+fn list_command(global: &Global) -> String {
+    resume_command(global, "").replace(" resume ", " ls")
+}
+
+fn parse_id(id: &str) -> Result<TransferId, Failure> {
+    TransferId::new(id).map_err(|e| Failure::usage(format!("`{id}` is not a transfer id: {e}")))
+}
+
+/// Every saved transfer; unreadable records are reported on stderr.
+fn saved_transfers(manager: &TransferManager) -> Result<Vec<ResumableTransfer>, Failure> {
+    let (mut saved, unreadable) = manager.list_resumable()?;
+    for u in unreadable {
+        eprintln!("s3tm: warning: transfer {}: {}", u.id, u.error);
+    }
+    saved.sort_by_key(|t| t.created_unix_ms);
+    Ok(saved)
+}
+
+fn now_unix_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// `s3tm ls`.
+pub(crate) fn ls(global: &Global, a: &LsArgs) -> Result<u8, Failure> {
+    let manager = manager(config(global)?)?;
+    let saved = saved_transfers(&manager)?;
+    let now = now_unix_ms();
+    let age = |t: &ResumableTransfer| Duration::from_millis(now.saturating_sub(t.created_unix_ms));
+    if a.json {
+        for t in &saved {
+            println!(
+                "{}",
+                json!({
+                    "id": t.id.as_str(),
+                    "direction": direction_name(t.direction),
+                    "bucket": t.bucket,
+                    "key": t.key,
+                    "path": t.local_path,
+                    "bytes_done": t.bytes_done,
+                    "bytes_total": t.bytes_total,
+                    "state": t.state,
+                    "age_secs": age(t).as_secs(),
+                    "created_unix_ms": t.created_unix_ms,
+                    "updated_unix_ms": t.updated_unix_ms,
+                })
+            );
+        }
+        return Ok(exit::DONE);
+    }
+    if saved.is_empty() {
+        eprintln!("s3tm: no paused or interrupted transfers");
+        return Ok(exit::DONE);
+    }
+    let rows: Vec<[String; 6]> = saved
+        .iter()
+        .map(|t| {
+            let percent = (t.bytes_done * 100)
+                .checked_div(t.bytes_total)
+                .map_or(String::new(), |p| format!(" {p}%"));
+            [
+                t.id.to_string(),
+                direction_name(t.direction).to_owned(),
+                t.state.clone(),
+                format!(
+                    "{}/{}{percent}",
+                    human_bytes(t.bytes_done),
+                    human_bytes(t.bytes_total)
+                ),
+                human_age(age(t)),
+                route(t.direction, &t.bucket, &t.key, &t.local_path),
+            ]
+        })
+        .collect();
+    let header = ["ID", "DIRECTION", "STATE", "DONE", "AGE", "TRANSFER"].map(str::to_owned);
+    let mut widths = [0usize; 6];
+    for row in std::iter::once(&header).chain(&rows) {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    for row in std::iter::once(&header).chain(&rows) {
+        let mut line = String::new();
+        for (i, (cell, w)) in row.iter().zip(widths).enumerate() {
+            if i + 1 == row.len() {
+                line.push_str(cell);
+            } else {
+                line.push_str(&format!("{cell:<w$}  "));
+            }
+        }
+        println!("{line}");
+    }
+    Ok(exit::DONE)
+}
+
+/// `s3tm cancel ID | --all | s3://bucket/key`.
+pub(crate) async fn cancel(global: &Global, a: CancelArgs) -> Result<u8, Failure> {
+    let manager = manager(config(global)?)?;
+    let what = |t: &ResumableTransfer| match t.direction {
+        Direction::Upload => format!(
+            "upload {} of {} (its multipart upload was aborted)",
+            t.id,
+            route(t.direction, &t.bucket, &t.key, &t.local_path)
+        ),
+        Direction::Download => format!(
+            "download {} of {} (its partial file was removed)",
+            t.id,
+            route(t.direction, &t.bucket, &t.key, &t.local_path)
+        ),
+    };
+    if a.all {
+        let saved = saved_transfers(&manager)?;
+        let (running, idle): (Vec<_>, Vec<_>) =
+            saved.into_iter().partition(|t| t.state == "running");
+        for t in &running {
+            eprintln!(
+                "s3tm: skipping {} {}: it is running",
+                direction_name(t.direction),
+                t.id
+            );
+        }
+        if idle.is_empty() {
+            eprintln!("s3tm: nothing to cancel");
+            return Ok(exit::DONE);
+        }
+        let mut failed = 0;
+        for t in &idle {
+            match manager.cancel_saved(&t.id).await {
+                Ok(()) => println!("cancelled {}", what(t)),
+                Err(e) => {
+                    eprintln!("s3tm: error: {}: {}", t.id, explain(&e, None));
+                    failed += 1;
+                }
+            }
+        }
+        return match failed {
+            0 => Ok(exit::DONE),
+            n => Err(Failure::new(format!(
+                "{n} of {} cancels failed",
+                idle.len()
+            ))),
+        };
+    }
+    let target = a.target.as_deref().unwrap_or_default();
+    if target.starts_with("s3://") {
+        let url = S3Url::parse(target).map_err(Failure::usage)?;
+        let n = manager.cancel_object(&url.bucket, &url.key).await?;
+        if n == 0 {
+            return Err(Failure::new(format!(
+                "no saved transfer of {url}; `{}` lists them",
+                list_command(global)
+            )));
+        }
+        println!("cancelled {n} transfer(s) of {url}");
+        return Ok(exit::DONE);
+    }
+    let id = parse_id(target)?;
+    let saved = saved_transfers(&manager)?;
+    let known = saved.iter().find(|t| t.id == id).cloned();
+    manager.cancel_saved(&id).await.map_err(|e| {
+        let mut m = explain(&e, None);
+        if e.kind() == ErrorKind::NotFound && !m.contains("s3tm ls") {
+            m.push_str(&format!("; `{}` lists them", list_command(global)));
+        }
+        Failure::new(m)
+    })?;
+    match known {
+        Some(t) => println!("cancelled {}", what(&t)),
+        None => println!("cancelled {id}"),
+    }
+    Ok(exit::DONE)
+}
+
+/// `s3tm clean s3://bucket[/prefix] [--older-than AGE] [--dry-run]`.
+pub(crate) async fn clean(global: &Global, a: CleanArgs) -> Result<u8, Failure> {
+    let url = S3Url::parse(&a.url).map_err(Failure::usage)?;
+    let manager = manager(config(global)?)?;
+    let prefix = (!url.key.is_empty()).then_some(url.key.as_str());
+    let uploads = manager.list_multipart_uploads(&url.bucket, prefix).await?;
+    // Uploads s3tm can still resume are left alone: aborting one would throw its parts
+    // away behind the transfer's back. `s3tm cancel` is the way to drop those.
+    let saved: Vec<ResumableTransfer> = saved_transfers(&manager)?
+        .into_iter()
+        .filter(|t| t.direction == Direction::Upload && t.bucket == url.bucket)
+        .collect();
+    let now_secs = (now_unix_ms() / 1000) as i64;
+    let (mut aborted, mut kept, mut failed) = (0, 0, 0);
+    for u in &uploads {
+        let object = format!("s3://{}/{}", url.bucket, u.key);
+        let started = u.initiated.as_deref().unwrap_or("at an unknown time");
+        if let Some(mine) = saved.iter().find(|t| t.key == u.key) {
+            println!(
+                "kept {object} (upload {}): s3tm transfer {} can resume it; `s3tm cancel {}` drops it",
+                u.upload_id, mine.id, mine.id
+            );
+            kept += 1;
+            continue;
+        }
+        if let Some(min_age) = a.older_than {
+            let age = u
+                .initiated
+                .as_deref()
+                .and_then(parse_s3_timestamp)
+                .map(|t| now_secs.saturating_sub(t));
+            match age {
+                Some(age) if age >= min_age.as_secs() as i64 => {}
+                Some(_) => continue,
+                None => {
+                    println!(
+                        "kept {object} (upload {}): its start time is unknown",
+                        u.upload_id
+                    );
+                    kept += 1;
+                    continue;
+                }
+            }
+        }
+        if a.dry_run {
+            println!(
+                "would abort {object} (upload {}, started {started})",
+                u.upload_id
+            );
+            aborted += 1;
+            continue;
+        }
+        match manager
+            .abort_multipart_upload(&url.bucket, &u.key, &u.upload_id)
+            .await
+        {
+            Ok(()) => {
+                println!(
+                    "aborted {object} (upload {}, started {started})",
+                    u.upload_id
+                );
+                aborted += 1;
+            }
+            Err(e) => {
+                eprintln!("s3tm: error: {}", explain(&e, None));
+                failed += 1;
+            }
+        }
+    }
+    let verb = if a.dry_run { "would abort" } else { "aborted" };
+    eprintln!(
+        "s3tm: {} unfinished upload(s) in s3://{}/{}: {verb} {aborted}, kept {kept}",
+        uploads.len(),
+        url.bucket,
+        url.key
+    );
+    match failed {
+        0 => Ok(exit::DONE),
+        n => Err(Failure::new(format!("{n} abort(s) failed"))),
+    }
+}

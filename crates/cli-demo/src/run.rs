@@ -1,0 +1,372 @@
+//! Running transfers to their end: progress, the end of each, and Ctrl-C / SIGTERM.
+//!
+//! A first signal pauses every transfer (in-flight requests settle and the checkpoint is
+//! made durable), prints the command that resumes and exits with status 130. A second
+//! signal exits at once; the last checkpoint written still resumes.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+use tokio::sync::{broadcast, mpsc};
+use transfer_manager::{
+    Direction, Event, TransferHandle, TransferId, TransferManager, TransferOutcome,
+};
+
+use crate::args::{human_bytes, shell_quote};
+use crate::failure::{Failure, explain};
+use crate::output::{self, Output, direction_name, route};
+use crate::{Global, exit};
+
+/// JSON progress lines are throttled to this interval (at most 4 a second).
+const JSON_PROGRESS_EVERY: Duration = Duration::from_millis(250);
+
+/// A started transfer and what it moves.
+pub(crate) struct Job {
+    pub(crate) handle: TransferHandle,
+    pub(crate) bucket: String,
+    pub(crate) key: String,
+    pub(crate) path: PathBuf,
+}
+
+/// The command that continues transfers, with the global flags this run was given (the
+/// environment is the user's to keep).
+pub(crate) fn resume_command(global: &Global, what: &str) -> String {
+    let mut cmd = String::from("s3tm");
+    let mut flag = |name: &str, value: Option<&str>| {
+        cmd.push(' ');
+        cmd.push_str(name);
+        if let Some(v) = value {
+            cmd.push(' ');
+            cmd.push_str(&shell_quote(v));
+        }
+    };
+    if let Some(u) = &global.endpoint_url {
+        flag("--endpoint-url", Some(u));
+    }
+    if let Some(r) = &global.region {
+        flag("--region", Some(r));
+    }
+    if let Some(p) = &global.profile {
+        flag("--profile", Some(p));
+    }
+    if global.path_style {
+        flag("--path-style", None);
+    }
+    if let Some(d) = &global.state_dir {
+        flag("--state-dir", Some(&d.to_string_lossy()));
+    }
+    cmd.push_str(" resume ");
+    cmd.push_str(what);
+    cmd
+}
+
+struct Watched {
+    id: TransferId,
+    direction: Direction,
+    route: String,
+    progress: tokio::sync::watch::Receiver<transfer_manager::Progress>,
+}
+
+/// Runs `jobs` to their end and reports each. Returns the exit status: 0 when all
+/// completed, 130 when a signal paused them; a failure when any failed.
+pub(crate) async fn run_jobs(
+    manager: &TransferManager,
+    global: &Global,
+    mut signals: Signals,
+    jobs: Vec<Job>,
+    out: Arc<Output>,
+) -> Result<u8, Failure> {
+    let (done_tx, mut done_rx) = mpsc::unbounded_channel();
+    let mut watched = Vec::new();
+    for (index, job) in jobs.into_iter().enumerate() {
+        let id = job.handle.id().clone();
+        let direction = job.handle.direction();
+        let route = route(direction, &job.bucket, &job.key, &job.path);
+        let progress = job.handle.progress();
+        let start = *progress.borrow();
+        out.event(
+            "started",
+            json!({
+                "id": id.as_str(),
+                "direction": direction_name(direction),
+                "bucket": job.bucket,
+                "key": job.key,
+                "path": job.path,
+                "bytes_done": start.bytes_done,
+                "bytes_total": start.bytes_total,
+            }),
+        );
+        out.note(&format!("{} {id}: {route}", direction_name(direction)));
+        let label = match direction {
+            Direction::Upload => format!("up {}", job.key),
+            Direction::Download => format!("down {}", job.key),
+        };
+        let bar = out.bar(&label, start.bytes_done, start.bytes_total);
+        let events = job.handle.events();
+        let done = done_tx.clone();
+        let out2 = out.clone();
+        let watcher_progress = progress.clone();
+        let watcher_id = id.clone();
+        tokio::spawn(async move {
+            let join = job.handle.join();
+            let result = watch(watcher_id, watcher_progress, events, join, bar, &out2).await;
+            let _ = done.send((index, result));
+        });
+        watched.push(Watched {
+            id,
+            direction,
+            route,
+            progress,
+        });
+    }
+    drop(done_tx);
+
+    let mut finished = vec![false; watched.len()];
+    let mut failed = 0usize;
+    let mut remaining = watched.len();
+    while remaining > 0 {
+        tokio::select! {
+            Some((index, result)) = done_rx.recv() => {
+                finished[index] = true;
+                remaining -= 1;
+                if !report_end(&watched[index], result, global, &out, watched.len()) {
+                    failed += 1;
+                }
+            }
+            () = signals.next() => {
+                return pause(manager, global, &watched, &mut finished, &mut done_rx, &mut signals, &out).await;
+            }
+        }
+    }
+    match (failed, watched.len()) {
+        (0, _) => Ok(exit::DONE),
+        // The one failure was printed by `report_end` as the error line already.
+        (_, 1) => Err(Failure::silent()),
+        (n, total) => Err(Failure::new(format!("{n} of {total} transfers failed"))),
+    }
+}
+
+/// Follows one transfer until it ends: the bar, JSON progress, retry notes.
+async fn watch(
+    id: TransferId,
+    mut progress: tokio::sync::watch::Receiver<transfer_manager::Progress>,
+    mut events: broadcast::Receiver<Event>,
+    join: impl Future<Output = Result<TransferOutcome, transfer_manager::Error>>,
+    bar: indicatif::ProgressBar,
+    out: &Output,
+) -> Result<TransferOutcome, transfer_manager::Error> {
+    let mut tick = tokio::time::interval(JSON_PROGRESS_EVERY);
+    let mut last_sent = *progress.borrow();
+    let mut events_open = true;
+    let mut progress_open = true;
+    tokio::pin!(join);
+    let result = loop {
+        tokio::select! {
+            joined = &mut join => break joined,
+            changed = progress.changed(), if progress_open => {
+                if changed.is_err() {
+                    progress_open = false;
+                    continue;
+                }
+                let p = *progress.borrow_and_update();
+                if p.bytes_total > 0 {
+                    bar.set_length(p.bytes_total);
+                }
+                bar.set_position(p.bytes_done);
+            }
+            event = events.recv(), if events_open => match event {
+                Ok(Event::Retrying { op, attempt, delay, failure }) => {
+                    let line = format!("{id}: retrying {op} (attempt {attempt}) in {:.1}s: {failure}", delay.as_secs_f64());
+                    out.note(&line);
+                    out.event("retrying", json!({"id": id.as_str(), "op": op, "attempt": attempt, "delay_secs": delay.as_secs_f64(), "reason": failure.to_string()}));
+                }
+                Ok(Event::Restarted { reason }) => {
+                    out.note(&format!("{id}: starting over: {reason}"));
+                    out.event("restarted", json!({"id": id.as_str(), "reason": reason}));
+                }
+                Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {}
+                Err(broadcast::error::RecvError::Closed) => events_open = false,
+            },
+            _ = tick.tick(), if out.is_json() => {
+                let p = *progress.borrow();
+                if p != last_sent {
+                    last_sent = p;
+                    out.event("progress", json!({"id": id.as_str(), "bytes_done": p.bytes_done, "bytes_total": p.bytes_total}));
+                }
+            }
+        }
+    };
+    bar.finish_and_clear();
+    result
+}
+
+/// Prints how a transfer ended; whether it succeeded.
+fn report_end(
+    w: &Watched,
+    result: Result<TransferOutcome, transfer_manager::Error>,
+    global: &Global,
+    out: &Output,
+    jobs: usize,
+) -> bool {
+    match result {
+        Ok(o) => {
+            out.event("completed", output::completed_fields(&o));
+            out.summary(&output::summary_line(&w.route, w.direction, &o));
+            true
+        }
+        Err(e) => {
+            let p = *w.progress.borrow();
+            let retry = resume_command(global, w.id.as_str());
+            let message = explain(&e, Some((w.id.as_str(), &retry)));
+            out.event(
+                "failed",
+                json!({
+                    "id": w.id.as_str(),
+                    "error": message,
+                    "kind": format!("{:?}", e.kind()),
+                    "resumable": e.is_resumable(),
+                    "bytes_done": p.bytes_done,
+                    "bytes_total": p.bytes_total,
+                }),
+            );
+            if jobs > 1 {
+                out.error(&format!("{}: {message}", w.id));
+            } else {
+                out.error(&message);
+            }
+            false
+        }
+    }
+}
+
+/// After the first signal: pause everything, say how to resume, exit 130.
+async fn pause(
+    manager: &TransferManager,
+    global: &Global,
+    watched: &[Watched],
+    finished: &mut [bool],
+    done_rx: &mut mpsc::UnboundedReceiver<(
+        usize,
+        Result<TransferOutcome, transfer_manager::Error>,
+    )>,
+    signals: &mut Signals,
+    out: &Output,
+) -> Result<u8, Failure> {
+    let unfinished = |finished: &[bool]| -> Vec<String> {
+        watched
+            .iter()
+            .zip(finished)
+            .filter(|(_, done)| !**done)
+            .map(|(w, _)| w.id.to_string())
+            .collect()
+    };
+    let started = Instant::now();
+    out.note("pausing: letting requests in flight finish and saving the checkpoint (press Ctrl-C again to quit at once)");
+    tokio::select! {
+        paused = manager.pause_all() => {
+            if let Err(e) = paused {
+                out.error(&format!("pausing failed: {}", explain(&e, None)));
+            }
+        }
+        () = signals.next() => {
+            for id in unfinished(finished) {
+                out.note(&format!(
+                    "stopped without waiting; the last saved checkpoint resumes: {}",
+                    resume_command(global, &id)
+                ));
+            }
+            std::process::exit(exit::PAUSED.into());
+        }
+    }
+    // Transfers that ended while pausing report their end as usual.
+    let mut failed = false;
+    while let Ok((index, result)) = done_rx.try_recv() {
+        finished[index] = true;
+        failed |= !report_end(&watched[index], result, global, out, watched.len());
+    }
+    let paused: Vec<&Watched> = watched
+        .iter()
+        .zip(finished.iter())
+        .filter(|(_, done)| !**done)
+        .map(|(w, _)| w)
+        .collect();
+    // The saved checkpoints are the truth about what a resume will skip; the progress
+    // watch can lag the last parts that settled while pausing.
+    let saved = manager.list_resumable().map(|(l, _)| l).unwrap_or_default();
+    for w in &paused {
+        let mut p = *w.progress.borrow();
+        if let Some(t) = saved.iter().find(|t| t.id == w.id) {
+            p.bytes_done = t.bytes_done;
+            p.bytes_total = t.bytes_total;
+        }
+        let command = resume_command(global, w.id.as_str());
+        out.event(
+            "paused",
+            json!({
+                "id": w.id.as_str(),
+                "bytes_done": p.bytes_done,
+                "bytes_total": p.bytes_total,
+                "resume_command": command,
+            }),
+        );
+        out.note(&format!(
+            "paused {} {} at {} of {} (requests in flight settled in {:.1}s); the checkpoint is saved",
+            direction_name(w.direction),
+            w.id,
+            human_bytes(p.bytes_done),
+            human_bytes(p.bytes_total),
+            started.elapsed().as_secs_f64(),
+        ));
+        out.note(&format!("to resume: {command}"));
+    }
+    if !paused.is_empty() {
+        out.note("(running the same `s3tm cp` command again resumes it too)");
+        return Ok(exit::PAUSED);
+    }
+    if failed {
+        Err(Failure::silent())
+    } else {
+        Ok(exit::DONE)
+    }
+}
+
+/// Ctrl-C, and SIGTERM on Unix. Create it before starting transfers: from then on a
+/// signal is caught rather than killing the process.
+pub(crate) struct Signals {
+    #[cfg(unix)]
+    int: tokio::signal::unix::Signal,
+    #[cfg(unix)]
+    term: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    pub(crate) fn new() -> Result<Signals, Failure> {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{SignalKind, signal};
+            let listen = |kind: SignalKind, name: &str| {
+                signal(kind).map_err(|e| Failure::new(format!("cannot handle {name}: {e}")))
+            };
+            Ok(Signals {
+                int: listen(SignalKind::interrupt(), "Ctrl-C")?,
+                term: listen(SignalKind::terminate(), "SIGTERM")?,
+            })
+        }
+        #[cfg(not(unix))]
+        Ok(Signals {})
+    }
+
+    async fn next(&mut self) {
+        #[cfg(unix)]
+        tokio::select! {
+            _ = self.int.recv() => {}
+            _ = self.term.recv() => {}
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}

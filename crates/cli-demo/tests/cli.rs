@@ -1,0 +1,496 @@
+//! The real `s3tm` binary against an in-process s3s-fs server (SigV4 verified).
+//!
+//! Transfers that must be interrupted part-way go through the fault proxy with a delay on
+//! every part or range, so a signal always lands mid-transfer; the tests wait until
+//! `s3tm ls --json` shows bytes done before signalling, never on a fixed sleep.
+
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use s3_testkit::{ALWAYS, FaultProxy, Matcher, S3sFsServer, start_s3s_fs};
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+
+const MIB: u64 = 1 << 20;
+const BUCKET: &str = "bucket";
+/// Generous: debug builds on a loaded two-core machine.
+const TIMEOUT: Duration = Duration::from_secs(180);
+
+struct Env {
+    server: S3sFsServer,
+    proxy: FaultProxy,
+    dir: tempfile::TempDir,
+}
+
+impl Env {
+    async fn new() -> Env {
+        let server = start_s3s_fs().await;
+        server.create_bucket(BUCKET).unwrap();
+        let proxy = FaultProxy::start(&server.endpoint()).await;
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("home")).unwrap();
+        Env { server, proxy, dir }
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    fn state_dir(&self) -> PathBuf {
+        self.path("state")
+    }
+
+    /// `s3tm` with the server's endpoint (through the proxy), path-style, a private state
+    /// directory and the server's credentials in the environment; nothing of the
+    /// developer's own AWS setup leaks in.
+    fn s3tm(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_s3tm"));
+        cmd.env_clear()
+            .env("HOME", self.path("home"))
+            .env("AWS_ACCESS_KEY_ID", self.server.access_key())
+            .env("AWS_SECRET_ACCESS_KEY", self.server.secret_key())
+            .env("AWS_REGION", self.server.region())
+            .current_dir(self.dir.path())
+            .arg("--endpoint-url")
+            .arg(self.proxy.endpoint())
+            .arg("--path-style")
+            .arg("--state-dir")
+            .arg(self.state_dir())
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        cmd
+    }
+
+    fn run(&self, args: &[&str]) -> Run {
+        let child = self.s3tm(args).spawn().expect("s3tm starts");
+        finish(child)
+    }
+
+    /// `s3tm ls --json`, parsed; every line must be a JSON object.
+    fn ls(&self) -> Vec<Value> {
+        let run = self.run(&["ls", "--json"]);
+        assert_eq!(run.code, Some(0), "ls failed: {}", run.stderr);
+        json_lines(&run.stdout)
+    }
+
+    /// Waits until `s3tm ls --json` shows `key` with bytes done, while `child` runs.
+    fn wait_for_bytes_done(&self, child: &mut Child, key: &str) -> Value {
+        let deadline = Instant::now() + TIMEOUT;
+        loop {
+            if let Some(t) = self
+                .ls()
+                .into_iter()
+                .find(|t| t["key"] == key && t["bytes_done"].as_u64() > Some(0))
+            {
+                return t;
+            }
+            if let Some(status) = child.try_wait().unwrap() {
+                panic!("s3tm ended ({status}) before any bytes were done");
+            }
+            assert!(Instant::now() < deadline, "no progress on {key}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// The stored object, as s3s-fs keeps it on disk.
+    fn object(&self, key: &str) -> PathBuf {
+        self.server.root().join(BUCKET).join(key)
+    }
+
+    /// Every part upload and ranged GET waits `latency` first.
+    fn slow_down(&self, latency: Duration) {
+        self.proxy.delay(Matcher::upload_part(), latency, ALWAYS);
+        self.proxy.delay(Matcher::ranged_get(), latency, ALWAYS);
+    }
+}
+
+struct Run {
+    code: Option<i32>,
+    stdout: String,
+    stderr: String,
+}
+
+/// Waits for `child` (at most [`TIMEOUT`], then kills it and fails).
+fn finish(child: Child) -> Run {
+    let pid = child.id();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(child.wait_with_output());
+    });
+    let output: Output = match rx.recv_timeout(TIMEOUT) {
+        Ok(output) => output.expect("s3tm's output"),
+        Err(_) => {
+            let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
+            panic!("s3tm (pid {pid}) did not finish within {TIMEOUT:?}");
+        }
+    };
+    Run {
+        code: output.status.code(),
+        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+    }
+}
+
+fn signal(child: &Child, name: &str) {
+    let status = Command::new("kill")
+        .args([name, &child.id().to_string()])
+        .status()
+        .expect("kill runs");
+    assert!(status.success(), "kill {name} failed");
+}
+
+fn json_lines(text: &str) -> Vec<Value> {
+    text.lines()
+        .map(|line| {
+            let v: Value = serde_json::from_str(line)
+                .unwrap_or_else(|e| panic!("not a JSON line ({e}): {line:?}"));
+            assert!(v.is_object(), "not a JSON object: {line}");
+            v
+        })
+        .collect()
+}
+
+/// A file of `size` pseudo-random bytes (xorshift, so no two parts are alike).
+fn random_file(path: &Path, size: u64, seed: u64) {
+    let mut f = std::io::BufWriter::new(std::fs::File::create(path).unwrap());
+    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    let mut block = vec![0u8; MIB as usize];
+    let mut left = size;
+    while left > 0 {
+        for chunk in block.chunks_exact_mut(8) {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            chunk.copy_from_slice(&x.to_le_bytes());
+        }
+        let n = left.min(MIB);
+        f.write_all(&block[..n as usize]).unwrap();
+        left -= n;
+    }
+    f.flush().unwrap();
+}
+
+fn sha256(path: &Path) -> String {
+    let mut hasher = Sha256::new();
+    let mut f =
+        std::fs::File::open(path).unwrap_or_else(|e| panic!("cannot open {}: {e}", path.display()));
+    std::io::copy(&mut f, &mut hasher).unwrap();
+    hex::encode(hasher.finalize())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upload_then_download_into_a_directory_round_trips() {
+    let env = Env::new().await;
+    let src = env.path("data.bin");
+    random_file(&src, 21 * MIB, 1);
+
+    let up = env.run(&["cp", "--part-size", "5MiB", "data.bin", "s3://bucket/dir/"]);
+    assert_eq!(up.code, Some(0), "upload failed: {}", up.stderr);
+    assert!(
+        up.stdout.contains("uploaded") && up.stdout.contains("21.0 MiB"),
+        "summary: {}",
+        up.stdout
+    );
+    assert!(
+        up.stdout.contains("checksum of every part"),
+        "the summary says how the upload was verified: {}",
+        up.stdout
+    );
+    assert_eq!(sha256(&env.object("dir/data.bin")), sha256(&src));
+
+    std::fs::create_dir(env.path("out")).unwrap();
+    let down = env.run(&[
+        "cp",
+        "--checksum",
+        "crc32c",
+        "--concurrency",
+        "3",
+        "s3://bucket/dir/data.bin",
+        "out",
+    ]);
+    assert_eq!(down.code, Some(0), "download failed: {}", down.stderr);
+    assert!(
+        down.stdout.contains("downloaded") && down.stdout.contains("matched"),
+        "summary: {}",
+        down.stdout
+    );
+    assert_eq!(sha256(&env.path("out/data.bin")), sha256(&src));
+    assert!(env.ls().is_empty(), "nothing is left to resume");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigint_pauses_and_the_same_cp_resumes_it() {
+    let env = Env::new().await;
+    env.slow_down(Duration::from_millis(250));
+    let src = env.path("big.bin");
+    random_file(&src, 40 * MIB, 2);
+    let cp = [
+        "cp",
+        "--part-size",
+        "5MiB",
+        "--concurrency",
+        "1",
+        "big.bin",
+        "s3://bucket/big.bin",
+    ];
+
+    let mut child = env.s3tm(&cp).spawn().unwrap();
+    let seen = env.wait_for_bytes_done(&mut child, "big.bin");
+    let id = seen["id"].as_str().unwrap().to_owned();
+    signal(&child, "-INT");
+    let paused = finish(child);
+    assert_eq!(paused.code, Some(130), "stderr: {}", paused.stderr);
+    assert!(
+        paused.stderr.contains(&format!("resume {id}")) && paused.stderr.contains("--state-dir"),
+        "the exact resume command is printed: {}",
+        paused.stderr
+    );
+
+    let listed = env.ls();
+    assert_eq!(listed.len(), 1, "{listed:?}");
+    let t = &listed[0];
+    for field in [
+        "id",
+        "direction",
+        "bucket",
+        "key",
+        "path",
+        "bytes_done",
+        "bytes_total",
+        "state",
+    ] {
+        assert!(!t[field].is_null(), "ls --json lacks `{field}`: {t}");
+    }
+    assert_eq!(t["id"], id.as_str());
+    assert_eq!(t["direction"], "upload");
+    assert_eq!(t["bucket"], BUCKET);
+    assert_eq!(t["state"], "paused");
+    assert_eq!(t["bytes_total"], 40 * MIB);
+    assert_eq!(Path::new(t["path"].as_str().unwrap()), src);
+    let done = t["bytes_done"].as_u64().unwrap();
+    assert!(done > 0 && done < 40 * MIB, "paused part-way: {done}");
+
+    let mut again: Vec<&str> = cp.to_vec();
+    again.push("--json");
+    let resumed = env.run(&again);
+    assert_eq!(resumed.code, Some(0), "stderr: {}", resumed.stderr);
+    assert!(
+        resumed
+            .stderr
+            .contains(&format!("resuming the interrupted upload {id}")),
+        "it says that it resumes: {}",
+        resumed.stderr
+    );
+    let events = json_lines(&resumed.stdout);
+    assert_eq!(events.first().unwrap()["event"], "started");
+    let completed = events.last().unwrap();
+    assert_eq!(completed["event"], "completed", "{events:?}");
+    assert_eq!(completed["id"], id.as_str());
+    assert_eq!(completed["verified"], true);
+    assert_eq!(
+        completed["bytes_resumed"], done,
+        "the parts done before the pause were not sent again"
+    );
+    assert_eq!(
+        completed["bytes_transferred"].as_u64().unwrap() + done,
+        40 * MIB
+    );
+    assert!(
+        events
+            .iter()
+            .all(|e| e["event"] != "progress" || e["bytes_done"].as_u64() <= Some(40 * MIB))
+    );
+    assert_eq!(sha256(&env.object("big.bin")), sha256(&src));
+    assert!(env.ls().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_mid_download_then_resume_by_id() {
+    let env = Env::new().await;
+    let src = env.path("src.bin");
+    random_file(&src, 30 * MIB, 3);
+    let up = env.run(&["cp", "--part-size", "5MiB", "src.bin", "s3://bucket/obj"]);
+    assert_eq!(up.code, Some(0), "upload failed: {}", up.stderr);
+
+    env.slow_down(Duration::from_millis(250));
+    let dest = env.path("copy.bin");
+    let mut child = env
+        .s3tm(&[
+            "cp",
+            "--part-size",
+            "5MiB",
+            "--concurrency",
+            "1",
+            "s3://bucket/obj",
+            "copy.bin",
+        ])
+        .spawn()
+        .unwrap();
+    let seen = env.wait_for_bytes_done(&mut child, "obj");
+    assert_eq!(seen["direction"], "download");
+    let id = seen["id"].as_str().unwrap().to_owned();
+    child.kill().unwrap(); // SIGKILL: no chance to pause
+    let killed = finish(child);
+    assert_eq!(killed.code, None, "killed by a signal");
+
+    let listed = env.ls();
+    assert_eq!(listed.len(), 1, "{listed:?}");
+    assert_eq!(listed[0]["state"], "interrupted");
+    assert!(!dest.exists(), "no destination file before it is verified");
+    assert!(env.path("copy.bin.s3tm-partial").exists());
+
+    let resumed = env.run(&["resume", &id]);
+    assert_eq!(resumed.code, Some(0), "stderr: {}", resumed.stderr);
+    assert!(
+        resumed.stdout.contains("resumed from"),
+        "{}",
+        resumed.stdout
+    );
+    assert_eq!(sha256(&dest), sha256(&src));
+    assert!(!env.path("copy.bin.s3tm-partial").exists());
+    assert!(env.ls().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancel_removes_a_paused_download_and_its_partial_file() {
+    let env = Env::new().await;
+    let src = env.path("src.bin");
+    random_file(&src, 20 * MIB, 4);
+    let up = env.run(&["cp", "--part-size", "5MiB", "src.bin", "s3://bucket/obj"]);
+    assert_eq!(up.code, Some(0), "upload failed: {}", up.stderr);
+
+    env.slow_down(Duration::from_millis(250));
+    let mut child = env
+        .s3tm(&[
+            "cp",
+            "--part-size",
+            "5MiB",
+            "--concurrency",
+            "1",
+            "s3://bucket/obj",
+            "copy.bin",
+        ])
+        .spawn()
+        .unwrap();
+    let seen = env.wait_for_bytes_done(&mut child, "obj");
+    let id = seen["id"].as_str().unwrap().to_owned();
+    signal(&child, "-TERM");
+    let paused = finish(child);
+    assert_eq!(
+        paused.code,
+        Some(130),
+        "SIGTERM pauses too: {}",
+        paused.stderr
+    );
+    let partial = env.path("copy.bin.s3tm-partial");
+    assert!(partial.exists());
+
+    let cancelled = env.run(&["cancel", &id]);
+    assert_eq!(cancelled.code, Some(0), "stderr: {}", cancelled.stderr);
+    assert!(
+        cancelled.stdout.contains("partial file was removed"),
+        "{}",
+        cancelled.stdout
+    );
+    assert!(!partial.exists(), "the partial file is gone");
+    assert!(!env.path("copy.bin").exists());
+    assert!(env.ls().is_empty());
+
+    let again = env.run(&["cancel", &id]);
+    assert_eq!(again.code, Some(1), "a second cancel finds nothing");
+    assert!(
+        again.stderr.starts_with("s3tm: error: "),
+        "{}",
+        again.stderr
+    );
+    let none = env.run(&["cancel", "s3://bucket/obj"]);
+    assert_eq!(none.code, Some(1), "{}", none.stderr);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wrong_secret_is_one_clear_error() {
+    let env = Env::new().await;
+    random_file(&env.path("f.bin"), 12 * MIB, 5);
+    let wrong_secret = "not-the-secret-0123456789";
+    let run = finish(
+        env.s3tm(&["cp", "f.bin", "s3://bucket/f.bin"])
+            .env("AWS_SECRET_ACCESS_KEY", wrong_secret)
+            .spawn()
+            .unwrap(),
+    );
+    assert_eq!(run.code, Some(1), "stderr: {}", run.stderr);
+    let errors: Vec<&str> = run
+        .stderr
+        .lines()
+        .filter(|l| l.starts_with("s3tm: error: "))
+        .collect();
+    assert_eq!(errors.len(), 1, "one error line: {}", run.stderr);
+    let error = errors[0];
+    assert!(
+        error.contains("SignatureDoesNotMatch") && error.contains("secret key"),
+        "names the cause and the fix: {error}"
+    );
+    assert!(
+        error.contains("s3://bucket/f.bin"),
+        "names the object: {error}"
+    );
+    assert!(!run.stderr.contains(wrong_secret) && !run.stdout.contains(wrong_secret));
+    assert!(!env.object("f.bin").exists());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missing_bucket_is_one_clear_error() {
+    let env = Env::new().await;
+    let run = env.run(&["cp", "--json", "s3://no-such-bucket/k", "out.bin"]);
+    assert_eq!(run.code, Some(1), "stderr: {}", run.stderr);
+    let error = run
+        .stderr
+        .lines()
+        .find(|l| l.starts_with("s3tm: error: "))
+        .unwrap_or_else(|| panic!("no error line: {}", run.stderr));
+    assert!(
+        error.contains("s3://no-such-bucket/k") && error.contains("404") && error.contains("check"),
+        "names the object, the status and what to check: {error}"
+    );
+    let events = json_lines(&run.stdout);
+    assert_eq!(events.last().unwrap()["event"], "failed", "{events:?}");
+    assert!(!env.path("out.bin").exists());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn usage_errors_exit_2_and_help_documents_exit_codes() {
+    let env = Env::new().await;
+    for args in [
+        &["cp", "a.bin", "b.bin"][..],
+        &["cp", "--part-size", "8XB", "a.bin", "s3://bucket/k"],
+        &["cp", "s3://bucket/a", "s3://bucket/b"],
+        &["resume"],
+        &["cancel", "not/an/id"],
+        &["clean", "s3://bucket", "--older-than", "7"],
+        &["frobnicate"],
+    ] {
+        let run = env.run(args);
+        assert_eq!(
+            run.code,
+            Some(2),
+            "`s3tm {}`: {}",
+            args.join(" "),
+            run.stderr
+        );
+        assert!(run.stderr.contains("error"), "{}", run.stderr);
+    }
+    let help = env.run(&["--help"]);
+    assert_eq!(help.code, Some(0));
+    for needle in ["Exit status", "130", "usage error", "cp", "resume", "clean"] {
+        assert!(
+            help.stdout.contains(needle),
+            "--help lacks {needle:?}: {}",
+            help.stdout
+        );
+    }
+}
