@@ -17,6 +17,14 @@ commands:
                 --cases N     cases per property (default 512)
                 --release     build the tests with optimisations
                 -- ARGS       passed on to the test binaries (a name filter, --nocapture)
+  demo        the real s3tm against an embedded S3 server (s3s-fs): uploads a 256 MiB
+              file and pauses it with SIGINT, resumes it, downloads it with a kill -9
+              and `s3tm resume`, compares SHA-256; prints a table, exits 0 only if all
+              verified
+                --release       optimised build of s3tm (default: debug)
+                --size-mib N    file size in MiB (default 256)
+  serve       the embedded S3 server with a bucket `demo`, printing the endpoint, keys
+              and s3tm flags to use it by hand; Ctrl-C stops it
   help        this message";
 
 /// What to do.
@@ -25,6 +33,8 @@ pub(crate) enum Command {
     Help,
     Test,
     Proptest(ProptestOptions),
+    Demo(crate::demo::DemoOptions),
+    Serve,
 }
 
 /// `cargo xtask proptest` options.
@@ -48,6 +58,8 @@ pub(crate) fn parse(args: &[String]) -> Result<Command, UsageError> {
         "help" | "-h" | "--help" => no_options("help", rest).map(|()| Command::Help),
         "test" => no_options("test", rest).map(|()| Command::Test),
         "proptest" => parse_proptest(rest).map(Command::Proptest),
+        "demo" => crate::demo::parse(rest).map(Command::Demo),
+        "serve" => no_options("serve", rest).map(|()| Command::Serve),
         other => Err(UsageError(format!("unknown command `{other}`"))),
     }
 }
@@ -139,9 +151,9 @@ mod tests {
     fn usage_errors() {
         for line in [
             "",
-            "demo",
+            "demo --fast",
             "bench",
-            "serve",
+            "serve --port 9000",
             "test --fast",
             "proptest --cases",
             "proptest --cases 0",
@@ -161,7 +173,7 @@ mod tests {
             .filter(|line| line.starts_with("  ") && !line.starts_with("   "))
             .filter_map(|line| line.split_whitespace().next())
             .collect();
-        assert_eq!(listed, ["test", "proptest", "help"]);
+        assert_eq!(listed, ["test", "proptest", "demo", "serve", "help"]);
         for command in listed {
             assert!(
                 parse_str(command).is_ok(),

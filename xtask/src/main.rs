@@ -15,11 +15,13 @@
 //! Add a module `src/<command>.rs` with `pub(crate) fn run(..) -> anyhow::Result<()>`, a
 //! variant in [`flags::Command`] with its parsing in `flags::parse`, a line in
 //! [`flags::USAGE`], and a `match` arm in `main`. Commands planned but not written yet
-//! (`demo`, `serve`, `bench`) are deliberately absent: `cargo xtask <unknown>` prints the
+//! (`bench`) are deliberately absent: `cargo xtask <unknown>` prints the
 //! usage of what exists and exits with status 2.
 
+mod demo;
 mod flags;
 mod proptest;
+mod serve;
 mod step;
 mod test;
 
@@ -45,6 +47,8 @@ fn main() -> ExitCode {
         }
         flags::Command::Test => test::run(),
         flags::Command::Proptest(options) => proptest::run(&options),
+        flags::Command::Demo(options) => demo::run(&options),
+        flags::Command::Serve => serve::run(),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

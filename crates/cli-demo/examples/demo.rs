@@ -168,7 +168,8 @@ fn run() -> anyhow::Result<()> {
     run.show();
     ensure!(run.code == Some(0), "resumed upload failed: {:?}", run.code);
     ensure!(
-        run.stderr.contains(&format!("resuming the interrupted upload {id}")),
+        run.stderr
+            .contains(&format!("resuming the interrupted upload {id}")),
         "s3tm did not say it resumed {id}"
     );
     let outcome = run.completed()?;
@@ -188,7 +189,11 @@ fn run() -> anyhow::Result<()> {
     // 3. Download, killed with SIGKILL.
     let dest = env.dir.join("copy.bin");
     let download = ["cp", "--json", "s3://demo/big.bin", "copy.bin"];
-    step(&env, "download, then SIGKILL once bytes are done", &download);
+    step(
+        &env,
+        "download, then SIGKILL once bytes are done",
+        &download,
+    );
     let started = Instant::now();
     let mut child = env.spawn(&download)?;
     let seen = env.wait_for_bytes_done(&mut child, "download")?;
@@ -228,7 +233,10 @@ fn run() -> anyhow::Result<()> {
     let outcome = run.completed()?;
     rows.push(outcome.row("download, s3tm resume ID"));
     let copy_sha = sha256(&dest)?;
-    ensure!(copy_sha == src_sha, "the downloaded copy differs from the source");
+    ensure!(
+        copy_sha == src_sha,
+        "the downloaded copy differs from the source"
+    );
     ensure!(env.ls()?.is_empty(), "transfers are left in `s3tm ls`");
 
     println!();
@@ -273,9 +281,17 @@ impl Env {
             .env("AWS_SECRET_ACCESS_KEY", &self.secret_key)
             .env("AWS_REGION", &self.region)
             .env("AWS_CONFIG_FILE", self.dir.join("no-aws-config"))
-            .env("AWS_SHARED_CREDENTIALS_FILE", self.dir.join("no-aws-credentials"))
+            .env(
+                "AWS_SHARED_CREDENTIALS_FILE",
+                self.dir.join("no-aws-credentials"),
+            )
             .current_dir(&self.dir)
-            .args(["--endpoint-url", &self.endpoint, "--path-style", "--state-dir"])
+            .args([
+                "--endpoint-url",
+                &self.endpoint,
+                "--path-style",
+                "--state-dir",
+            ])
             .arg(self.dir.join("state"))
             .args(args)
             .stdin(Stdio::null())
@@ -369,7 +385,10 @@ impl Run {
             "s3tm could not verify the transfer: {}",
             c["verification"]
         );
-        println!("   | verified: {}", c["verification"].as_str().unwrap_or(""));
+        println!(
+            "   | verified: {}",
+            c["verification"].as_str().unwrap_or("")
+        );
         let n = |f: &str| c[f].as_u64().unwrap_or_default();
         Ok(Outcome {
             transferred: n("bytes_transferred"),
@@ -466,6 +485,11 @@ fn print_table(rows: &[Row]) {
             let _ = writeln!(out, "{}", "-".repeat(total));
         }
     }
+    let _ = writeln!(
+        out,
+        "\nbytes sent: bytes this run moved (an interrupted run: what its checkpoint holds);\n\
+         bytes re-sent: bytes it moved a second time (retries, parts lost with a request)"
+    );
     let _ = out.flush();
 }
 
