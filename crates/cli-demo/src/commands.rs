@@ -84,39 +84,59 @@ pub(crate) async fn cp(global: &Global, a: CpArgs) -> Result<u8, Failure> {
     };
     let S3Url { bucket, key } = url;
 
-    let saved = manager.find_resumable(direction, &bucket, &key, &path)?;
-    let handle = match saved {
-        Some(t) if !a.no_resume => {
-            out.note(&format!(
-                "resuming the interrupted {} {} from {} of {} (pass --no-resume to start over)",
-                direction_name(direction),
-                t.id,
-                human_bytes(t.bytes_done),
-                human_bytes(t.bytes_total),
-            ));
-            manager.resume(&t.id).await.map_err(|e| {
-                let mut m = explain(&e, None);
-                if matches!(
-                    e.kind(),
-                    ErrorKind::SourceChanged | ErrorKind::ObjectChanged
-                ) {
-                    m.push_str("; run the same command with --no-resume to start over");
-                }
-                Failure::new(m)
-            })?
+    let started = async {
+        let saved = manager.find_resumable(direction, &bucket, &key, &path)?;
+        Ok::<_, Failure>(match saved {
+            Some(t) if !a.no_resume => {
+                out.note(&format!(
+                    "resuming the interrupted {} {} from {} of {} (pass --no-resume to start over)",
+                    direction_name(direction),
+                    t.id,
+                    human_bytes(t.bytes_done),
+                    human_bytes(t.bytes_total),
+                ));
+                manager.resume(&t.id).await.map_err(|e| {
+                    let mut m = explain(&e, None);
+                    if matches!(
+                        e.kind(),
+                        ErrorKind::SourceChanged | ErrorKind::ObjectChanged
+                    ) {
+                        m.push_str("; run the same command with --no-resume to start over");
+                    }
+                    Failure::new(m)
+                })?
+            }
+            Some(t) => {
+                out.note(&format!(
+                    "--no-resume: cancelling the earlier {} {} ({} of {} done) to start over",
+                    direction_name(direction),
+                    t.id,
+                    human_bytes(t.bytes_done),
+                    human_bytes(t.bytes_total),
+                ));
+                manager.cancel_saved(&t.id).await?;
+                start(&manager, direction, &bucket, &key, &path).await?
+            }
+            None => start(&manager, direction, &bucket, &key, &path).await?,
+        })
+    };
+    let handle = match started.await {
+        Ok(handle) => handle,
+        Err(failure) => {
+            // With --json a failure before the transfer has an id still ends the stream.
+            out.event(
+                "failed",
+                json!({
+                    "id": null,
+                    "direction": direction_name(direction),
+                    "bucket": bucket,
+                    "key": key,
+                    "path": path,
+                    "error": failure.to_string(),
+                }),
+            );
+            return Err(failure);
         }
-        Some(t) => {
-            out.note(&format!(
-                "--no-resume: cancelling the earlier {} {} ({} of {} done) to start over",
-                direction_name(direction),
-                t.id,
-                human_bytes(t.bytes_done),
-                human_bytes(t.bytes_total),
-            ));
-            manager.cancel_saved(&t.id).await?;
-            start(&manager, direction, &bucket, &key, &path).await?
-        }
-        None => start(&manager, direction, &bucket, &key, &path).await?,
     };
     let job = Job {
         handle,

@@ -460,6 +460,15 @@ async fn a_missing_bucket_is_one_clear_error() {
     let events = json_lines(&run.stdout);
     assert_eq!(events.last().unwrap()["event"], "failed", "{events:?}");
     assert!(!env.path("out.bin").exists());
+
+    // A failure before the transfer exists ends the JSON stream the same way.
+    let run = env.run(&["cp", "--json", "missing.bin", "s3://bucket/k"]);
+    assert_eq!(run.code, Some(1), "stderr: {}", run.stderr);
+    let events = json_lines(&run.stdout);
+    assert_eq!(events.len(), 1, "{events:?}");
+    assert_eq!(events[0]["event"], "failed");
+    assert!(events[0]["error"].as_str().unwrap().contains("missing.bin"));
+    assert!(run.stderr.contains("s3tm: error: ") && run.stderr.contains("missing.bin"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
