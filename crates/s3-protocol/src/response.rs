@@ -346,6 +346,7 @@ pub fn parse_error(status: StatusCode, headers: &HeaderMap, body: &[u8]) -> S3Er
         .filter(|s| matches!(xml::root_element(s), Ok(Some(r)) if r == "Error"))
         .and_then(|s| quick_xml::de::from_str::<xml::ErrorXml>(s).ok());
     let header_code = header(headers, "x-amz-error-code");
+    let was_xml = parsed.is_some();
     let (code, message, request_id, host_id, resource) = match parsed {
         Some(x) => (
             non_empty(x.code).or(header_code),
@@ -363,11 +364,15 @@ pub fn parse_error(status: StatusCode, headers: &HeaderMap, body: &[u8]) -> S3Er
         .unwrap_or_else(|| {
             let text = String::from_utf8_lossy(body);
             let text = text.trim();
-            if text.is_empty() {
-                format!(
-                    "{} (no error body)",
-                    status.canonical_reason().unwrap_or("unknown status")
-                )
+            // An <Error> document without a <Message>: its code says it all; the raw
+            // XML would only be noise in a one-line error.
+            if text.is_empty() || was_xml {
+                let reason = status.canonical_reason().unwrap_or("unknown status");
+                if was_xml {
+                    reason.to_owned()
+                } else {
+                    format!("{reason} (no error body)")
+                }
             } else {
                 truncate(text)
             }

@@ -498,3 +498,12 @@ fn list_parts_accepts_motos_response_root_but_not_anything_else() {
     let other = body.replace("ListPartsResponse", "SomethingElse");
     assert!(parse_list_parts(OK, &HeaderMap::new(), other.as_bytes()).is_err());
 }
+
+#[test]
+fn error_document_without_message_does_not_echo_its_xml() {
+    let body = b"<Error><Code>SignatureDoesNotMatch</Code><RequestId>r1</RequestId></Error>";
+    let e = s3_protocol::parse_error(http::StatusCode::FORBIDDEN, &HeaderMap::new(), body);
+    assert_eq!(e.code.as_deref(), Some("SignatureDoesNotMatch"));
+    assert_eq!(e.message, "Forbidden");
+    assert!(!e.to_string().contains("<Error>"), "{e}");
+}

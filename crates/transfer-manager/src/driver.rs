@@ -82,6 +82,8 @@ impl Driver {
                     Event::Progress { .. } => {}
                     Event::Paused => {
                         state = TransferState::Paused;
+                        // Before `pause()` resolves, the watch must show what was saved.
+                        self.publish(state);
                         self.persist(None, StoreState::Paused);
                         let flushed = self.flush().await;
                         if !commands_open {
@@ -216,7 +218,14 @@ impl Driver {
     }
 
     async fn finish(&mut self, end: End, started: Instant) -> Result<TransferOutcome, Error> {
-        let keep = matches!(&end, End::Failed(e) if e.is_resumable());
+        // A failure keeps its checkpoint only if there is something to resume: an upload
+        // on the server, or a download whose layout (and maybe bytes) is known. A transfer
+        // that failed on its first request (wrong secret, no such key) leaves nothing.
+        let has_state = self
+            .persistence
+            .as_ref()
+            .is_some_and(|p| p.stored.checkpoint.is_some());
+        let keep = has_state && matches!(&end, End::Failed(e) if e.is_resumable());
         if keep {
             self.persist(None, StoreState::Failed);
         } else if let Some(p) = &self.persistence {

@@ -35,7 +35,8 @@ pub use config::{Config, StateStore};
 pub use error::{Error, ErrorKind};
 pub use handle::{Progress, TransferHandle, TransferOutcome, TransferState};
 pub use manager::{
-    PARTIAL_SUFFIX, ResumableTransfer, TransferManager, UnreadableTransfer, partial_path,
+    MultipartUploadInfo, PARTIAL_SUFFIX, ResumableTransfer, TransferManager, UnreadableTransfer,
+    partial_path,
 };
 pub use resume_store::{Direction, TransferId};
 pub use s3_protocol::Credentials;

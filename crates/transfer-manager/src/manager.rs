@@ -233,6 +233,7 @@ impl TransferManager {
         path: impl AsRef<Path>,
     ) -> Result<TransferHandle, Error> {
         let dest = absolute(path.as_ref())?;
+        self.refuse_second_download_to(&dest)?;
         let partial = partial_path(&dest);
         let machine = DownloadMachine::new(
             self.download_config(),
@@ -771,6 +772,25 @@ impl TransferManager {
                 && t.local_path == path
                 && t.state != "running"
         }))
+    }
+
+    /// Two downloads to one destination would write the same partial file.
+    fn refuse_second_download_to(&self, dest: &Path) -> Result<(), Error> {
+        let (list, _) = self.list_resumable()?;
+        let running = list.iter().find(|t| {
+            t.direction == Direction::Download && t.local_path == dest && t.state == "running"
+        });
+        match running {
+            Some(t) => Err(Error::new(
+                ErrorKind::Locked,
+                format!(
+                    "{} is already being downloaded by transfer {} (in this or another process); wait for it or cancel it",
+                    dest.display(),
+                    t.id
+                ),
+            )),
+            None => Ok(()),
+        }
     }
 
     fn signal(

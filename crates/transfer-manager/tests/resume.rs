@@ -75,6 +75,11 @@ async fn pause_at_a_third_and_resume_in_the_same_process_sends_no_part_twice() {
     let (saved, _) = tm.list_resumable().unwrap();
     assert_eq!(saved.len(), 1);
     assert_eq!(saved[0].state, "paused");
+    assert_eq!(
+        h.progress().borrow().bytes_done,
+        saved[0].bytes_done,
+        "progress lags the checkpoint"
+    );
     assert_eq!(saved[0].bytes_done, before.len() as u64 * 5 * MIB);
 
     env.proxy.clear_requests();
@@ -386,4 +391,27 @@ async fn corrupt_checkpoint_is_reported_with_its_path_and_kept() {
         record.exists(),
         "a corrupt checkpoint must never be deleted silently"
     );
+}
+
+#[tokio::test]
+async fn a_second_download_to_the_same_destination_is_refused_while_the_first_runs() {
+    let env = Env::new().await;
+    let tm = env.manager(2);
+    let src = random_file(env.dir.path(), "src", 20 * MIB, 15);
+    tm.upload_file("bucket", "k", &src)
+        .await
+        .unwrap()
+        .join()
+        .await
+        .unwrap();
+    env.slow();
+    let dest = env.dir.path().join("dest");
+    let first = tm.download_file("bucket", "k", &dest).await.unwrap();
+    wait_for_progress(&first, 2 * MIB).await;
+    let err = tm.download_file("bucket", "k", &dest).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Locked, "{err}");
+    assert!(err.to_string().contains(first.id().as_str()), "{err}");
+    env.proxy.clear();
+    first.join().await.unwrap();
+    assert_eq!(sha256(&dest), sha256(&src));
 }

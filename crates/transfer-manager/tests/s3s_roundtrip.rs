@@ -126,4 +126,13 @@ async fn missing_bucket_and_key_and_wrong_secret_are_clear_errors() {
         !err.to_string().contains("wrong-secret"),
         "the secret leaked into {err}"
     );
+    assert!(
+        !err.to_string().contains("s3tm resume"),
+        "nothing to resume: {err}"
+    );
+    let (left, _) = tm.list_resumable().unwrap();
+    assert!(
+        left.is_empty(),
+        "failures on the first request left records: {left:?}"
+    );
 }
