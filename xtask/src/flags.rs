@@ -17,6 +17,14 @@ commands:
                 --cases N     cases per property (default 512)
                 --release     build the tests with optimisations
                 -- ARGS       passed on to the test binaries (a name filter, --nocapture)
+  bench       s3tm (release build) against aws s3 cp, rclone and curl --aws-sigv4 on
+              the embedded s3s-fs server: throughput, client CPU and peak RSS of
+              uploads and downloads, scaling (64 MiB, 1 GiB, 4 GiB) and a concurrency
+              sweep (1..16); writes docs/benchmarks.md
+                --size SIZE        file size of the comparison (default 1GiB)
+                --runs N           runs per figure, median reported (default 3)
+                --install-peers    install awscli (venv .venv-bench), rclone, curl
+                --quick            skip the 4 GiB size, the sweep and micro-benchmarks
   demo        the real s3tm against an embedded S3 server (s3s-fs): uploads a 256 MiB
               file and pauses it with SIGINT, resumes it, downloads it with a kill -9
               and `s3tm resume`, compares SHA-256; prints a table, exits 0 only if all
@@ -35,6 +43,9 @@ pub(crate) enum Command {
     Proptest(ProptestOptions),
     Demo(crate::demo::DemoOptions),
     Serve,
+    Bench(crate::bench::BenchOptions),
+    /// `__measure`: internal to `bench`, which runs each client under it; not listed.
+    Measure(Vec<String>),
 }
 
 /// `cargo xtask proptest` options.
@@ -60,6 +71,8 @@ pub(crate) fn parse(args: &[String]) -> Result<Command, UsageError> {
         "proptest" => parse_proptest(rest).map(Command::Proptest),
         "demo" => crate::demo::parse(rest).map(Command::Demo),
         "serve" => no_options("serve", rest).map(|()| Command::Serve),
+        "bench" => crate::bench::parse(rest).map(Command::Bench),
+        "__measure" => Ok(Command::Measure(rest.to_vec())),
         other => Err(UsageError(format!("unknown command `{other}`"))),
     }
 }
@@ -152,7 +165,7 @@ mod tests {
         for line in [
             "",
             "demo --fast",
-            "bench",
+            "bench --size",
             "serve --port 9000",
             "test --fast",
             "proptest --cases",
@@ -173,7 +186,10 @@ mod tests {
             .filter(|line| line.starts_with("  ") && !line.starts_with("   "))
             .filter_map(|line| line.split_whitespace().next())
             .collect();
-        assert_eq!(listed, ["test", "proptest", "demo", "serve", "help"]);
+        assert_eq!(
+            listed,
+            ["test", "proptest", "bench", "demo", "serve", "help"]
+        );
         for command in listed {
             assert!(
                 parse_str(command).is_ok(),

@@ -1,8 +1,9 @@
 //! `cargo xtask`: the workspace's build and test orchestration, in Rust instead of shell.
 //!
 //! `.cargo/config.toml` aliases `cargo xtask` to `cargo run --package xtask --quiet --`.
-//! This crate depends on `anyhow` alone so that it builds in seconds; it is never a
-//! dependency of another crate (the tidy test checks that).
+//! This crate depends on `anyhow`, and for `bench` (which embeds the s3s-fs server) on
+//! s3-testkit, tokio, tempfile and nix; it is never a dependency of another crate (the
+//! tidy test checks that).
 //!
 //! # Layout
 //!
@@ -14,10 +15,10 @@
 //!
 //! Add a module `src/<command>.rs` with `pub(crate) fn run(..) -> anyhow::Result<()>`, a
 //! variant in [`flags::Command`] with its parsing in `flags::parse`, a line in
-//! [`flags::USAGE`], and a `match` arm in `main`. Commands planned but not written yet
-//! (`bench`) are deliberately absent: `cargo xtask <unknown>` prints the
-//! usage of what exists and exits with status 2.
+//! [`flags::USAGE`], and a `match` arm in `main`. `cargo xtask <unknown>`
+//! prints the usage of what exists and exits with status 2.
 
+mod bench;
 mod demo;
 mod flags;
 mod proptest;
@@ -49,6 +50,8 @@ fn main() -> ExitCode {
         flags::Command::Proptest(options) => proptest::run(&options),
         flags::Command::Demo(options) => demo::run(&options),
         flags::Command::Serve => serve::run(),
+        flags::Command::Bench(options) => bench::run(&options),
+        flags::Command::Measure(args) => bench::run_wrapper(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

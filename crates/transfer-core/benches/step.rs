@@ -1,0 +1,121 @@
+//! The cost of one state-machine step of a 10,000-part upload: the driver reports a
+//! `PartUploaded` and polls every output (the next operation, the checkpoint naming every
+//! completed part, the progress event, the deadline), as it does after every part.
+//!
+//! Run with `cargo bench -p transfer-core --bench step`. The argument is how many parts
+//! were already done when the measured steps start: the checkpoint lists all of them, so
+//! the later steps show what a step costs as the upload grows.
+
+use std::collections::VecDeque;
+use std::time::Duration;
+
+use divan::Bencher;
+use transfer_core::{
+    ChecksumAlgorithm, ETag, MIB, OpKind, Operation, Outcome, SourceFingerprint, Time,
+    TransferMachine, UploadConfig, UploadId, UploadMachine,
+};
+
+fn main() {
+    divan::main();
+}
+
+const PARTS: u64 = 10_000;
+const PART_BYTES: u64 = 5 * MIB;
+/// Steps measured per benchmark: `SAMPLES * SAMPLE_SIZE`, kept well below the parts left.
+const SAMPLES: u32 = 100;
+const SAMPLE_SIZE: u32 = 10;
+
+/// An upload of 10,000 parts with the operations it has asked for and not yet had
+/// answered, and the driver's clock.
+struct Upload {
+    machine: UploadMachine,
+    in_flight: VecDeque<Operation>,
+    now: Time,
+}
+
+impl Upload {
+    fn new() -> Self {
+        let cfg = UploadConfig {
+            part_size_bytes: PART_BYTES,
+            checksum: Some(ChecksumAlgorithm::Crc32),
+            ..UploadConfig::default()
+        };
+        let source = SourceFingerprint {
+            path: "/data/big.bin".into(),
+            size_bytes: PARTS * PART_BYTES,
+            modified_unix_nanos: 1_700_000_000_000_000_000,
+            inode: Some(42),
+        };
+        let mut upload = Upload {
+            machine: UploadMachine::new(cfg, source, Time::ZERO),
+            in_flight: VecDeque::new(),
+            now: Time::ZERO,
+        };
+        upload.poll_all();
+        let create = upload.in_flight.pop_front().expect("CreateMultipartUpload");
+        assert!(matches!(create.kind, OpKind::CreateMultipartUpload { .. }));
+        upload.now = upload.now + Duration::from_millis(5);
+        upload.machine.handle_outcome(
+            upload.now,
+            create.id,
+            Outcome::UploadCreated {
+                upload_id: UploadId("2~VnQ3b8Yy0nW1l6tq0wJ3cE1mGq0yq7fK".into()),
+            },
+        );
+        upload.poll_all();
+        upload
+    }
+
+    /// What the driver does after every input: drain every output.
+    fn poll_all(&mut self) -> usize {
+        let mut outputs = 0;
+        while let Some(op) = self.machine.poll_operation() {
+            self.in_flight.push_back(op);
+            outputs += 1;
+        }
+        while let Some(checkpoint) = self.machine.poll_checkpoint() {
+            divan::black_box(checkpoint);
+            outputs += 1;
+        }
+        while let Some(event) = self.machine.poll_event() {
+            divan::black_box(event);
+            outputs += 1;
+        }
+        divan::black_box(self.machine.poll_timeout());
+        outputs
+    }
+
+    /// Answers the oldest UploadPart in flight with success and polls every output.
+    fn step(&mut self) -> usize {
+        let op = self.in_flight.pop_front().expect("an UploadPart in flight");
+        let OpKind::UploadPart { part, .. } = op.kind else {
+            panic!("expected an UploadPart, got {}", op.kind.name());
+        };
+        self.now = self.now + Duration::from_millis(20);
+        self.machine.handle_outcome(
+            self.now,
+            op.id,
+            Outcome::PartUploaded {
+                etag: ETag(format!("\"{:032x}\"", part.0)),
+                checksum: Some(part.0.wrapping_mul(0x9E37_79B9)),
+            },
+        );
+        self.poll_all()
+    }
+}
+
+/// One step (answer a part, poll everything) after `done` parts of 10,000.
+#[divan::bench(args = [0, 5_000, 8_000], sample_count = SAMPLES, sample_size = SAMPLE_SIZE)]
+fn upload_part_done_step(bencher: Bencher, done: u32) {
+    let mut upload = Upload::new();
+    for _ in 0..done {
+        upload.step();
+    }
+    bencher.bench_local(|| upload.step());
+}
+
+/// Creating the machine of a 10,000-part upload and answering CreateMultipartUpload.
+#[divan::bench(sample_count = 100)]
+fn start_10000_part_upload() -> usize {
+    Upload::new().in_flight.len()
+}

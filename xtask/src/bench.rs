@@ -1,0 +1,1010 @@
+//! `cargo xtask bench`: s3tm's uploads and downloads measured side by side with
+//! `aws s3 cp`, rclone and a single-stream `curl --aws-sigv4`, against the embedded
+//! `s3s-fs` server (signature verification on) on loopback, on the same file.
+//!
+//! Each client runs under a measuring wrapper (see [`measure`]) that reports its wall
+//! time, CPU (user + sys) and peak RSS; the server runs inside this process, so the CPU
+//! this process uses during a run is the server's share. Every figure is the median of
+//! `--runs` runs with the minimum and maximum. Results are printed and written to
+//! `docs/benchmarks.md` (see [`report`]).
+//!
+//! The command re-runs itself built with `--release` (the server must be optimised as
+//! much as the clients), then builds `s3tm` in release mode.
+
+mod measure;
+mod report;
+
+use std::fs::{self, File};
+use std::io::{Read as _, Write as _};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::SystemTime;
+
+use anyhow::{Context as _, bail};
+
+use crate::flags::UsageError;
+use crate::step::Step;
+
+pub(crate) use measure::run_wrapper;
+
+const MIB: u64 = 1024 * 1024;
+const GIB: u64 = 1024 * MIB;
+const BUCKET: &str = "bench";
+/// The venv `--install-peers` puts awscli in (at the workspace root, git-ignored).
+const AWS_VENV: &str = ".venv-bench";
+/// Concurrency levels of the sweep.
+const SWEEP: [u32; 5] = [1, 2, 4, 8, 16];
+/// Sizes of the scaling table (`--quick` drops the largest).
+const SCALING: [u64; 3] = [64 * MIB, GIB, 4 * GIB];
+
+/// `cargo xtask bench` options.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct BenchOptions {
+    pub(crate) size_bytes: u64,
+    pub(crate) runs: u32,
+    pub(crate) install_peers: bool,
+    pub(crate) quick: bool,
+}
+
+impl Default for BenchOptions {
+    fn default() -> Self {
+        BenchOptions {
+            size_bytes: GIB,
+            runs: 3,
+            install_peers: false,
+            quick: false,
+        }
+    }
+}
+
+pub(crate) fn parse(mut rest: &[String]) -> Result<BenchOptions, UsageError> {
+    let mut options = BenchOptions::default();
+    while let Some((arg, tail)) = rest.split_first() {
+        rest = tail;
+        let (name, inline) = match arg.split_once('=') {
+            Some((name, value)) => (name, Some(value.to_owned())),
+            None => (arg.as_str(), None),
+        };
+        let mut value = |what: &str| -> Result<String, UsageError> {
+            if let Some(v) = inline.clone() {
+                return Ok(v);
+            }
+            let Some((v, tail)) = rest.split_first() else {
+                return Err(UsageError(format!("`{name}` needs {what}")));
+            };
+            rest = tail;
+            Ok(v.clone())
+        };
+        match name {
+            "--size" => {
+                let v = value("a size such as 64MiB or 1GiB")?;
+                options.size_bytes = parse_size(&v)
+                    .filter(|&s| s > 0)
+                    .ok_or_else(|| UsageError(format!("`--size`: cannot read `{v}`")))?;
+            }
+            "--runs" => {
+                let v = value("a number")?;
+                options.runs = v.parse().ok().filter(|&n| n > 0).ok_or_else(|| {
+                    UsageError(format!("`--runs` needs a positive number, got `{v}`"))
+                })?;
+            }
+            "--install-peers" if inline.is_none() => options.install_peers = true,
+            "--quick" if inline.is_none() => options.quick = true,
+            _ => return Err(UsageError(format!("unknown option `{arg}` for `bench`"))),
+        }
+    }
+    Ok(options)
+}
+
+/// `1048576`, `64MiB`, `1GiB`, `512K`, `2G` (binary units; case-insensitive).
+fn parse_size(text: &str) -> Option<u64> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let number: u64 = number.parse().ok()?;
+    let factor = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kib" | "kb" => 1024,
+        "m" | "mib" | "mb" => MIB,
+        "g" | "gib" | "gb" => GIB,
+        _ => return None,
+    };
+    number.checked_mul(factor)
+}
+
+/// `64 MiB`, `1 GiB`, `1.5 GiB`.
+pub(crate) fn format_size(bytes: u64) -> String {
+    if bytes >= GIB && bytes.is_multiple_of(GIB / 4) {
+        format!("{} GiB", fmt_trim(bytes as f64 / GIB as f64))
+    } else if bytes >= MIB {
+        format!("{} MiB", fmt_trim(bytes as f64 / MIB as f64))
+    } else {
+        format!("{bytes} B")
+    }
+}
+
+fn fmt_trim(x: f64) -> String {
+    let s = format!("{x:.2}");
+    s.trim_end_matches('0').trim_end_matches('.').to_owned()
+}
+
+pub(crate) fn run(options: &BenchOptions) -> anyhow::Result<()> {
+    if cfg!(debug_assertions) {
+        // The server runs in this process: measure against an optimised one.
+        let mut args = vec![
+            "run".to_owned(),
+            "--release".to_owned(),
+            "--package".to_owned(),
+            "xtask".to_owned(),
+            "--quiet".to_owned(),
+            "--".to_owned(),
+            "bench".to_owned(),
+            format!("--size={}", options.size_bytes),
+            format!("--runs={}", options.runs),
+        ];
+        if options.install_peers {
+            args.push("--install-peers".to_owned());
+        }
+        if options.quick {
+            args.push("--quick".to_owned());
+        }
+        return Step::cargo("bench (release xtask)", args).run();
+    }
+    let root = crate::project_root();
+    if options.install_peers {
+        install_peers(&root)?;
+    }
+    Step::cargo("build s3tm", ["build", "--release", "-p", "cli-demo"]).run()?;
+    let s3tm = target_dir(&root).join("release/s3tm");
+    if !s3tm.is_file() {
+        bail!(
+            "`cargo build --release -p cli-demo` left no {}",
+            s3tm.display()
+        );
+    }
+    let micro = if options.quick {
+        None
+    } else {
+        Some(micro_benchmarks()?)
+    };
+
+    let runtime = tokio::runtime::Runtime::new().context("cannot start a tokio runtime")?;
+    let server = runtime
+        .block_on(s3_testkit::try_start_s3s_fs())
+        .context("cannot start the s3s-fs server")?;
+    server
+        .create_bucket(BUCKET)
+        .context("cannot create the bench bucket")?;
+    let work = tempfile::Builder::new()
+        .prefix("s3tm-bench-")
+        .tempdir()
+        .context("cannot create a work directory")?;
+    let env = Env::new(&server, work.path())?;
+    let tools = detect_tools(&root, &s3tm);
+    for tool in &tools {
+        match &tool.version {
+            Ok(v) => println!("==> {}: {v}", tool.kind.name()),
+            Err(why) => println!("==> {}: not measured ({why})", tool.kind.name()),
+        }
+    }
+    let mut bench = Bench {
+        env,
+        runs: options.runs,
+        busy: report::Busy::default(),
+    };
+    let machine = report::Machine::describe();
+    let started = SystemTime::now();
+
+    // 1. The comparison, every tool on the same file.
+    let main_file = bench.make_file(options.size_bytes)?;
+    let mut comparison = Vec::new();
+    for tool in tools.iter().filter(|t| t.version.is_ok()) {
+        for direction in [Direction::Up, Direction::Down] {
+            let row = bench.scenario(tool, direction, &main_file, None);
+            print_row(&row);
+            if tool.kind == ToolKind::S3tm
+                && let Err(e) = &row.result
+            {
+                bail!("s3tm failed: {e}");
+            }
+            comparison.push(row);
+        }
+    }
+    let s3tm_tool = tools
+        .iter()
+        .find(|t| t.kind == ToolKind::S3tm)
+        .context("s3tm is always measured")?;
+
+    // 2. Scaling: s3tm alone at 64 MiB, 1 GiB, 4 GiB.
+    let mut scaling = Vec::new();
+    for &size in SCALING.iter().filter(|&&s| !(options.quick && s > GIB)) {
+        if size == options.size_bytes {
+            scaling.extend(
+                comparison
+                    .iter()
+                    .filter(|r| r.tool == ToolKind::S3tm)
+                    .cloned(),
+            );
+            continue;
+        }
+        let file = bench.make_file(size)?;
+        for direction in [Direction::Up, Direction::Down] {
+            let row = bench.scenario(s3tm_tool, direction, &file, None);
+            print_row(&row);
+            scaling.push(row);
+        }
+        bench.remove_file(&file);
+    }
+
+    // 3. Concurrency sweep on the comparison's file.
+    let mut sweep = Vec::new();
+    if !options.quick {
+        for concurrency in SWEEP {
+            for direction in [Direction::Up, Direction::Down] {
+                let row = bench.scenario(s3tm_tool, direction, &main_file, Some(concurrency));
+                print_row(&row);
+                sweep.push(row);
+            }
+        }
+    }
+    bench.remove_file(&main_file);
+
+    let results = report::Results {
+        started,
+        finished: SystemTime::now(),
+        machine,
+        options: options.clone(),
+        tools: tools
+            .iter()
+            .map(|t| (t.kind, t.version.clone().map_err(|e| e.to_string())))
+            .collect(),
+        comparison,
+        scaling,
+        sweep,
+        busy: bench.busy.clone(),
+        micro,
+    };
+    println!("\n{}", results.summary());
+    let path = root.join("docs/benchmarks.md");
+    fs::create_dir_all(root.join("docs")).context("cannot create docs/")?;
+    fs::write(&path, results.markdown())
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    println!("==> wrote {}", path.display());
+    drop(server);
+    Ok(())
+}
+
+fn target_dir(root: &Path) -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root.join("target"))
+}
+
+/// Runs the divan micro-benchmarks and keeps what they print.
+fn micro_benchmarks() -> anyhow::Result<Vec<(String, String)>> {
+    let mut out = Vec::new();
+    for (package, bench) in [
+        ("s3-protocol", "protocol"),
+        ("transfer-core", "step"),
+        ("resume-store", "save"),
+    ] {
+        let label = format!("cargo bench -p {package} --bench {bench}");
+        println!("==> [micro] {label}");
+        let output = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
+            .args(["bench", "-p", package, "--bench", bench])
+            .current_dir(crate::project_root())
+            .output()
+            .with_context(|| format!("cannot run `{label}`"))?;
+        let text = String::from_utf8_lossy(&output.stdout).into_owned();
+        if !output.status.success() {
+            bail!(
+                "`{label}` failed ({}):\n{}",
+                output.status,
+                String::from_utf8_lossy(&output.stderr)
+            );
+        }
+        print!("{text}");
+        out.push((label, text));
+    }
+    Ok(out)
+}
+
+// ---- peers ----
+
+/// The clients measured.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) enum ToolKind {
+    S3tm,
+    Aws,
+    Rclone,
+    Curl,
+}
+
+impl ToolKind {
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            ToolKind::S3tm => "s3tm",
+            ToolKind::Aws => "aws s3 cp",
+            ToolKind::Rclone => "rclone",
+            ToolKind::Curl => "curl (1 stream)",
+        }
+    }
+}
+
+struct Tool {
+    kind: ToolKind,
+    program: String,
+    /// Its version line, or why it is not measured.
+    version: Result<String, String>,
+}
+
+fn version_of(program: &str, args: &[&str]) -> Result<String, String> {
+    let output = Command::new(program)
+        .args(args)
+        .env_remove("AWS_CA_BUNDLE")
+        .output()
+        .map_err(|e| format!("`{program}` not found ({e})"))?;
+    if !output.status.success() {
+        return Err(format!("`{program} {}` failed", args.join(" ")));
+    }
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    Ok(text.lines().next().unwrap_or_default().trim().to_owned())
+}
+
+fn detect_tools(root: &Path, s3tm: &Path) -> Vec<Tool> {
+    let venv_aws = root.join(AWS_VENV).join("bin/aws");
+    let aws = if venv_aws.is_file() {
+        venv_aws.to_string_lossy().into_owned()
+    } else {
+        "aws".to_owned()
+    };
+    let s3tm = s3tm.to_string_lossy().into_owned();
+    let curl_version = version_of("curl", &["--version"]).and_then(|v| {
+        // --aws-sigv4 arrived in curl 7.75.
+        let number = v.split_whitespace().nth(1).unwrap_or_default().to_owned();
+        let parts: Vec<u32> = number.split('.').filter_map(|p| p.parse().ok()).collect();
+        if parts.as_slice() >= [7, 75].as_slice() {
+            Ok(v)
+        } else {
+            Err(format!("{v}: --aws-sigv4 needs curl 7.75 or newer"))
+        }
+    });
+    vec![
+        Tool {
+            kind: ToolKind::S3tm,
+            version: Ok(format!(
+                "s3tm release build of {}",
+                report::git_describe(root)
+            )),
+            program: s3tm,
+        },
+        Tool {
+            kind: ToolKind::Aws,
+            version: version_of(&aws, &["--version"]),
+            program: aws,
+        },
+        Tool {
+            kind: ToolKind::Rclone,
+            version: version_of("rclone", &["version"]),
+            program: "rclone".to_owned(),
+        },
+        Tool {
+            kind: ToolKind::Curl,
+            version: curl_version,
+            program: "curl".to_owned(),
+        },
+    ]
+}
+
+fn install_peers(root: &Path) -> anyhow::Result<()> {
+    let venv = root.join(AWS_VENV);
+    let run = |what: &str, program: &str, args: &[&str]| -> anyhow::Result<()> {
+        println!("==> [install-peers] {program} {}", args.join(" "));
+        let status = Command::new(program)
+            .args(args)
+            .current_dir(root)
+            .env("DEBIAN_FRONTEND", "noninteractive")
+            .status()
+            .with_context(|| format!("cannot run {program} ({what})"))?;
+        if !status.success() {
+            bail!("{what} failed ({status})");
+        }
+        Ok(())
+    };
+    if !venv.join("bin/pip").is_file() {
+        run(
+            "creating the awscli venv",
+            "python3",
+            &["-m", "venv", AWS_VENV],
+        )?;
+    }
+    let pip = venv.join("bin/pip");
+    run(
+        "installing awscli",
+        &pip.to_string_lossy(),
+        &["install", "--quiet", "--upgrade", "awscli"],
+    )?;
+    let sudo = !is_root();
+    let apt = |args: &[&str]| -> anyhow::Result<()> {
+        if sudo {
+            let mut all = vec!["apt-get"];
+            all.extend_from_slice(args);
+            run("apt-get (through sudo)", "sudo", &all)
+        } else {
+            run("apt-get", "apt-get", args)
+        }
+    };
+    apt(&["update", "-qq"])?;
+    apt(&["install", "-y", "-qq", "rclone", "curl"])?;
+    Ok(())
+}
+
+fn is_root() -> bool {
+    fs::read_to_string("/proc/self/status").is_ok_and(|s| {
+        s.lines()
+            .find(|l| l.starts_with("Uid:"))
+            .and_then(|l| l.split_whitespace().nth(1).map(|uid| uid == "0"))
+            .unwrap_or(false)
+    })
+}
+
+// ---- running the clients ----
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Direction {
+    Up,
+    Down,
+}
+
+impl Direction {
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Direction::Up => "upload",
+            Direction::Down => "download",
+        }
+    }
+}
+
+/// Everything the clients need to reach the server.
+struct Env {
+    endpoint: String,
+    access_key: String,
+    secret_key: String,
+    region: String,
+    dir: PathBuf,
+    aws_config: PathBuf,
+    aws_credentials: PathBuf,
+    rclone_config: PathBuf,
+}
+
+impl Env {
+    fn new(server: &s3_testkit::S3sFsServer, dir: &Path) -> anyhow::Result<Env> {
+        let env = Env {
+            endpoint: server.endpoint(),
+            access_key: server.access_key().to_owned(),
+            secret_key: server.secret_key().to_owned(),
+            region: server.region().to_owned(),
+            dir: dir.to_path_buf(),
+            aws_config: dir.join("aws-config"),
+            aws_credentials: dir.join("aws-credentials"),
+            rclone_config: dir.join("rclone.conf"),
+        };
+        // Path-style addressing for the loopback endpoint; the rest are aws defaults
+        // (10 concurrent requests, 8 MiB parts).
+        fs::write(
+            &env.aws_config,
+            format!(
+                "[default]\nregion = {}\ns3 =\n    addressing_style = path\n",
+                env.region
+            ),
+        )?;
+        fs::write(&env.aws_credentials, "")?;
+        fs::write(&env.rclone_config, "")?;
+        Ok(env)
+    }
+
+    /// Environment of every client: credentials in the standard variables, nothing from
+    /// the user's own AWS or rclone configuration.
+    fn vars(&self) -> Vec<(String, String)> {
+        let mut vars: Vec<(String, String)> = [
+            ("AWS_ACCESS_KEY_ID", self.access_key.as_str()),
+            ("AWS_SECRET_ACCESS_KEY", self.secret_key.as_str()),
+            ("AWS_REGION", self.region.as_str()),
+            ("AWS_DEFAULT_REGION", self.region.as_str()),
+            ("AWS_CONFIG_FILE", &self.aws_config.to_string_lossy()),
+            (
+                "AWS_SHARED_CREDENTIALS_FILE",
+                &self.aws_credentials.to_string_lossy(),
+            ),
+            ("RCLONE_CONFIG_BENCH_TYPE", "s3"),
+            ("RCLONE_CONFIG_BENCH_PROVIDER", "Other"),
+            (
+                "RCLONE_CONFIG_BENCH_ACCESS_KEY_ID",
+                self.access_key.as_str(),
+            ),
+            (
+                "RCLONE_CONFIG_BENCH_SECRET_ACCESS_KEY",
+                self.secret_key.as_str(),
+            ),
+            ("RCLONE_CONFIG_BENCH_ENDPOINT", self.endpoint.as_str()),
+            ("RCLONE_CONFIG_BENCH_REGION", self.region.as_str()),
+            ("RCLONE_CONFIG_BENCH_FORCE_PATH_STYLE", "true"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect();
+        vars.push((
+            "RCLONE_CONFIG".to_owned(),
+            self.rclone_config.to_string_lossy().into_owned(),
+        ));
+        vars
+    }
+}
+
+/// Variables that would change what a client does or where it connects.
+const ENV_REMOVE: &[&str] = &[
+    "AWS_CA_BUNDLE",
+    "AWS_PROFILE",
+    "AWS_DEFAULT_PROFILE",
+    "AWS_SESSION_TOKEN",
+    "AWS_ENDPOINT_URL",
+    "AWS_ENDPOINT_URL_S3",
+    "HTTP_PROXY",
+    "HTTPS_PROXY",
+    "http_proxy",
+    "https_proxy",
+    "ALL_PROXY",
+    "all_proxy",
+    "S3TM_STATE_DIR",
+];
+
+/// A random file to move.
+pub(crate) struct TestFile {
+    path: PathBuf,
+    pub(crate) size_bytes: u64,
+    /// Key of the copy downloads read (put there once by s3tm, not measured).
+    key: String,
+}
+
+/// One row: a tool, a direction, a size and maybe a concurrency, with every run.
+#[derive(Debug, Clone)]
+pub(crate) struct Row {
+    pub(crate) tool: ToolKind,
+    pub(crate) direction: Direction,
+    pub(crate) size_bytes: u64,
+    pub(crate) concurrency: Option<u32>,
+    pub(crate) result: Result<Vec<report::Sample>, String>,
+}
+
+struct Bench {
+    env: Env,
+    runs: u32,
+    busy: report::Busy,
+}
+
+impl Bench {
+    fn make_file(&mut self, size_bytes: u64) -> anyhow::Result<TestFile> {
+        let path = self.env.dir.join(format!("source-{size_bytes}.bin"));
+        println!("==> writing {} of random bytes", format_size(size_bytes));
+        write_random(&path, size_bytes)?;
+        Ok(TestFile {
+            path,
+            size_bytes,
+            key: format!("source/{size_bytes}.bin"),
+        })
+    }
+
+    fn remove_file(&mut self, file: &TestFile) {
+        let _ = fs::remove_file(&file.path);
+    }
+
+    fn scenario(
+        &mut self,
+        tool: &Tool,
+        direction: Direction,
+        file: &TestFile,
+        concurrency: Option<u32>,
+    ) -> Row {
+        let result = self.scenario_runs(tool, direction, file, concurrency);
+        Row {
+            tool: tool.kind,
+            direction,
+            size_bytes: file.size_bytes,
+            concurrency,
+            result: result.map_err(|e| format!("{e:#}")),
+        }
+    }
+
+    fn scenario_runs(
+        &mut self,
+        tool: &Tool,
+        direction: Direction,
+        file: &TestFile,
+        concurrency: Option<u32>,
+    ) -> anyhow::Result<Vec<report::Sample>> {
+        if direction == Direction::Down {
+            self.ensure_download_source(tool, file)?;
+        }
+        let label = format!(
+            "{} {} {}{}",
+            tool.kind.name(),
+            direction.name(),
+            format_size(file.size_bytes),
+            concurrency.map_or(String::new(), |c| format!(" concurrency {c}"))
+        );
+        let mut samples = Vec::new();
+        for run in 1..=self.runs {
+            let sample = self
+                .one_run(tool, direction, file, concurrency, run)
+                .with_context(|| format!("{label}, run {run}"))?;
+            println!(
+                "    {label} run {run}: {:.2}s {:.0} MiB/s cpu {:.2}s rss {:.0} MiB server cpu {:.2}s",
+                sample.wall.as_secs_f64(),
+                sample.mib_per_s(file.size_bytes),
+                sample.cpu.as_secs_f64(),
+                sample.rss_mib(),
+                sample.server_cpu.as_secs_f64()
+            );
+            samples.push(sample);
+        }
+        Ok(samples)
+    }
+
+    /// Puts the object downloads read, once per file, with s3tm (unmeasured).
+    fn ensure_download_source(&mut self, tool: &Tool, file: &TestFile) -> anyhow::Result<()> {
+        let marker = self.env.dir.join(format!("uploaded-{}", file.size_bytes));
+        if marker.exists() {
+            return Ok(());
+        }
+        if tool.kind != ToolKind::S3tm {
+            bail!("the download source is put by s3tm, which runs first");
+        }
+        let (args, _) = self.command(tool, Direction::Up, file, &file.key, None, 0)?;
+        let (usage, stderr) = measure::measure(
+            &tool.program,
+            &args,
+            &self.env.vars(),
+            ENV_REMOVE,
+            &self.env.dir.join("usage"),
+        )?;
+        if usage.code != 0 {
+            bail!("putting the download source failed: {stderr}");
+        }
+        fs::write(&marker, "")?;
+        Ok(())
+    }
+
+    fn one_run(
+        &mut self,
+        tool: &Tool,
+        direction: Direction,
+        file: &TestFile,
+        concurrency: Option<u32>,
+        run: u32,
+    ) -> anyhow::Result<report::Sample> {
+        let key = match direction {
+            Direction::Up => format!("up/{}/{}.bin", tool_slug(tool.kind), file.size_bytes),
+            Direction::Down => file.key.clone(),
+        };
+        let (args, download) = self.command(tool, direction, file, &key, concurrency, run)?;
+        if let Some(dest) = &download {
+            let _ = fs::remove_file(dest);
+        }
+        // Start from a clean slate: no dirty pages of the previous run being written back.
+        let _ = Command::new("sync").status();
+        let others = report::other_builds();
+        let server_before = measure::self_cpu()?;
+        let machine_before = measure::machine_cpu();
+        let (usage, stderr) = measure::measure(
+            &tool.program,
+            &args,
+            &self.env.vars(),
+            ENV_REMOVE,
+            &self.env.dir.join("usage"),
+        )?;
+        let server_cpu = measure::self_cpu()?.saturating_sub(server_before);
+        let machine_cpu = machine_before
+            .zip(measure::machine_cpu())
+            .map(|(before, after)| after.saturating_sub(before));
+        if usage.code != 0 {
+            let tail: String = stderr
+                .lines()
+                .rev()
+                .take(8)
+                .collect::<Vec<_>>()
+                .into_iter()
+                .rev()
+                .collect::<Vec<_>>()
+                .join("\n");
+            bail!("exited with {}: {tail}", usage.code);
+        }
+        if let Some(dest) = &download {
+            if !same_contents(&file.path, dest)? {
+                bail!("the downloaded file differs from the source");
+            }
+            let _ = fs::remove_file(dest);
+        }
+        let sample = report::Sample {
+            wall: usage.wall,
+            cpu: usage.cpu(),
+            user: usage.user,
+            sys: usage.sys,
+            max_rss_kib: usage.max_rss_kib,
+            server_cpu,
+            // What neither the client nor the server used: other processes' work.
+            background_cpu: machine_cpu.map(|m| m.saturating_sub(usage.cpu() + server_cpu)),
+        };
+        self.busy.record(&others, &sample);
+        Ok(sample)
+    }
+
+    /// The client's arguments, and the file a download writes.
+    fn command(
+        &self,
+        tool: &Tool,
+        direction: Direction,
+        file: &TestFile,
+        key: &str,
+        concurrency: Option<u32>,
+        run: u32,
+    ) -> anyhow::Result<(Vec<String>, Option<PathBuf>)> {
+        let src = file.path.to_string_lossy().into_owned();
+        let dest = self
+            .env
+            .dir
+            .join(format!("download-{}.bin", tool_slug(tool.kind)));
+        let dest_str = dest.to_string_lossy().into_owned();
+        let s3_url = format!("s3://{BUCKET}/{key}");
+        let (from, to) = match direction {
+            Direction::Up => (src.clone(), s3_url.clone()),
+            Direction::Down => (s3_url.clone(), dest_str.clone()),
+        };
+        let mut args: Vec<String> = match tool.kind {
+            ToolKind::S3tm => {
+                let state = self.env.dir.join(format!("state-{run}-{}", unique()));
+                let mut a = vec![
+                    "cp".to_owned(),
+                    from,
+                    to,
+                    "--endpoint-url".to_owned(),
+                    self.env.endpoint.clone(),
+                    "--path-style".to_owned(),
+                    "--no-progress".to_owned(),
+                    "--state-dir".to_owned(),
+                    state.to_string_lossy().into_owned(),
+                ];
+                if let Some(c) = concurrency {
+                    a.extend(["--concurrency".to_owned(), c.to_string()]);
+                }
+                a
+            }
+            ToolKind::Aws => vec![
+                "s3".to_owned(),
+                "cp".to_owned(),
+                from,
+                to,
+                "--endpoint-url".to_owned(),
+                self.env.endpoint.clone(),
+                "--no-progress".to_owned(),
+                "--only-show-errors".to_owned(),
+            ],
+            ToolKind::Rclone => {
+                let remote = format!("bench:{BUCKET}/{key}");
+                let (from, to) = match direction {
+                    Direction::Up => (src.clone(), remote),
+                    Direction::Down => (remote, dest_str.clone()),
+                };
+                // `--no-check-dest`: copy even when the destination looks the same
+                // (rclone skips a file whose size and time match, as every rerun's do).
+                vec![
+                    "copyto".to_owned(),
+                    from,
+                    to,
+                    "--no-check-dest".to_owned(),
+                    "-q".to_owned(),
+                ]
+            }
+            ToolKind::Curl => {
+                let url = format!("{}/{BUCKET}/{key}", self.env.endpoint);
+                let mut a: Vec<String> = ["--silent", "--show-error", "--fail", "--aws-sigv4"]
+                    .map(str::to_owned)
+                    .to_vec();
+                a.push(format!("aws:amz:{}:s3", self.env.region));
+                a.extend([
+                    "--user".to_owned(),
+                    format!("{}:{}", self.env.access_key, self.env.secret_key),
+                    "-H".to_owned(),
+                    "x-amz-content-sha256: UNSIGNED-PAYLOAD".to_owned(),
+                    // Not `-H Expect:`: curl 7.88 then signs a header it does not send.
+                    // The server answers `100-continue` at once.
+                ]);
+                match direction {
+                    Direction::Up => a.extend([
+                        "--upload-file".to_owned(),
+                        src.clone(),
+                        "--output".to_owned(),
+                        "/dev/null".to_owned(),
+                    ]),
+                    Direction::Down => {
+                        a.extend(["--output".to_owned(), dest_str.clone()]);
+                    }
+                }
+                a.push(url);
+                a
+            }
+        };
+        if tool.kind == ToolKind::Rclone {
+            args.extend([
+                "--config".to_owned(),
+                self.env.rclone_config.to_string_lossy().into_owned(),
+            ]);
+        }
+        let download = (direction == Direction::Down).then_some(dest);
+        Ok((args, download))
+    }
+}
+
+fn tool_slug(kind: ToolKind) -> &'static str {
+    match kind {
+        ToolKind::S3tm => "s3tm",
+        ToolKind::Aws => "aws",
+        ToolKind::Rclone => "rclone",
+        ToolKind::Curl => "curl",
+    }
+}
+
+fn unique() -> u128 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos())
+}
+
+fn print_row(row: &Row) {
+    match &row.result {
+        Ok(samples) => {
+            let stats = report::Stats::of(samples, row.size_bytes);
+            println!(
+                "==> {} {} {}{}: {:.0} MiB/s (min {:.0}, max {:.0}), cpu {:.2}s, rss {:.0} MiB",
+                row.tool.name(),
+                row.direction.name(),
+                format_size(row.size_bytes),
+                row.concurrency
+                    .map_or(String::new(), |c| format!(" concurrency {c}")),
+                stats.mib_s.median,
+                stats.mib_s.min,
+                stats.mib_s.max,
+                stats.cpu_s.median,
+                stats.rss_mib.median
+            );
+        }
+        Err(e) => println!(
+            "==> {} {} {}: FAILED: {e}",
+            row.tool.name(),
+            row.direction.name(),
+            format_size(row.size_bytes)
+        ),
+    }
+}
+
+/// Writes `size_bytes` of incompressible pseudo-random bytes (xorshift64*).
+fn write_random(path: &Path, size_bytes: u64) -> anyhow::Result<()> {
+    let mut file =
+        File::create(path).with_context(|| format!("cannot create {}", path.display()))?;
+    let mut state: u64 = 0x9E37_79B9_7F4A_7C15 ^ size_bytes;
+    let mut buf = vec![0u8; 8 * MIB as usize];
+    let mut left = size_bytes;
+    while left > 0 {
+        for chunk in buf.chunks_exact_mut(8) {
+            state ^= state >> 12;
+            state ^= state << 25;
+            state ^= state >> 27;
+            chunk.copy_from_slice(&state.wrapping_mul(0x2545_F491_4F6C_DD1D).to_le_bytes());
+        }
+        let n = left.min(buf.len() as u64) as usize;
+        file.write_all(&buf[..n])?;
+        left -= n as u64;
+    }
+    file.sync_all()?;
+    Ok(())
+}
+
+fn same_contents(a: &Path, b: &Path) -> anyhow::Result<bool> {
+    let mut fa = File::open(a).with_context(|| format!("cannot open {}", a.display()))?;
+    let mut fb = File::open(b).with_context(|| format!("cannot open {}", b.display()))?;
+    if fa.metadata()?.len() != fb.metadata()?.len() {
+        return Ok(false);
+    }
+    let mut ba = vec![0u8; 4 * MIB as usize];
+    let mut bb = vec![0u8; 4 * MIB as usize];
+    loop {
+        let n = read_full(&mut fa, &mut ba)?;
+        let m = read_full(&mut fb, &mut bb)?;
+        if n != m || ba[..n] != bb[..m] {
+            return Ok(false);
+        }
+        if n == 0 {
+            return Ok(true);
+        }
+    }
+}
+
+fn read_full(file: &mut File, buf: &mut [u8]) -> std::io::Result<usize> {
+    let mut filled = 0;
+    while filled < buf.len() {
+        match file.read(&mut buf[filled..])? {
+            0 => break,
+            n => filled += n,
+        }
+    }
+    Ok(filled)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse_str(line: &str) -> Result<BenchOptions, UsageError> {
+        let args: Vec<String> = line.split_whitespace().map(str::to_owned).collect();
+        parse(&args)
+    }
+
+    #[test]
+    fn options() {
+        assert_eq!(parse_str(""), Ok(BenchOptions::default()));
+        assert_eq!(
+            parse_str("--size 64MiB --runs 5 --install-peers --quick"),
+            Ok(BenchOptions {
+                size_bytes: 64 * MIB,
+                runs: 5,
+                install_peers: true,
+                quick: true,
+            })
+        );
+        assert_eq!(parse_str("--size=2G").map(|o| o.size_bytes), Ok(2 * GIB));
+        for bad in [
+            "--size",
+            "--size 0",
+            "--size 1TiB",
+            "--runs 0",
+            "--runs x",
+            "--fast",
+            "--quick=yes",
+        ] {
+            assert!(parse_str(bad).is_err(), "`{bad}` should be refused");
+        }
+    }
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size("1048576"), Some(MIB));
+        assert_eq!(parse_size("64MiB"), Some(64 * MIB));
+        assert_eq!(parse_size("1gib"), Some(GIB));
+        assert_eq!(parse_size("512K"), Some(512 * 1024));
+        assert_eq!(parse_size("MiB"), None);
+        assert_eq!(format_size(64 * MIB), "64 MiB");
+        assert_eq!(format_size(GIB), "1 GiB");
+        assert_eq!(format_size(4 * GIB), "4 GiB");
+        assert_eq!(format_size(1536 * MIB), "1.5 GiB");
+    }
+
+    #[test]
+    fn random_files_have_the_size_asked_for_and_compare() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let a = dir.path().join("a");
+        let b = dir.path().join("b");
+        write_random(&a, MIB + 3).expect("write");
+        assert_eq!(fs::metadata(&a).expect("metadata").len(), MIB + 3);
+        fs::copy(&a, &b).expect("copy");
+        assert!(same_contents(&a, &b).expect("compare"));
+        let mut bytes = fs::read(&b).expect("read");
+        bytes[MIB as usize] ^= 1;
+        fs::write(&b, bytes).expect("write");
+        assert!(!same_contents(&a, &b).expect("compare"));
+    }
+}

@@ -1,0 +1,189 @@
+//! Measuring one client process: wall time, CPU (user + sys) and peak RSS.
+//!
+//! The client runs under a fresh copy of this binary (`xtask __measure`), which spawns
+//! it, waits for it and reads `getrusage(RUSAGE_CHILDREN)`. Because that wrapper has no
+//! other child, the figures are the client's alone (and its own children's, which a
+//! client waits for): `ru_maxrss` of the children of a long-lived process would be the
+//! largest of all of them, cargo's included, so it is never read here.
+
+use std::fs;
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, bail};
+use nix::sys::resource::{Usage, UsageWho, getrusage};
+
+/// What one client process used.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) struct ClientUsage {
+    pub(crate) wall: Duration,
+    pub(crate) user: Duration,
+    pub(crate) sys: Duration,
+    pub(crate) max_rss_kib: u64,
+    /// Exit code, `-1` when killed by a signal.
+    pub(crate) code: i32,
+}
+
+impl ClientUsage {
+    pub(crate) fn cpu(&self) -> Duration {
+        self.user + self.sys
+    }
+
+    fn encode(&self) -> String {
+        format!(
+            "{} {} {} {} {}",
+            self.wall.as_nanos(),
+            self.user.as_micros(),
+            self.sys.as_micros(),
+            self.max_rss_kib,
+            self.code
+        )
+    }
+
+    fn decode(text: &str) -> Option<ClientUsage> {
+        let fields: Vec<&str> = text.split_whitespace().collect();
+        let [wall, user, sys, rss, code] = fields.as_slice() else {
+            return None;
+        };
+        Some(ClientUsage {
+            wall: Duration::from_nanos(wall.parse().ok()?),
+            user: Duration::from_micros(user.parse().ok()?),
+            sys: Duration::from_micros(sys.parse().ok()?),
+            max_rss_kib: rss.parse().ok()?,
+            code: code.parse().ok()?,
+        })
+    }
+}
+
+fn duration(tv: nix::sys::time::TimeVal) -> Duration {
+    let micros = i128::from(tv.tv_sec()) * 1_000_000 + i128::from(tv.tv_usec());
+    Duration::from_micros(u64::try_from(micros).unwrap_or(0))
+}
+
+fn cpu_of(usage: &Usage) -> Duration {
+    duration(usage.user_time()) + duration(usage.system_time())
+}
+
+/// CPU time this process has used so far (all threads): the in-process server's share.
+pub(crate) fn self_cpu() -> anyhow::Result<Duration> {
+    let usage = getrusage(UsageWho::RUSAGE_SELF).context("getrusage(RUSAGE_SELF)")?;
+    Ok(cpu_of(&usage))
+}
+
+/// CPU time of the whole machine so far (every process, every core), from `/proc/stat`,
+/// so that work by other processes during a run can be told apart.
+pub(crate) fn machine_cpu() -> Option<Duration> {
+    let stat = fs::read_to_string("/proc/stat").ok()?;
+    let line = stat.lines().find(|l| l.starts_with("cpu "))?;
+    // user nice system idle iowait irq softirq steal ...; busy = all but idle and iowait.
+    let ticks: Vec<u64> = line
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|v| v.parse().ok())
+        .collect();
+    let busy: u64 = ticks
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| *i != 3 && *i != 4 && *i < 8)
+        .map(|(_, v)| v)
+        .sum();
+    // USER_HZ is 100 on every Linux this runs on.
+    Some(Duration::from_millis(busy * 10))
+}
+
+/// `xtask __measure RESULT_FILE -- PROGRAM ARGS...`: runs the program with this
+/// process's stdio and environment, then writes its usage to RESULT_FILE.
+pub(crate) fn run_wrapper(args: &[String]) -> anyhow::Result<()> {
+    let [out, dashdash, program, rest @ ..] = args else {
+        bail!("usage: xtask __measure RESULT_FILE -- PROGRAM [ARGS...]");
+    };
+    if dashdash != "--" {
+        bail!("usage: xtask __measure RESULT_FILE -- PROGRAM [ARGS...]");
+    }
+    let started = Instant::now();
+    let status = Command::new(program)
+        .args(rest)
+        .status()
+        .with_context(|| format!("cannot start `{program}`"))?;
+    let wall = started.elapsed();
+    let usage = getrusage(UsageWho::RUSAGE_CHILDREN).context("getrusage(RUSAGE_CHILDREN)")?;
+    let measured = ClientUsage {
+        wall,
+        user: duration(usage.user_time()),
+        sys: duration(usage.system_time()),
+        // Linux reports kilobytes (KiB).
+        max_rss_kib: u64::try_from(usage.max_rss()).unwrap_or(0),
+        code: status.code().unwrap_or(-1),
+    };
+    fs::write(out, measured.encode()).with_context(|| format!("cannot write {out}"))?;
+    Ok(())
+}
+
+/// Runs `command` (already given its program, arguments and environment) under the
+/// wrapper and returns what it used, with its captured stderr.
+pub(crate) fn measure(
+    program: &str,
+    args: &[String],
+    envs: &[(String, String)],
+    env_remove: &[&str],
+    result_file: &Path,
+) -> anyhow::Result<(ClientUsage, String)> {
+    let exe = std::env::current_exe().context("cannot find the xtask binary")?;
+    let _ = fs::remove_file(result_file);
+    let mut command = Command::new(exe);
+    command
+        .arg("__measure")
+        .arg(result_file)
+        .arg("--")
+        .arg(program)
+        .args(args)
+        .envs(envs.iter().map(|(k, v)| (k, v)));
+    for key in env_remove {
+        command.env_remove(key);
+    }
+    let output = command
+        .output()
+        .with_context(|| format!("cannot run `{program}` under the measuring wrapper"))?;
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    if !output.status.success() {
+        bail!("the measuring wrapper failed ({}): {stderr}", output.status);
+    }
+    let text = fs::read_to_string(result_file)
+        .with_context(|| format!("the wrapper wrote no {}", result_file.display()))?;
+    let usage = ClientUsage::decode(&text)
+        .with_context(|| format!("cannot read the wrapper's result `{text}`"))?;
+    Ok((usage, stderr))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn usage_round_trips_through_the_result_file_format() {
+        let usage = ClientUsage {
+            wall: Duration::from_nanos(1_234_567_891),
+            user: Duration::from_micros(700_001),
+            sys: Duration::from_micros(300_002),
+            max_rss_kib: 65_536,
+            code: 0,
+        };
+        assert_eq!(ClientUsage::decode(&usage.encode()), Some(usage));
+        assert_eq!(ClientUsage::decode("1 2 3"), None);
+    }
+
+    #[test]
+    fn the_wrapper_measures_a_child() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let out = dir.path().join("usage");
+        let args: Vec<String> = [out.to_str().expect("utf-8 path"), "--", "true"]
+            .map(str::to_owned)
+            .to_vec();
+        run_wrapper(&args).expect("wrapper");
+        let usage =
+            ClientUsage::decode(&fs::read_to_string(&out).expect("result")).expect("decodes");
+        assert_eq!(usage.code, 0);
+        assert!(usage.max_rss_kib > 0);
+    }
+}
