@@ -329,8 +329,9 @@ impl OpContext {
                     .map(|a| p::ChecksumHasher::new(proto_alg(a)));
                 let mut md5 = hashes.md5.then(Md5::new);
                 let mut offset = range.start;
-                let mut buf = BytesMut::new();
                 const FLUSH: usize = 1 << 20;
+                // Sized once: growing it by doubling would copy every byte again.
+                let mut buf = BytesMut::with_capacity(FLUSH + (64 << 10));
                 loop {
                     let frame = tokio::time::timeout(self.http.read_timeout(), body.frame()).await;
                     let frame = match frame {
@@ -365,6 +366,8 @@ impl OpContext {
                         let n = chunk.len() as u64;
                         sink.write_at(offset, chunk).await?;
                         offset += n;
+                        // The written chunk is gone, so this takes its allocation back.
+                        buf.reserve(FLUSH + (64 << 10));
                     }
                 }
                 let received = offset - range.start + buf.len() as u64;

@@ -61,11 +61,61 @@ pub(crate) enum Source {
         file: Arc<File>,
         path: PathBuf,
         fingerprint: SourceFingerprint,
+        buffers: BufferPool,
     },
     /// Bytes in memory.
     Bytes(Bytes),
     /// A stream read once, front to back; parts in flight are kept until acknowledged.
     Reader(tokio::sync::Mutex<ReaderWindow>),
+}
+
+/// Part buffers of a file upload, reused: a fresh 8 MiB buffer per part costs zeroing and
+/// page faults, and the allocator keeps freed ones in per-thread pools, so memory would
+/// grow with the file's size instead of staying at parts in flight × part size.
+#[derive(Clone, Default)]
+pub(crate) struct BufferPool(Arc<Mutex<Vec<Vec<u8>>>>);
+
+/// A buffer that goes back to its pool when the last `Bytes` made from it is dropped.
+pub(crate) struct PooledBuf {
+    buf: Vec<u8>,
+    pool: BufferPool,
+}
+
+impl BufferPool {
+    /// A buffer of exactly `len` bytes (contents unspecified).
+    fn take(&self, len: usize) -> PooledBuf {
+        let reused = self.0.lock().ok().and_then(|mut v| v.pop());
+        let mut buf = reused.unwrap_or_default();
+        // Only the last part is shorter; resizing keeps what was there and writes at most
+        // the growth.
+        buf.resize(len, 0);
+        PooledBuf {
+            buf,
+            pool: self.clone(),
+        }
+    }
+}
+
+impl AsRef<[u8]> for PooledBuf {
+    fn as_ref(&self) -> &[u8] {
+        &self.buf
+    }
+}
+
+impl AsMut<[u8]> for PooledBuf {
+    fn as_mut(&mut self) -> &mut [u8] {
+        &mut self.buf
+    }
+}
+
+impl Drop for PooledBuf {
+    fn drop(&mut self) {
+        if let Ok(mut pool) = self.pool.0.lock()
+            && pool.len() < 64
+        {
+            pool.push(std::mem::take(&mut self.buf));
+        }
+    }
 }
 
 /// The part of a stream that has been read and not yet acknowledged by the server.
@@ -85,6 +135,7 @@ impl Source {
             file: Arc::new(file),
             path: path.to_owned(),
             fingerprint: fp,
+            buffers: BufferPool::default(),
         })
     }
 
@@ -105,10 +156,12 @@ impl Source {
                 file,
                 path,
                 fingerprint,
+                buffers,
             } => {
                 let file = file.clone();
                 let path = path.clone();
                 let fp = fingerprint.clone();
+                let mut buf = buffers.take(range.len_bytes() as usize);
                 blocking(move || {
                     let changed = |now: &SourceFingerprint| fp.difference(now);
                     let check = || match self::fingerprint(&path) {
@@ -123,15 +176,14 @@ impl Source {
                     if let Some(f) = check() {
                         return Err(f);
                     }
-                    let mut buf = vec![0u8; range.len_bytes() as usize];
-                    file.read_exact_at(&mut buf, range.start).map_err(|e| {
+                    file.read_exact_at(buf.as_mut(), range.start).map_err(|e| {
                         local_failure(&format!("cannot read {}", path.display()), &e)
                     })?;
                     // A write during the read would leave a mixed part: look again.
                     if let Some(f) = check() {
                         return Err(f);
                     }
-                    Ok(Bytes::from(buf))
+                    Ok(Bytes::from_owner(buf))
                 })
                 .await?
             }
