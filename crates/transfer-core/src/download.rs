@@ -267,6 +267,7 @@ impl DownloadMachine {
             },
             Task::Prepare => OpKind::PreparePartialFile {
                 size_bytes: self.bytes_total(),
+                create: self.completed.ranges().is_empty(),
             },
             Task::Range(i) => {
                 let l = self
@@ -515,6 +516,12 @@ impl DownloadMachine {
             self.completed = RangeSet::new();
             self.hashes.clear();
             self.emit_checkpoint();
+            if previous_len.is_none() {
+                // Not created (create was false): now that the checkpoint names no bytes,
+                // ask again, allowing creation.
+                self.control_due = true;
+                return;
+            }
         }
         let l = self.layout.as_ref().expect("checked above");
         self.pending = (0..count)

@@ -75,6 +75,11 @@ pub enum OpKind {
     PreparePartialFile {
         /// Length to give the file.
         size_bytes: u64,
+        /// Whether a missing file may be created. False while recorded ranges are
+        /// expected in it: a missing file is then reported (`previous_len: None`), never
+        /// silently recreated empty under a checkpoint that names its bytes. The driver
+        /// makes every checkpoint emitted before this operation durable before running it.
+        create: bool,
     },
     /// GetObject of `range`, written at the same offset of the partial file. The driver
     /// must make these bytes durable before it persists any checkpoint that names them.

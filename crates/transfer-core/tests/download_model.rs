@@ -250,8 +250,11 @@ impl World {
                     part_size_hint: None,
                 })
             }
-            OpKind::PreparePartialFile { size_bytes } => {
+            OpKind::PreparePartialFile { size_bytes, create } => {
                 let previous_len = self.partial.as_ref().map(|p| p.len() as u64);
+                if previous_len.is_none() && !create {
+                    return Outcome::FilePrepared { previous_len };
+                }
                 let p = self.partial.get_or_insert_with(Vec::new);
                 p.resize(*size_bytes as usize, 0);
                 Outcome::FilePrepared { previous_len }

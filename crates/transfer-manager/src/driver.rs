@@ -58,6 +58,16 @@ impl Driver {
         let mut state = TransferState::Running;
         loop {
             while let Some(op) = self.machine.poll_operation() {
+                if matches!(op.kind, transfer_core::OpKind::PreparePartialFile { .. }) {
+                    // The machine's contract: checkpoints emitted before this operation are
+                    // durable before it runs (a reset checkpoint before a new empty file).
+                    while let Some(cp) = self.machine.poll_checkpoint() {
+                        self.persist(Some(cp), StoreState::Running);
+                    }
+                    if let Err(e) = self.flush().await {
+                        tracing::warn!(error = %e, "checkpoint not saved before preparing the partial file");
+                    }
+                }
                 let ctx = self.ctx.clone();
                 let name = op.kind.name();
                 let span = tracing::debug_span!("request", op = name, id = op.id.0);

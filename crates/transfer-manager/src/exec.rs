@@ -64,9 +64,9 @@ fn build_failure(e: p::RequestError) -> Failure {
 impl OpContext {
     pub(crate) async fn execute(&self, kind: OpKind) -> Outcome {
         let result = match kind {
-            OpKind::PreparePartialFile { size_bytes } => self
+            OpKind::PreparePartialFile { size_bytes, create } => self
                 .sink()
-                .prepare(size_bytes)
+                .prepare(size_bytes, create)
                 .await
                 .map(|previous_len| Outcome::FilePrepared { previous_len }),
             OpKind::HashPartialFile => self

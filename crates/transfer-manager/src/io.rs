@@ -282,31 +282,37 @@ impl Sink {
     }
 
     /// Creates the partial file, keeping the bytes of an earlier run, and sets its length.
-    pub(crate) async fn prepare(&self, size: u64) -> Result<Option<u64>, Failure> {
+    pub(crate) async fn prepare(&self, size: u64, create: bool) -> Result<Option<u64>, Failure> {
         let Sink::File { partial, file, .. } = self else {
             return Ok(None);
         };
         let path = partial.clone();
-        let opened = blocking(move || -> std::io::Result<(File, Option<u64>)> {
+        let opened = blocking(move || -> std::io::Result<Option<(File, Option<u64>)>> {
             if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
                 std::fs::create_dir_all(dir)?;
             }
             let previous = std::fs::metadata(&path).ok().map(|m| m.len());
+            if previous.is_none() && !create {
+                return Ok(None);
+            }
             let f = std::fs::OpenOptions::new()
                 .read(true)
                 .write(true)
-                .create(true)
+                .create(create)
                 .truncate(false)
                 .open(&path)?;
             f.set_len(size)?;
-            Ok((f, previous))
+            Ok(Some((f, previous)))
         })
         .await?
         .map_err(|e| local_failure(&format!("cannot create {}", partial.display()), &e))?;
+        let Some((f, previous)) = opened else {
+            return Ok(None);
+        };
         if let Ok(mut slot) = file.lock() {
-            *slot = Some(Arc::new(opened.0));
+            *slot = Some(Arc::new(f));
         }
-        Ok(opened.1)
+        Ok(previous)
     }
 
     /// Writes `data` at `offset`.
