@@ -272,9 +272,7 @@ impl OpContext {
                 let sink = self.sink();
                 // Streams receive bytes in order: stay within a window of the write position.
                 let window = self.max_in_flight.saturating_mul(range.len_bytes().max(1));
-                while !sink.may_fetch(range.start, window).await {
-                    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
-                }
+                sink.wait_turn(range.start, window).await;
                 let mut g = p::GetObject::new(bucket, key);
                 let pinned = p::ETag::new(if_match.0);
                 g.if_match = Some(pinned.clone());

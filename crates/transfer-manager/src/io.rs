@@ -245,7 +245,8 @@ pub(crate) enum Sink {
         file: Mutex<Option<Arc<File>>>,
     },
     /// A stream that receives the bytes in order; not resumable.
-    Writer(tokio::sync::Mutex<WriterState>),
+    /// The notify wakes ranges waiting for their turn when the write position advances.
+    Writer(tokio::sync::Mutex<WriterState>, tokio::sync::Notify),
 }
 
 /// Ranges received out of order wait here for their turn.
@@ -266,18 +267,21 @@ impl Sink {
     }
 
     pub(crate) fn writer(writer: Box<dyn AsyncWrite + Send + Unpin>) -> Sink {
-        Sink::Writer(tokio::sync::Mutex::new(WriterState {
-            writer,
-            next: 0,
-            pending: BTreeMap::new(),
-            md5: Md5::new(),
-        }))
+        Sink::Writer(
+            tokio::sync::Mutex::new(WriterState {
+                writer,
+                next: 0,
+                pending: BTreeMap::new(),
+                md5: Md5::new(),
+            }),
+            tokio::sync::Notify::new(),
+        )
     }
 
     fn open_file(&self) -> Option<Arc<File>> {
         match self {
             Sink::File { file, .. } => file.lock().ok()?.clone(),
-            Sink::Writer(_) => None,
+            Sink::Writer(..) => None,
         }
     }
 
@@ -327,9 +331,10 @@ impl Sink {
                     .await?
                     .map_err(|e| local_failure(&format!("cannot write {}", path.display()), &e))
             }
-            Sink::Writer(w) => {
+            Sink::Writer(w, advanced) => {
                 let mut w = w.lock().await;
                 w.pending.insert(offset, data);
+                let before = w.next;
                 loop {
                     let next = w.next;
                     let Some(chunk) = w.pending.remove(&next) else {
@@ -341,6 +346,9 @@ impl Sink {
                         .await
                         .map_err(|e| local_failure("writing the download stream", &e))?;
                     w.next += chunk.len() as u64;
+                }
+                if w.next != before {
+                    advanced.notify_waiters();
                 }
                 Ok(())
             }
@@ -378,7 +386,7 @@ impl Sink {
                 .await?
                 .map_err(|e| local_failure(&format!("cannot read {}", partial.display()), &e))
             }
-            Sink::Writer(w) => Ok(w.lock().await.md5.clone().finalize().into()),
+            Sink::Writer(w, _) => Ok(w.lock().await.md5.clone().finalize().into()),
         }
     }
 
@@ -414,7 +422,7 @@ impl Sink {
                 .await?
                 .map_err(|e| local_failure("cannot move the download into place", &e))
             }
-            Sink::Writer(w) => {
+            Sink::Writer(w, _) => {
                 let mut w = w.lock().await;
                 w.writer
                     .flush()
@@ -439,16 +447,25 @@ impl Sink {
                 .await?
                 .map_err(|e| local_failure(&format!("cannot remove {}", partial.display()), &e))
             }
-            Sink::Writer(_) => Ok(()),
+            Sink::Writer(..) => Ok(()),
         }
     }
 
-    /// For streams: whether range `start` may be fetched now. Ranges far ahead of the
+    /// For streams: waits until range `start` may be fetched. Ranges far ahead of the
     /// write position wait, so out-of-order bytes held in memory stay bounded.
-    pub(crate) async fn may_fetch(&self, start: u64, window_bytes: u64) -> bool {
-        match self {
-            Sink::File { .. } => true,
-            Sink::Writer(w) => start < w.lock().await.next + window_bytes,
+    pub(crate) async fn wait_turn(&self, start: u64, window_bytes: u64) {
+        let Sink::Writer(w, advanced) = self else {
+            return;
+        };
+        loop {
+            // Registered before the check, so an advance in between is not missed.
+            let notified = advanced.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if start < w.lock().await.next + window_bytes {
+                return;
+            }
+            notified.await;
         }
     }
 }

@@ -100,3 +100,47 @@ fn blocking_calls_work_without_a_runtime_and_are_refused_inside_one() {
     drop(tm);
     drop(server);
 }
+
+#[tokio::test]
+async fn writer_download_waits_for_a_slow_first_range_and_keeps_order() {
+    let server = s3_testkit::start_s3s_fs().await;
+    server.create_bucket("bucket").unwrap();
+    let proxy = s3_testkit::FaultProxy::start(&server.endpoint()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let tm = manager_with(
+        &proxy.endpoint(),
+        server.access_key(),
+        server.secret_key(),
+        server.region(),
+        &dir.path().join("state"),
+        |c| c.max_in_flight_per_transfer = 2,
+    );
+    let src = random_file(dir.path(), "src", 26 * MIB, 33);
+    let data = std::fs::read(&src).unwrap();
+    tm.upload_bytes("bucket", "k", data.clone().into())
+        .await
+        .unwrap()
+        .join()
+        .await
+        .unwrap();
+    // The first range is slow, so the next ones finish first and later ones must wait
+    // for the write position instead of piling up in memory.
+    let first = s3_testkit::Matcher::ranged_get()
+        .when(|r| r.header("range").is_some_and(|v| v.starts_with("bytes=0-")));
+    let slow = proxy.delay(first, std::time::Duration::from_millis(400), 1);
+    let (client, mut server_side) = tokio::io::duplex(1 << 20);
+    let h = tm.download_to_writer("bucket", "k", client).await.unwrap();
+    let reader = tokio::spawn(async move {
+        let mut got = Vec::new();
+        tokio::io::AsyncReadExt::read_to_end(&mut server_side, &mut got)
+            .await
+            .unwrap();
+        got
+    });
+    h.join().await.unwrap();
+    assert_eq!(proxy.fired(slow), 1);
+    assert!(
+        reader.await.unwrap() == data,
+        "streamed bytes differ or are out of order"
+    );
+}
