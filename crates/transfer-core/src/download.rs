@@ -123,13 +123,21 @@ pub struct DownloadMachine {
 impl DownloadMachine {
     /// Starts a download whose bytes go to `partial_path` until verified.
     pub fn new(cfg: DownloadConfig, partial_path: String, now: Time) -> Self {
+        let mut m = DownloadMachine::blank(cfg, partial_path, now);
+        m.control_due = true;
+        m.drive();
+        m
+    }
+
+    /// A machine with nothing queued yet.
+    fn blank(cfg: DownloadConfig, partial_path: String, now: Time) -> Self {
         let engine = Engine::new(cfg.retry.clone(), cfg.max_in_flight, now);
-        let mut m = DownloadMachine {
+        DownloadMachine {
             cfg,
             partial_path,
             engine,
             phase: Phase::Discovering,
-            control_due: true,
+            control_due: false,
             ending: None,
             expected_etag: None,
             discovered: None,
@@ -141,16 +149,14 @@ impl DownloadMachine {
             bytes_transferred: 0,
             bytes_resent: 0,
             bytes_resumed: 0,
-        };
-        m.drive();
-        m
+        }
     }
 
     /// Continues the download recorded in `cp`. The object must still have the recorded
     /// ETag; otherwise the transfer fails with [`TransferError::ObjectChanged`] and the
     /// partial file is removed, so old and new bytes never mix.
     pub fn from_checkpoint(cfg: DownloadConfig, cp: DownloadCheckpoint, now: Time) -> Self {
-        let mut m = DownloadMachine::new_idle(cfg, cp.partial_path.clone(), now);
+        let mut m = DownloadMachine::blank(cfg, cp.partial_path.clone(), now);
         m.expected_etag = Some(cp.etag.clone());
         let problem = if cp.version > CHECKPOINT_VERSION {
             Some(format!(
@@ -188,14 +194,6 @@ impl DownloadMachine {
             None => m.control_due = true,
         }
         m.drive();
-        m
-    }
-
-    fn new_idle(cfg: DownloadConfig, partial_path: String, now: Time) -> Self {
-        let mut m = DownloadMachine::new(cfg, partial_path, now);
-        // `new` queued a HeadObject; a resumed machine sends its own.
-        m.engine = Engine::new(m.cfg.retry.clone(), m.cfg.max_in_flight, now);
-        m.control_due = false;
         m
     }
 

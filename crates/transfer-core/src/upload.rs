@@ -102,7 +102,7 @@ impl UploadMachine {
                 if let UploadPlan::Multipart { .. } = plan {
                     m.phase = Phase::Creating;
                 }
-                m.drive(now);
+                m.drive();
             }
             Err(e) => m.engine.finish_with(Event::Failed(e)),
         }
@@ -158,7 +158,7 @@ impl UploadMachine {
                 reason,
             }));
         }
-        m.drive(now);
+        m.drive();
         m
     }
 
@@ -308,7 +308,7 @@ impl UploadMachine {
     }
 
     /// Starts whatever may start now, and settles pause and cancel once nothing is in flight.
-    fn drive(&mut self, now: Time) {
+    fn drive(&mut self) {
         loop {
             match self.engine.state {
                 RunState::Finished | RunState::Paused => return,
@@ -367,7 +367,6 @@ impl UploadMachine {
             }
             self.phase = Phase::Completing;
             self.control_due = true;
-            let _ = now;
         }
     }
 
@@ -480,7 +479,7 @@ impl UploadMachine {
         self.emit_progress();
     }
 
-    fn on_success(&mut self, now: Time, task: Task, outcome: Outcome) {
+    fn on_success(&mut self, task: Task, outcome: Outcome) {
         match (task, outcome) {
             (Task::Put, Outcome::ObjectPut { etag, checksum }) => {
                 self.bytes_transferred += self.source.size_bytes;
@@ -577,7 +576,6 @@ impl UploadMachine {
                 });
             }
         }
-        let _ = now;
     }
 
     fn complete(&mut self, etag: Option<ETag>, checksum: Option<(crate::ChecksumAlgorithm, u32)>) {
@@ -704,23 +702,23 @@ impl TransferMachine for UploadMachine {
             }
             outcome => {
                 self.engine.progressed(now);
-                self.on_success(now, slot.task, outcome);
+                self.on_success(slot.task, outcome);
             }
         }
-        self.drive(now);
+        self.drive();
     }
 
     fn handle_timeout(&mut self, now: Time) {
         if let Some(err) = self.engine.handle_timeout(now) {
             self.fail(err);
         }
-        self.drive(now);
+        self.drive();
     }
 
-    fn pause(&mut self, now: Time) {
+    fn pause(&mut self, _now: Time) {
         if self.engine.state == RunState::Running && self.phase != Phase::Aborting {
             self.engine.state = RunState::Pausing;
-            self.drive(now);
+            self.drive();
         }
     }
 
@@ -738,17 +736,17 @@ impl TransferMachine for UploadMachine {
             self.list_marker = None;
         }
         self.control_due = self.control_task().is_some();
-        self.drive(now);
+        self.drive();
     }
 
-    fn cancel(&mut self, now: Time) {
+    fn cancel(&mut self, _now: Time) {
         if matches!(self.engine.state, RunState::Finished | RunState::Cancelling)
             || self.phase == Phase::Aborting
         {
             return;
         }
         self.wind_down(Ending::Cancelled);
-        self.drive(now);
+        self.drive();
     }
 
     fn poll_operation(&mut self) -> Option<Operation> {

@@ -175,7 +175,6 @@ pub(crate) fn response_failure(err: ResponseError) -> Failure {
         }
         // A garbled answer is most often a cut connection: worth another try.
         ResponseError::Malformed(m) => Failure::new(FailureKind::Transient, m.to_string()),
-        #[allow(unreachable_patterns)]
         other => Failure::new(FailureKind::Other, other.to_string()),
     }
 }

@@ -46,6 +46,20 @@ impl Env {
         self.dir.path().join("state")
     }
 
+    /// Uploads `src` to `bucket/k` from a manager of its own, pauses it once `bytes` are
+    /// done, and drops that manager: what a process leaves behind when it stops.
+    async fn paused_upload(
+        &self,
+        src: &std::path::Path,
+        bytes: u64,
+    ) -> transfer_manager::TransferId {
+        let tm = self.manager(2);
+        let h = tm.upload_file("bucket", "k", src).await.unwrap();
+        wait_for_progress(&h, bytes).await;
+        h.pause().await.unwrap();
+        h.id().clone()
+    }
+
     /// Slows every UploadPart and GET so a pause lands mid-transfer.
     fn slow(&self) {
         self.proxy
@@ -108,18 +122,8 @@ async fn paused_transfer_resumes_from_a_new_manager_over_the_same_store() {
     let env = Env::new().await;
     env.slow();
     let src = random_file(env.dir.path(), "src", 40 * MIB, 2);
-    let (id, before) = {
-        let tm = env.manager(2);
-        let h = tm.upload_file("bucket", "k", &src).await.unwrap();
-        wait_for_progress(&h, 10 * MIB).await;
-        h.pause().await.unwrap();
-        (
-            h.id().clone(),
-            parts_sent(&env.proxy)
-                .into_iter()
-                .collect::<BTreeSet<u32>>(),
-        )
-    };
+    let id = env.paused_upload(&src, 10 * MIB).await;
+    let before: BTreeSet<u32> = parts_sent(&env.proxy).into_iter().collect();
     env.proxy.clear_requests();
     let tm = env.manager(4);
     let found = tm
@@ -211,13 +215,7 @@ async fn same_file_after_resume_in_new_process_refuses_a_modified_source() {
     let env = Env::new().await;
     env.slow();
     let src = random_file(env.dir.path(), "src", 30 * MIB, 7);
-    let id = {
-        let tm = env.manager(2);
-        let h = tm.upload_file("bucket", "k", &src).await.unwrap();
-        wait_for_progress(&h, 5 * MIB).await;
-        h.pause().await.unwrap();
-        h.id().clone()
-    };
+    let id = env.paused_upload(&src, 5 * MIB).await;
     std::thread::sleep(Duration::from_millis(20));
     random_file(env.dir.path(), "src", 31 * MIB, 8);
     let tm = env.manager(2);
@@ -349,13 +347,7 @@ async fn corrupt_checkpoint_is_reported_with_its_path_and_kept() {
     let env = Env::new().await;
     env.slow();
     let src = random_file(env.dir.path(), "src", 20 * MIB, 14);
-    let id = {
-        let tm = env.manager(2);
-        let h = tm.upload_file("bucket", "k", &src).await.unwrap();
-        wait_for_progress(&h, 5 * MIB).await;
-        h.pause().await.unwrap();
-        h.id().clone()
-    };
+    let id = env.paused_upload(&src, 5 * MIB).await;
     let record = std::fs::read_dir(env.state())
         .unwrap()
         .map(|e| e.unwrap().path())
