@@ -4,9 +4,8 @@
 
 use std::sync::Arc;
 
-use bytes::BytesMut;
+use bytes::Bytes;
 use http_body_util::BodyExt;
-use md5::{Digest, Md5};
 use s3_protocol as p;
 use tokio::sync::Semaphore;
 use transfer_core::{
@@ -16,6 +15,7 @@ use transfer_core::{
 
 use crate::http::{HttpClient, body_failure, response_failure};
 use crate::io::{Sink, Source};
+use crate::md5_lanes::Md5Lanes;
 
 /// Everything an operation of one transfer needs.
 pub(crate) struct OpContext {
@@ -29,6 +29,8 @@ pub(crate) struct OpContext {
     pub(crate) max_in_flight: u64,
     /// The upload's checksum algorithm, which Complete's full-object checksum is in.
     pub(crate) upload_checksum: Option<ChecksumAlgorithm>,
+    /// The manager's MD5 hasher, shared by the ranges of all its downloads.
+    pub(crate) md5_lanes: Arc<Md5Lanes>,
 }
 
 /// User metadata in which s3tm records the part size of its multipart uploads.
@@ -325,11 +327,13 @@ impl OpContext {
                 let mut crc = hashes
                     .checksum
                     .map(|a| p::ChecksumHasher::new(proto_alg(a)));
-                let mut md5 = hashes.md5.then(Md5::new);
+                // The MD5 is hashed in lanes beside the other ranges' (see md5_lanes.rs).
+                let md5 = hashes.md5.then(|| self.md5_lanes.open());
                 let mut offset = range.start;
+                // Frames go to the file as hyper received them (no copy), a batch at a time.
                 const FLUSH: usize = 1 << 20;
-                // Sized once: growing it by doubling would copy every byte again.
-                let mut buf = BytesMut::with_capacity(FLUSH + (64 << 10));
+                let mut frames: Vec<Bytes> = Vec::new();
+                let mut buffered = 0usize;
                 loop {
                     let frame = tokio::time::timeout(self.http.read_timeout(), body.frame()).await;
                     let frame = match frame {
@@ -346,7 +350,7 @@ impl OpContext {
                     let Ok(data) = frame.into_data() else {
                         continue;
                     };
-                    if offset + (buf.len() + data.len()) as u64 > range.end {
+                    if offset + (buffered + data.len()) as u64 > range.end {
                         return Err(Failure::new(
                             FailureKind::Transient,
                             "the server sent more bytes than asked for",
@@ -355,20 +359,18 @@ impl OpContext {
                     if let Some(h) = crc.as_mut() {
                         h.update(&data);
                     }
-                    if let Some(h) = md5.as_mut() {
-                        h.update(&data);
+                    if let Some(lane) = &md5 {
+                        lane.push(data.clone()).await?;
                     }
-                    buf.extend_from_slice(&data);
-                    if buf.len() >= FLUSH && matches!(sink, Sink::File { .. }) {
-                        let chunk = buf.split().freeze();
-                        let n = chunk.len() as u64;
-                        sink.write_at(offset, chunk).await?;
-                        offset += n;
-                        // The written chunk is gone, so this takes its allocation back.
-                        buf.reserve(FLUSH + (64 << 10));
+                    buffered += data.len();
+                    frames.push(data);
+                    if buffered >= FLUSH && matches!(sink, Sink::File { .. }) {
+                        sink.write_at(offset, std::mem::take(&mut frames)).await?;
+                        offset += buffered as u64;
+                        buffered = 0;
                     }
                 }
-                let received = offset - range.start + buf.len() as u64;
+                let received = offset - range.start + buffered as u64;
                 if received != range.len_bytes() {
                     return Err(Failure::new(
                         FailureKind::Transport,
@@ -378,14 +380,18 @@ impl OpContext {
                         ),
                     ));
                 }
-                if !buf.is_empty() {
-                    sink.write_at(offset, buf.freeze()).await?;
+                if !frames.is_empty() {
+                    sink.write_at(offset, frames).await?;
                 }
+                let md5 = match md5 {
+                    Some(lane) => Some(lane.finish().await?),
+                    None => None,
+                };
                 // Durability is the checkpoint thread's job: it syncs the file before
                 // saving any checkpoint that names these bytes, off this request's path.
                 Ok(Outcome::RangeWritten {
                     checksum: crc.map(|h| h.finalize().value),
-                    md5: md5.map(|h| h.finalize().into()),
+                    md5,
                     server_checksum,
                 })
             }

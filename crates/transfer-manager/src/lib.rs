@@ -29,6 +29,7 @@ mod handle;
 mod http;
 mod io;
 mod manager;
+mod md5_lanes;
 mod persist;
 
 pub use config::{Config, StateStore};

@@ -18,6 +18,7 @@ use crate::exec::OpContext;
 use crate::handle::{Command, Progress, TransferHandle, TransferOutcome, TransferState};
 use crate::http::HttpClient;
 use crate::io::{Sink, Source, fingerprint};
+use crate::md5_lanes::Md5Lanes;
 use crate::persist::{Persister, STORED_VERSION, Stored, now_unix_ms, record};
 use crate::{Error, ErrorKind};
 
@@ -72,6 +73,7 @@ struct Inner {
     store: Arc<dyn ResumeStore>,
     active: Mutex<HashMap<TransferId, Active>>,
     blocking_runtime: OnceLock<tokio::runtime::Runtime>,
+    md5_lanes: Arc<Md5Lanes>,
 }
 
 impl Drop for Inner {
@@ -138,6 +140,9 @@ impl TransferManager {
             StateStore::Custom(s) => s.clone(),
         };
         let permits = Arc::new(Semaphore::new(config.max_in_flight_total.max(1)));
+        let md5_lanes = Arc::new(
+            Md5Lanes::new().map_err(|e| Error::local("cannot start the MD5 hashing thread", e))?,
+        );
         Ok(TransferManager {
             inner: Arc::new(Inner {
                 config,
@@ -146,6 +151,7 @@ impl TransferManager {
                 store,
                 active: Mutex::new(HashMap::new()),
                 blocking_runtime: OnceLock::new(),
+                md5_lanes,
             }),
         })
     }
@@ -660,6 +666,7 @@ impl TransferManager {
             permits: self.inner.permits.clone(),
             max_in_flight: self.inner.config.max_in_flight_per_transfer as u64,
             upload_checksum: s.upload_checksum,
+            md5_lanes: self.inner.md5_lanes.clone(),
         });
         let driver = Driver {
             id: s.id.clone(),
