@@ -580,7 +580,11 @@ impl Results {
              `--aws-sigv4` request with `UNSIGNED-PAYLOAD`, the one-connection reference.\n\
              - s3tm makes a download durable (fsync) before it reports it complete; aws, \
              rclone and curl do not, so their downloads leave the disk writes to the \
-             kernel.\n",
+             kernel.\n\
+             - s3tm verifies every download. s3s-fs keeps no checksum for a multipart \
+             object, so here that is its multipart ETag: an MD5 of every byte, the parts \
+             hashed side by side in SIMD lanes. aws, rclone and curl check the length \
+             of these downloads, not their contents.\n",
         );
         let _ = writeln!(
             d,
