@@ -336,7 +336,8 @@ impl Sink {
             Sink::Writer(w, advanced) => {
                 let mut w = w.lock().await;
                 let mut at = offset;
-                for chunk in chunks {
+                // An empty chunk would take the place of the next range's first one.
+                for chunk in chunks.into_iter().filter(|c| !c.is_empty()) {
                     let len = chunk.len() as u64;
                     w.pending.insert(at, chunk);
                     at += len;

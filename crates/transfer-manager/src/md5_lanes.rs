@@ -21,7 +21,8 @@ use md5_many::{Md5Many, Md5State};
 use tokio::sync::{Notify, oneshot};
 use transfer_core::{Failure, FailureKind};
 
-/// The bytes a lane may hold before its range waits for the hasher.
+/// The bytes a lane may hold before its range waits for the hasher (it may go one frame
+/// over).
 const MAX_PENDING: usize = 4 << 20;
 /// How long a chunk may wait for the other lanes to fill before it is hashed anyway.
 const MAX_WAIT: Duration = Duration::from_millis(100);
@@ -289,12 +290,24 @@ fn run(shared: &Shared) {
             Due::Now => {
                 // md5-many's fast kernel wants one full register of lanes, each with the
                 // same number of whole blocks and no partial block buffered.
-                let mut len = MAX_ROUND_BYTES;
+                // With more lanes open than fit, lanes about to block and then the longest
+                // waiting go first, so none is left behind.
+                let mut candidates: Vec<(bool, Instant, u64, usize)> = Vec::new();
                 for (id, lane) in &mut state.lanes {
                     let blocks = lane.align();
-                    if blocks > 0 && round.len() < simd_lanes {
+                    if let Some((arrived, _)) = lane.pending.front()
+                        && blocks > 0
+                    {
+                        let urgent = lane.finish.is_some() || lane.pending_bytes >= MAX_PENDING;
+                        candidates.push((!urgent, *arrived, *id, blocks));
+                    }
+                }
+                candidates.sort_unstable();
+                let mut len = MAX_ROUND_BYTES;
+                for (_, _, id, blocks) in candidates.into_iter().take(simd_lanes) {
+                    if let Some(lane) = state.lanes.get(&id) {
                         len = len.min(blocks);
-                        round.push((*id, lane.md5, Bytes::new()));
+                        round.push((id, lane.md5, Bytes::new()));
                     }
                 }
                 for (id, _, slice) in &mut round {
@@ -359,7 +372,8 @@ mod tests {
     async fn concurrent_streams_match_the_reference() {
         let lanes = Arc::new(Md5Lanes::new().unwrap());
         let mut tasks = Vec::new();
-        for i in 0..13u64 {
+        // More lanes than one AVX2 register holds, so rounds must choose fairly.
+        for i in 0..20u64 {
             let lanes = lanes.clone();
             tasks.push(tokio::spawn(async move {
                 let len = [0, 1, 63, 64, 65, 1000, 4 << 20, (9 << 20) + 7][(i % 8) as usize];
