@@ -6,8 +6,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde_json::json;
 use transfer_manager::{
-    ChecksumAlgorithm, Config, Direction, ErrorKind, ResumableTransfer, StateStore, TransferId,
-    TransferManager,
+    ChecksumAlgorithm, Config, Direction, ErrorKind, ResumableTransfer, SavedEndpoint, StateStore,
+    TransferId, TransferManager,
 };
 
 use crate::args::{
@@ -144,7 +144,14 @@ pub(crate) async fn cp(global: &Global, a: CpArgs) -> Result<u8, Failure> {
         key,
         path,
     };
-    let result = run_jobs(&manager, global, signals, vec![job], out).await;
+    let result = run_jobs(
+        std::slice::from_ref(&manager),
+        global,
+        signals,
+        vec![job],
+        out,
+    )
+    .await;
     if anonymous && result.is_err() {
         eprintln!(
             "s3tm: note: no credentials were found (AWS_ACCESS_KEY_ID, --profile, \
@@ -168,10 +175,64 @@ async fn start(
     Ok(started?)
 }
 
+/// Managers for saved transfers: each transfer continues against the server it was
+/// started on, unless `--endpoint-url` or `--region` name another (which the library then
+/// refuses, saying why).
+struct Managers {
+    config: Config,
+    /// The command line's manager first, then one per other server met.
+    all: Vec<(SavedEndpoint, TransferManager)>,
+    explicit: bool,
+}
+
+impl Managers {
+    fn new(global: &Global) -> Result<Managers, Failure> {
+        let config = config(global)?;
+        let here = SavedEndpoint::of(&config);
+        let first = manager(config.clone())?;
+        Ok(Managers {
+            config,
+            all: vec![(here, first)],
+            explicit: global.endpoint_url.is_some() || global.region.is_some(),
+        })
+    }
+
+    /// The command line's manager.
+    fn first(&self) -> &TransferManager {
+        &self.all[0].1
+    }
+
+    /// The manager for saved transfer `id`.
+    fn for_saved(&mut self, id: &TransferId) -> Result<TransferManager, Failure> {
+        let saved = match self.first().saved_endpoint(id) {
+            // An unreadable record: the first manager reports it when it tries.
+            Ok(Some(saved)) if !self.explicit => saved,
+            _ => return Ok(self.first().clone()),
+        };
+        if let Some((_, m)) = self.all.iter().find(|(e, _)| e.same_server(&saved)) {
+            return Ok(m.clone());
+        }
+        let mut c = self.config.clone();
+        c.endpoint_url.clone_from(&saved.endpoint_url);
+        c.region.clone_from(&saved.region);
+        if saved.path_style.is_some() {
+            c.path_style = saved.path_style;
+        }
+        let m = manager(c)?;
+        self.all.push((saved, m.clone()));
+        Ok(m)
+    }
+
+    fn list(&self) -> Vec<TransferManager> {
+        self.all.iter().map(|(_, m)| m.clone()).collect()
+    }
+}
+
 /// `s3tm resume ID` / `s3tm resume --all`.
 pub(crate) async fn resume(global: &Global, a: ResumeArgs) -> Result<u8, Failure> {
     let signals = Signals::new()?;
-    let manager = manager(config(global)?)?;
+    let mut managers = Managers::new(global)?;
+    let manager = managers.first().clone();
     let out = Arc::new(Output::new(&a.output));
     let saved = saved_transfers(&manager)?;
     let chosen: Vec<ResumableTransfer> = match &a.id {
@@ -203,7 +264,11 @@ pub(crate) async fn resume(global: &Global, a: ResumeArgs) -> Result<u8, Failure
             human_bytes(t.bytes_done),
             human_bytes(t.bytes_total),
         ));
-        match manager.resume(&t.id).await {
+        let resumed = match managers.for_saved(&t.id) {
+            Ok(m) => m.resume(&t.id).await,
+            Err(f) => return Err(f),
+        };
+        match resumed {
             Ok(handle) => jobs.push(Job {
                 handle,
                 bucket: t.bucket,
@@ -233,7 +298,7 @@ pub(crate) async fn resume(global: &Global, a: ResumeArgs) -> Result<u8, Failure
     let code = if jobs.is_empty() {
         Ok(exit::DONE)
     } else {
-        run_jobs(&manager, global, signals, jobs, out).await
+        run_jobs(&managers.list(), global, signals, jobs, out).await
     };
     match code {
         Ok(code) if failed > 0 && code == exit::DONE => Err(Failure::new(format!(
@@ -341,7 +406,8 @@ pub(crate) fn ls(global: &Global, a: &LsArgs) -> Result<u8, Failure> {
 
 /// `s3tm cancel ID | --all | s3://bucket/key`.
 pub(crate) async fn cancel(global: &Global, a: CancelArgs) -> Result<u8, Failure> {
-    let manager = manager(config(global)?)?;
+    let mut managers = Managers::new(global)?;
+    let manager = managers.first().clone();
     let what = |t: &ResumableTransfer| match t.direction {
         Direction::Upload => format!(
             "upload {} of {} (its multipart upload was aborted)",
@@ -371,10 +437,14 @@ pub(crate) async fn cancel(global: &Global, a: CancelArgs) -> Result<u8, Failure
         }
         let mut failed = 0;
         for t in &idle {
-            match manager.cancel_saved(&t.id).await {
+            let cancelled = match managers.for_saved(&t.id) {
+                Ok(m) => m.cancel_saved(&t.id).await.map_err(|e| explain(&e, None)),
+                Err(f) => Err(f.to_string()),
+            };
+            match cancelled {
                 Ok(()) => println!("cancelled {}", what(t)),
                 Err(e) => {
-                    eprintln!("s3tm: error: {}: {}", t.id, explain(&e, None));
+                    eprintln!("s3tm: error: {}: {e}", t.id);
                     failed += 1;
                 }
             }
@@ -403,6 +473,7 @@ pub(crate) async fn cancel(global: &Global, a: CancelArgs) -> Result<u8, Failure
     let id = parse_id(target)?;
     let saved = saved_transfers(&manager)?;
     let known = saved.iter().find(|t| t.id == id).cloned();
+    let manager = managers.for_saved(&id)?;
     manager.cancel_saved(&id).await.map_err(|e| {
         let mut m = explain(&e, None);
         if e.kind() == ErrorKind::NotFound && !m.contains("s3tm ls") {

@@ -72,7 +72,7 @@ struct Watched {
 /// Runs `jobs` to their end and reports each. Returns the exit status: 0 when all
 /// completed, 130 when a signal paused them; a failure when any failed.
 pub(crate) async fn run_jobs(
-    manager: &TransferManager,
+    managers: &[TransferManager],
     global: &Global,
     mut signals: Signals,
     jobs: Vec<Job>,
@@ -136,7 +136,7 @@ pub(crate) async fn run_jobs(
                 }
             }
             () = signals.next() => {
-                return pause(manager, global, &watched, &mut finished, &mut done_rx, &mut signals, &out).await;
+                return pause(managers, global, &watched, &mut finished, &mut done_rx, &mut signals, &out).await;
             }
         }
     }
@@ -243,7 +243,7 @@ fn report_end(
 
 /// After the first signal: pause everything, say how to resume, exit 130.
 async fn pause(
-    manager: &TransferManager,
+    managers: &[TransferManager],
     global: &Global,
     watched: &[Watched],
     finished: &mut [bool],
@@ -265,8 +265,16 @@ async fn pause(
     let started = Instant::now();
     out.note("pausing: letting requests in flight finish and saving the checkpoint (press Ctrl-C again to quit at once)");
     tokio::select! {
-        paused = manager.pause_all() => {
-            if let Err(e) = paused {
+        failures = async {
+            let mut failures = Vec::new();
+            for m in managers {
+                if let Err(e) = m.pause_all().await {
+                    failures.push(e);
+                }
+            }
+            failures
+        } => {
+            for e in failures {
                 out.error(&format!("pausing failed: {}", explain(&e, None)));
             }
         }
@@ -294,7 +302,12 @@ async fn pause(
         .collect();
     // The saved checkpoints are the truth about what a resume will skip; the progress
     // watch can lag the last parts that settled while pausing.
-    let saved = manager.list_resumable().map(|(l, _)| l).unwrap_or_default();
+    // The managers share one store.
+    let saved = managers
+        .first()
+        .and_then(|m| m.list_resumable().ok())
+        .map(|(l, _)| l)
+        .unwrap_or_default();
     for w in &paused {
         let mut p = *w.progress.borrow();
         if let Some(t) = saved.iter().find(|t| t.id == w.id) {

@@ -47,6 +47,17 @@ impl Env {
     /// directory and the server's credentials in the environment; nothing of the
     /// developer's own AWS setup leaks in.
     fn s3tm(&self, args: &[&str]) -> Command {
+        let mut cmd = self.s3tm_without_endpoint(&[]);
+        cmd.arg("--endpoint-url")
+            .arg(self.proxy.endpoint())
+            .arg("--path-style")
+            .args(args);
+        cmd
+    }
+
+    /// [`Env::s3tm`] without `--endpoint-url` and `--path-style`: AWS unless a saved
+    /// transfer says otherwise.
+    fn s3tm_without_endpoint(&self, args: &[&str]) -> Command {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_s3tm"));
         cmd.env_clear()
             .env("HOME", self.path("home"))
@@ -54,9 +65,6 @@ impl Env {
             .env("AWS_SECRET_ACCESS_KEY", self.server.secret_key())
             .env("AWS_REGION", self.server.region())
             .current_dir(self.dir.path())
-            .arg("--endpoint-url")
-            .arg(self.proxy.endpoint())
-            .arg("--path-style")
             .arg("--state-dir")
             .arg(self.state_dir())
             .args(args)
@@ -344,7 +352,8 @@ async fn kill_9_mid_download_then_resume_by_id() {
     assert!(!dest.exists(), "no destination file before it is verified");
     assert!(env.path("copy.bin.s3tm-partial").exists());
 
-    let resumed = env.run(&["resume", &id]);
+    // No --endpoint-url: the transfer continues against the server it was started on.
+    let resumed = finish(env.s3tm_without_endpoint(&["resume", &id]).spawn().unwrap());
     assert_eq!(resumed.code, Some(0), "stderr: {}", resumed.stderr);
     assert!(
         resumed.stdout.contains("resumed from"),

@@ -39,6 +39,7 @@ pub use manager::{
     MultipartUploadInfo, PARTIAL_SUFFIX, ResumableTransfer, TransferManager, UnreadableTransfer,
     partial_path,
 };
+pub use persist::SavedEndpoint;
 pub use resume_store::{Direction, TransferId};
 pub use s3_protocol::Credentials;
 pub use transfer_core::{CancelPolicy, ChecksumAlgorithm, Event, RetryConfig, Verified};

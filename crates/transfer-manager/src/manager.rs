@@ -19,7 +19,7 @@ use crate::handle::{Command, Progress, TransferHandle, TransferOutcome, Transfer
 use crate::http::HttpClient;
 use crate::io::{Sink, Source, fingerprint};
 use crate::md5_lanes::Md5Lanes;
-use crate::persist::{Persister, STORED_VERSION, Stored, now_unix_ms, record};
+use crate::persist::{Persister, STORED_VERSION, SavedEndpoint, Stored, now_unix_ms, record};
 use crate::{Error, ErrorKind};
 
 /// Suffix of the file a download writes to until it is verified.
@@ -467,6 +467,20 @@ impl TransferManager {
             )
         })?;
         let stored = decode(&rec)?;
+        let here = SavedEndpoint::of(&self.inner.config);
+        if let Some(saved) = stored.endpoint.as_ref().filter(|e| !e.same_server(&here)) {
+            let mut how = String::from("s3tm");
+            if let Some(url) = &saved.endpoint_url {
+                how.push_str(&format!(" --endpoint-url {url}"));
+            }
+            how.push_str(&format!(" --region {} resume {id}", saved.region));
+            return Err(Error::new(
+                ErrorKind::InvalidInput,
+                format!(
+                    "transfer {id} was started against {saved}, not {here}: continue it against the same server (`{how}`)"
+                ),
+            ));
+        }
         let meta = rec.meta.clone();
         let mut upload_cfg = self.upload_config();
         upload_cfg.part_size_bytes = stored.part_size_bytes;
@@ -626,6 +640,7 @@ impl TransferManager {
             multipart_threshold_bytes: c.multipart_threshold_bytes,
             checksum: c.checksum,
             checkpoint: None,
+            endpoint: Some(SavedEndpoint::of(c)),
         };
         let persister = Persister::start(self.inner.store.clone(), sink);
         // Recorded from the start, so that a crash before the first checkpoint is listed.
@@ -761,6 +776,24 @@ impl TransferManager {
         Ok((ok, bad))
     }
 
+    /// The server saved transfer `id` was started against; `None` for records of an s3tm
+    /// that did not keep it. [`TransferManager::resume`] refuses a transfer saved against
+    /// another server than this manager's.
+    pub fn saved_endpoint(&self, id: &TransferId) -> Result<Option<SavedEndpoint>, Error> {
+        let rec = self
+            .inner
+            .store
+            .load(id)
+            .map_err(Error::store)?
+            .ok_or_else(|| {
+                Error::new(
+                    ErrorKind::NotFound,
+                    format!("no saved transfer {id}; see `s3tm ls`"),
+                )
+            })?;
+        Ok(decode(&rec)?.endpoint)
+    }
+
     /// The recorded transfer of `bucket`/`key` to or from `path`, if there is one (so that
     /// running the same copy again resumes it).
     pub fn find_resumable(
@@ -772,27 +805,48 @@ impl TransferManager {
     ) -> Result<Option<ResumableTransfer>, Error> {
         let path = absolute(path)?;
         let (list, _) = self.list_resumable()?;
+        let here = SavedEndpoint::of(&self.inner.config);
         Ok(list.into_iter().find(|t| {
             t.direction == direction
                 && t.bucket == bucket
                 && t.key == key
                 && t.local_path == path
                 && t.state != "running"
+                // The same object on another server is another transfer.
+                && self
+                    .saved_endpoint(&t.id)
+                    .ok()
+                    .flatten()
+                    .is_none_or(|e| e.same_server(&here))
         }))
     }
 
-    /// Two downloads to one destination would write the same partial file.
+    /// Two downloads to one destination would write the same partial file: one running,
+    /// or one saved to be resumed, whose checkpoint names the bytes already in that file.
     fn refuse_second_download_to(&self, dest: &Path) -> Result<(), Error> {
         let (list, _) = self.list_resumable()?;
-        let running = list.iter().find(|t| {
-            t.direction == Direction::Download && t.local_path == dest && t.state == "running"
-        });
-        match running {
-            Some(t) => Err(Error::new(
+        let other = list
+            .iter()
+            .find(|t| t.direction == Direction::Download && t.local_path == dest);
+        match other {
+            Some(t) if t.state == "running" => Err(Error::new(
                 ErrorKind::Locked,
                 format!(
                     "{} is already being downloaded by transfer {} (in this or another process); wait for it or cancel it",
                     dest.display(),
+                    t.id
+                ),
+            )),
+            Some(t) => Err(Error::new(
+                ErrorKind::Locked,
+                format!(
+                    "{} has a {} download of s3://{}/{} (transfer {}) whose partial file a new download would overwrite; resume it with `s3tm resume {}` or forget it with `s3tm cancel {}`",
+                    dest.display(),
+                    t.state,
+                    t.bucket,
+                    t.key,
+                    t.id,
+                    t.id,
                     t.id
                 ),
             )),

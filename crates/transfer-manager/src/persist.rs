@@ -29,6 +29,52 @@ pub(crate) struct Stored {
     pub(crate) checksum: Option<ChecksumAlgorithm>,
     /// `None` until the machine emitted one (a single PutObject never does).
     pub(crate) checkpoint: Option<Checkpoint>,
+    /// The server the transfer talks to; `None` in records of s3tm before it was kept.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) endpoint: Option<SavedEndpoint>,
+}
+
+/// The server a saved transfer was started against, so that it is resumed against the
+/// same one. It holds no secret.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SavedEndpoint {
+    /// The custom endpoint (`http://127.0.0.1:9000`), or `None` for AWS.
+    pub endpoint_url: Option<String>,
+    /// The region requests were signed for.
+    pub region: String,
+    /// Path-style addressing, when it was forced one way.
+    pub path_style: Option<bool>,
+}
+
+impl SavedEndpoint {
+    /// Where a manager with `config` sends its requests.
+    pub fn of(config: &crate::Config) -> SavedEndpoint {
+        SavedEndpoint {
+            endpoint_url: config.endpoint_url.clone(),
+            region: config.region.clone(),
+            path_style: config.path_style,
+        }
+    }
+
+    /// Whether both name the same server and region (addressing aside, which reaches the
+    /// same bucket either way).
+    pub fn same_server(&self, other: &SavedEndpoint) -> bool {
+        let url = |e: &SavedEndpoint| {
+            e.endpoint_url
+                .as_deref()
+                .map(|u| u.trim_end_matches('/').to_ascii_lowercase())
+        };
+        url(self) == url(other) && self.region == other.region
+    }
+}
+
+impl std::fmt::Display for SavedEndpoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.endpoint_url {
+            Some(url) => write!(f, "{url} (region {})", self.region),
+            None => write!(f, "AWS S3 in {}", self.region),
+        }
+    }
 }
 
 pub(crate) fn now_unix_ms() -> u64 {

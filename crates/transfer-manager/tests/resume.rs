@@ -407,3 +407,90 @@ async fn a_second_download_to_the_same_destination_is_refused_while_the_first_ru
     first.join().await.unwrap();
     assert_eq!(sha256(&dest), sha256(&src));
 }
+
+#[tokio::test]
+async fn a_transfer_is_resumed_only_against_the_server_it_was_started_on() {
+    let env = Env::new().await;
+    env.slow();
+    let src = random_file(env.dir.path(), "src", 30 * MIB, 16);
+    let id = env.paused_upload(&src, 5 * MIB).await;
+    // Another server (nothing listens there) over the same checkpoints.
+    let s = &env.server;
+    let elsewhere = manager(
+        "http://127.0.0.1:9",
+        s.access_key(),
+        s.secret_key(),
+        s.region(),
+        &env.state(),
+    );
+    let saved = elsewhere
+        .saved_endpoint(&id)
+        .unwrap()
+        .expect("endpoint kept");
+    assert_eq!(
+        saved.endpoint_url.as_deref(),
+        Some(env.proxy.endpoint().as_str())
+    );
+    assert_eq!(saved.region, s.region());
+    let err = elsewhere.resume(&id).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::InvalidInput, "{err}");
+    let msg = err.to_string();
+    assert!(
+        msg.contains(&env.proxy.endpoint()) && msg.contains("--endpoint-url"),
+        "the error should name the server and how to continue: {msg}"
+    );
+    assert!(
+        elsewhere
+            .find_resumable(Direction::Upload, "bucket", "k", &src)
+            .unwrap()
+            .is_none(),
+        "the same object on another server is another transfer"
+    );
+    // Refused, not consumed: the right server still resumes it.
+    env.proxy.clear();
+    let out = env
+        .manager(4)
+        .resume(&id)
+        .await
+        .unwrap()
+        .join()
+        .await
+        .unwrap();
+    assert!(out.resumed);
+}
+
+#[tokio::test]
+async fn a_new_download_may_not_overwrite_the_partial_file_of_a_paused_one() {
+    let env = Env::new().await;
+    let tm = env.manager(2);
+    let a = random_file(env.dir.path(), "a", 20 * MIB, 17);
+    let b = random_file(env.dir.path(), "b", 20 * MIB, 18);
+    for (key, src) in [("a", &a), ("b", &b)] {
+        tm.upload_file("bucket", key, src)
+            .await
+            .unwrap()
+            .join()
+            .await
+            .unwrap();
+    }
+    env.slow();
+    let dest = env.dir.path().join("dest");
+    let first = tm.download_file("bucket", "a", &dest).await.unwrap();
+    wait_for_progress(&first, 2 * MIB).await;
+    first.pause().await.unwrap();
+    let err = tm.download_file("bucket", "b", &dest).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Locked, "{err}");
+    let msg = err.to_string();
+    assert!(
+        msg.contains(first.id().as_str()) && msg.contains("s3://bucket/a"),
+        "the error should name the paused download: {msg}"
+    );
+    env.proxy.clear();
+    first.resume().unwrap();
+    first.join().await.unwrap();
+    assert_eq!(
+        sha256(&dest),
+        sha256(&a),
+        "the paused download was disturbed"
+    );
+}
