@@ -33,6 +33,9 @@ fn config(global: &Global) -> Result<Config, Failure> {
     if let Some(dir) = &global.state_dir {
         c.state = StateStore::Dir(dir.clone());
     }
+    if let Some(pem) = &global.ca_bundle {
+        c.ca_bundle = Some(pem.clone());
+    }
     Ok(c)
 }
 

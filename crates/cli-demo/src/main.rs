@@ -72,6 +72,11 @@ pub(crate) struct Global {
     /// Directory of the checkpoints.
     #[arg(long, global = true, value_name = "DIR")]
     pub(crate) state_dir: Option<PathBuf>,
+    /// PEM file of the certificate authorities to trust instead of the built-in ones, for
+    /// a server with a private certificate (default: AWS_CA_BUNDLE, the profile's
+    /// ca_bundle).
+    #[arg(long, global = true, value_name = "PEM")]
+    pub(crate) ca_bundle: Option<PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]

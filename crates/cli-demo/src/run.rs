@@ -57,6 +57,9 @@ pub(crate) fn resume_command(global: &Global, what: &str) -> String {
     if let Some(d) = &global.state_dir {
         flag("--state-dir", Some(&d.to_string_lossy()));
     }
+    if let Some(pem) = &global.ca_bundle {
+        flag("--ca-bundle", Some(&pem.to_string_lossy()));
+    }
     cmd.push_str(" resume ");
     cmd.push_str(what);
     cmd

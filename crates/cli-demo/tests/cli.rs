@@ -123,6 +123,16 @@ struct Run {
     stderr: String,
 }
 
+impl Run {
+    /// The `s3tm: error: ...` lines of stderr.
+    fn error_lines(&self) -> Vec<&str> {
+        self.stderr
+            .lines()
+            .filter(|l| l.starts_with("s3tm: error: "))
+            .collect()
+    }
+}
+
 /// Waits for `child` (at most [`TIMEOUT`], then kills it and fails).
 fn finish(child: Child) -> Run {
     let pid = child.id();
@@ -433,11 +443,7 @@ async fn a_wrong_secret_is_one_clear_error() {
             .unwrap(),
     );
     assert_eq!(run.code, Some(1), "stderr: {}", run.stderr);
-    let errors: Vec<&str> = run
-        .stderr
-        .lines()
-        .filter(|l| l.starts_with("s3tm: error: "))
-        .collect();
+    let errors = run.error_lines();
     assert_eq!(errors.len(), 1, "one error line: {}", run.stderr);
     let error = errors[0];
     assert!(
@@ -449,6 +455,37 @@ async fn a_wrong_secret_is_one_clear_error() {
         "names the object: {error}"
     );
     assert!(!run.stderr.contains(wrong_secret) && !run.stdout.contains(wrong_secret));
+    assert!(!env.object("f.bin").exists());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreadable_ca_bundle_is_one_clear_error() {
+    let env = Env::new().await;
+    random_file(&env.path("f.bin"), 1000, 6);
+    for run in [
+        env.run(&[
+            "--ca-bundle",
+            "missing-ca.pem",
+            "cp",
+            "f.bin",
+            "s3://bucket/f.bin",
+        ]),
+        finish(
+            env.s3tm(&["cp", "f.bin", "s3://bucket/f.bin"])
+                .env("AWS_CA_BUNDLE", "missing-ca.pem")
+                .spawn()
+                .unwrap(),
+        ),
+    ] {
+        assert_eq!(run.code, Some(1), "stderr: {}", run.stderr);
+        let errors = run.error_lines();
+        assert_eq!(errors.len(), 1, "one error line: {}", run.stderr);
+        assert!(
+            errors[0].contains("missing-ca.pem") && errors[0].contains("cannot be read"),
+            "names the file and what is wrong: {}",
+            errors[0]
+        );
+    }
     assert!(!env.object("f.bin").exists());
 }
 

@@ -28,6 +28,7 @@
 //!   the override is used.
 //! - **Addressing style**: `addressing_style` (`path`, `virtual` or `auto`) under `s3 =`
 //!   in the config profile.
+//! - **CA bundle**: `AWS_CA_BUNDLE`, the config profile's `ca_bundle`.
 //!
 //! # Files
 //!
@@ -70,6 +71,9 @@ pub(crate) struct AwsSettings {
     /// `Some(true)` for `addressing_style = path`, `Some(false)` for `virtual`, `None` for
     /// `auto` or when unset.
     pub(crate) path_style: Option<bool>,
+    /// PEM file of the certificate authorities to trust: `AWS_CA_BUNDLE`, else the
+    /// profile's `ca_bundle`.
+    pub(crate) ca_bundle: Option<PathBuf>,
     /// Where the credentials came from, for error messages: `environment`,
     /// `shared credentials file (PATH) profile NAME`, `config file (PATH) profile NAME`,
     /// or `none`.
@@ -89,6 +93,7 @@ impl fmt::Debug for AwsSettings {
             .field("region", &self.region)
             .field("endpoint_url", &self.endpoint_url)
             .field("path_style", &self.path_style)
+            .field("ca_bundle", &self.ca_bundle)
             .field("credentials_source", &self.credentials_source)
             .finish()
     }
@@ -343,6 +348,10 @@ pub(crate) fn resolve(
         }
     }
 
+    let ca_bundle = var("AWS_CA_BUNDLE")
+        .or_else(|| config_section?.value("ca_bundle").map(str::to_owned))
+        .map(PathBuf::from);
+
     let (access_key_id, secret_access_key, session_token, credentials_source) = match credentials {
         Some(c) => (
             Some(c.access_key_id),
@@ -360,6 +369,7 @@ pub(crate) fn resolve(
         region,
         endpoint_url,
         path_style,
+        ca_bundle,
         credentials_source,
     })
 }
@@ -735,9 +745,23 @@ mod tests {
         assert_eq!(s.region, None);
         assert_eq!(s.endpoint_url, None);
         assert_eq!(s.path_style, None);
+        assert_eq!(s.ca_bundle, None);
         assert_eq!(s.credentials_source, "none");
         // No home directory at all is fine too.
         assert_eq!(run(None, &[], NONE).unwrap().profile, "default");
+    }
+
+    #[test]
+    fn ca_bundle_from_the_environment_beats_the_profile() {
+        let home = Home::with("", "[default]\nca_bundle = /etc/profile-ca.pem\n");
+        assert_eq!(
+            ok(&home, &[], NONE).ca_bundle,
+            Some(PathBuf::from("/etc/profile-ca.pem"))
+        );
+        assert_eq!(
+            ok(&home, &[("AWS_CA_BUNDLE", "/etc/env-ca.pem")], NONE).ca_bundle,
+            Some(PathBuf::from("/etc/env-ca.pem"))
+        );
     }
 
     #[test]

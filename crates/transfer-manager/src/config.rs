@@ -69,6 +69,9 @@ pub struct Config {
     pub connect_timeout: Duration,
     /// Longest wait for response headers or the next body bytes.
     pub read_timeout: Duration,
+    /// A PEM file of the certificate authorities to trust instead of the built-in (Mozilla)
+    /// roots, for servers with certificates from a private authority.
+    pub ca_bundle: Option<PathBuf>,
 }
 
 impl Config {
@@ -89,12 +92,14 @@ impl Config {
             state: StateStore::Default,
             connect_timeout: Duration::from_secs(10),
             read_timeout: Duration::from_secs(60),
+            ca_bundle: None,
         }
     }
 
     /// Settings as the AWS CLI reads them: `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`,
     /// `AWS_SESSION_TOKEN`, `AWS_REGION` / `AWS_DEFAULT_REGION`, `AWS_ENDPOINT_URL(_S3)`,
-    /// `AWS_PROFILE` and the shared `~/.aws/credentials` and `~/.aws/config` files, with
+    /// `AWS_PROFILE`, `AWS_CA_BUNDLE` and the shared `~/.aws/credentials` and `~/.aws/config`
+    /// files (`ca_bundle` among the profile's settings), with
     /// the CLI's precedence. `profile` overrides `AWS_PROFILE` as `--profile` does.
     pub fn from_env(profile: Option<&str>) -> Result<Self, Error> {
         let overrides = Overrides {
@@ -107,6 +112,7 @@ impl Config {
         let mut cfg = Config::new(s.region.clone().unwrap_or_else(|| "us-east-1".to_owned()));
         cfg.endpoint_url = s.endpoint_url.clone();
         cfg.path_style = s.path_style;
+        cfg.ca_bundle = s.ca_bundle.clone();
         if let (Some(id), Some(secret)) = (&s.access_key_id, &s.secret_access_key) {
             cfg.credentials = Some(Credentials::new(
                 id.clone(),

@@ -1,6 +1,8 @@
 //! The HTTP client: pooled hyper connections over TCP or rustls (ring), request timeouts,
 //! and the mapping of everything that can go wrong into the machines' failure classes.
 
+use std::path::Path;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
@@ -10,6 +12,8 @@ use hyper::body::Incoming;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
+use rustls::pki_types::CertificateDer;
+use rustls::pki_types::pem::PemObject;
 use s3_protocol::{Credentials, PayloadHash, RequestBody, ResponseError, S3Config};
 use transfer_core::{Failure, FailureKind};
 
@@ -32,14 +36,21 @@ impl HttpClient {
         credentials: Option<Credentials>,
         connect_timeout: Duration,
         read_timeout: Duration,
+        ca_bundle: Option<&Path>,
     ) -> Result<Self, Error> {
         let mut http = HttpConnector::new();
         http.enforce_http(false);
         http.set_connect_timeout(Some(connect_timeout));
         http.set_nodelay(true);
+        let tls = rustls::ClientConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .map_err(|e| Error::with_source(ErrorKind::InvalidInput, "TLS setup failed", e))?
+        .with_root_certificates(trusted_roots(ca_bundle)?)
+        .with_no_client_auth();
         let https = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_provider_and_webpki_roots(rustls::crypto::ring::default_provider())
-            .map_err(|e| Error::with_source(ErrorKind::InvalidInput, "TLS setup failed", e))?
+            .with_tls_config(tls)
             .https_or_http()
             .enable_http1()
             .wrap_connector(http);
@@ -132,14 +143,72 @@ impl HttpClient {
     }
 }
 
+/// The certificate authorities TLS connections trust: the PEM file `ca_bundle` when given
+/// (as `AWS_CA_BUNDLE` and the AWS CLI's `--ca-bundle` do: instead of the built-in
+/// roots), else the Mozilla roots of `webpki-roots`.
+fn trusted_roots(ca_bundle: Option<&Path>) -> Result<rustls::RootCertStore, Error> {
+    let mut roots = rustls::RootCertStore::empty();
+    let Some(path) = ca_bundle else {
+        roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+        return Ok(roots);
+    };
+    let bad = |why: String| {
+        Error::new(
+            ErrorKind::InvalidInput,
+            format!(
+                "the CA bundle {} {why} (it is set by AWS_CA_BUNDLE, the profile's ca_bundle or --ca-bundle)",
+                path.display()
+            ),
+        )
+    };
+    let certs = CertificateDer::pem_file_iter(path)
+        .map_err(|e| bad(format!("cannot be read: {e}")))?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| bad(format!("is not valid PEM: {e}")))?;
+    let (added, ignored) = roots.add_parsable_certificates(certs);
+    if added == 0 {
+        return Err(bad(if ignored == 0 {
+            "holds no certificate".to_owned()
+        } else {
+            format!("holds no usable certificate ({ignored} could not be parsed)")
+        }));
+    }
+    Ok(roots)
+}
+
+/// The rustls error in `e`, which tokio-rustls and hyper-rustls hand over wrapped in
+/// `io::Error`s (whose `source` skips the wrapped error).
+fn tls_error<'a>(e: &'a (dyn std::error::Error + 'static)) -> Option<&'a rustls::Error> {
+    let mut cur: &(dyn std::error::Error + 'static) = e;
+    loop {
+        if let Some(tls) = cur.downcast_ref::<rustls::Error>() {
+            return Some(tls);
+        }
+        let inner = cur.downcast_ref::<std::io::Error>()?.get_ref()?;
+        cur = inner;
+    }
+}
+
 fn transport_failure(e: &(dyn std::error::Error + 'static)) -> Failure {
     // The interesting part is usually deep in the chain (connection refused, reset, ...).
     let mut msg = e.to_string();
     let mut cur = e.source();
+    let mut certificate = false;
     while let Some(s) = cur {
         msg.push_str(": ");
         msg.push_str(&s.to_string());
+        certificate |= matches!(
+            tls_error(s),
+            Some(
+                rustls::Error::InvalidCertificate(_) | rustls::Error::InvalidCertRevocationList(_)
+            )
+        );
         cur = s.source();
+    }
+    if certificate {
+        msg.push_str(
+            " (a server whose certificate comes from a private authority needs that authority's PEM file in AWS_CA_BUNDLE or --ca-bundle)",
+        );
     }
     Failure::new(FailureKind::Transport, msg)
 }

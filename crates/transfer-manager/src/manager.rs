@@ -133,6 +133,7 @@ impl TransferManager {
             config.credentials.clone(),
             config.connect_timeout,
             config.read_timeout,
+            config.ca_bundle.as_deref(),
         )?;
         let store: Arc<dyn ResumeStore> = match &config.state {
             StateStore::Default => Arc::new(FileStore::open_default().map_err(Error::store)?),

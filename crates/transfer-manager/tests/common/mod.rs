@@ -110,3 +110,24 @@ pub async fn s3s_env() -> S3sEnv {
     );
     S3sEnv { server, dir, tm }
 }
+
+/// Uploads `src` to `bucket`/`key`, downloads it to `dest`, and checks the copy is equal.
+pub async fn round_trip(tm: &TransferManager, bucket: &str, key: &str, src: &Path, dest: &Path) {
+    tm.upload_file(bucket, key, src)
+        .await
+        .unwrap()
+        .join()
+        .await
+        .unwrap();
+    tm.download_file(bucket, key, dest)
+        .await
+        .unwrap()
+        .join()
+        .await
+        .unwrap();
+    assert_eq!(
+        sha256(dest),
+        sha256(src),
+        "the copy differs from the source"
+    );
+}
