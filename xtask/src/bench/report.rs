@@ -303,6 +303,8 @@ pub(crate) struct Results {
     pub(crate) scaling: Vec<Row>,
     pub(crate) sweep: Vec<Row>,
     pub(crate) busy: Busy,
+    /// Whether the page cache was emptied before every run.
+    pub(crate) cache_dropped: bool,
     pub(crate) micro: Option<Vec<(String, String)>>,
 }
 
@@ -571,8 +573,7 @@ impl Results {
              time. Each figure is the median of the runs, with (min–max).\n\
              - Every client moves the same file of random bytes. Uploads write a key of \
              their own; downloads all read one object put by s3tm before the first \
-             download, and each download is compared byte for byte with the source. \
-             `sync` runs before every run.\n\
+             download, and each download is compared byte for byte with the source.\n\
              - Settings: s3tm's defaults (unless a concurrency is given); aws with its \
              defaults (10 concurrent requests, 8 MiB parts) and path-style addressing in \
              a config file; rclone's defaults (4 upload streams, 5 MiB chunks, 4 download \
@@ -586,6 +587,14 @@ impl Results {
              hashed side by side in SIMD lanes. aws, rclone and curl check the length \
              of these downloads, not their contents.\n",
         );
+        d.push_str(if self.cache_dropped {
+            "- Before every run: `sync`, the page cache emptied (`echo 1 > \
+             /proc/sys/vm/drop_caches`), then the file the run reads (the source, or the \
+             server's stored object) read once, so every run starts from the same cache.\n"
+        } else {
+            "- Before every run: `sync`. The page cache could not be emptied (that needs \
+             root), so later runs may pay for reclaiming what earlier ones left in it.\n"
+        });
         let _ = writeln!(
             d,
             "\n## s3tm against the others ({})\n\n{}",
