@@ -666,7 +666,7 @@ impl Bench {
                 "    {label} run {run}: {:.2}s {:.0} MiB/s cpu {:.2}s rss {:.0} MiB server cpu {:.2}s",
                 sample.wall.as_secs_f64(),
                 sample.mib_per_s(file.size_bytes),
-                sample.cpu.as_secs_f64(),
+                sample.cpu().as_secs_f64(),
                 sample.rss_mib(),
                 sample.server_cpu.as_secs_f64()
             );
@@ -685,18 +685,27 @@ impl Bench {
             bail!("the download source is put by s3tm, which runs first");
         }
         let (args, _) = self.command(tool, Direction::Up, file, &file.key, None, 0)?;
-        let (usage, stderr) = measure::measure(
-            &tool.program,
-            &args,
-            &self.env.vars(),
-            ENV_REMOVE,
-            &self.env.dir.join("usage"),
-        )?;
+        let (usage, stderr) = self.measure(tool, &args)?;
         if usage.code != 0 {
             bail!("putting the download source failed: {stderr}");
         }
         fs::write(&marker, "")?;
         Ok(())
+    }
+
+    /// Runs `tool` with `args` in the clients' environment; its usage and stderr.
+    fn measure(
+        &self,
+        tool: &Tool,
+        args: &[String],
+    ) -> anyhow::Result<(measure::ClientUsage, String)> {
+        measure::measure(
+            &tool.program,
+            args,
+            &self.env.vars(),
+            ENV_REMOVE,
+            &self.env.dir.join("usage"),
+        )
     }
 
     fn one_run(
@@ -729,13 +738,7 @@ impl Bench {
         let others = report::other_builds();
         let server_before = measure::self_cpu()?;
         let machine_before = measure::machine_cpu();
-        let (usage, stderr) = measure::measure(
-            &tool.program,
-            &args,
-            &self.env.vars(),
-            ENV_REMOVE,
-            &self.env.dir.join("usage"),
-        )?;
+        let (usage, stderr) = self.measure(tool, &args)?;
         let server_cpu = measure::self_cpu()?.saturating_sub(server_before);
         let machine_cpu = machine_before
             .zip(measure::machine_cpu())
@@ -760,7 +763,6 @@ impl Bench {
         }
         let sample = report::Sample {
             wall: usage.wall,
-            cpu: usage.cpu(),
             user: usage.user,
             sys: usage.sys,
             max_rss_kib: usage.max_rss_kib,

@@ -39,12 +39,7 @@ async fn download_onto_a_full_disk_fails_clearly_and_stays_resumable() {
         tm,
     } = s3s_env().await;
     let src = random_file(dir.path(), "src", 12 * MIB, 41);
-    tm.upload_file("bucket", "big", &src)
-        .await
-        .unwrap()
-        .join()
-        .await
-        .unwrap();
+    upload(&tm, "bucket", "big", &src).await.unwrap();
 
     let small = dir.path().join("small");
     let Some(_mount) = Tmpfs::mount(&small, "4m") else {
@@ -57,13 +52,7 @@ async fn download_onto_a_full_disk_fails_clearly_and_stays_resumable() {
         return;
     };
     let dest = small.join("dest");
-    let err = tm
-        .download_file("bucket", "big", &dest)
-        .await
-        .unwrap()
-        .join()
-        .await
-        .unwrap_err();
+    let err = download(&tm, "bucket", "big", &dest).await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::LocalIo, "{err}");
     let msg = err.to_string();
     eprintln!("disk-full error: {msg}");

@@ -33,13 +33,7 @@ async fn upload_and_download_survive_resets_truncations_throttling_and_errors() 
     let cut = proxy.reset_after_request_bytes(Matcher::upload_part_number(3), 1 << 20, 2);
     let lost = proxy.drop_response(Matcher::upload_part_number(5), 1);
     let bad_complete = proxy.complete_200_with_error("InternalError", 1);
-    let out = tm
-        .upload_file("bucket", "k", &src)
-        .await
-        .unwrap()
-        .join()
-        .await
-        .unwrap();
+    let out = upload(&tm, "bucket", "k", &src).await.unwrap();
     for (name, rule, want) in [
         ("503", slow_down, 5),
         ("500", internal, 2),
@@ -62,12 +56,7 @@ async fn upload_and_download_survive_resets_truncations_throttling_and_errors() 
     let short = proxy.truncate_response_body(Matcher::ranged_get(), 4321, 2);
     let busy = proxy.respond_with(Matcher::method(http::Method::GET), 503, "SlowDown", 3);
     let dest = dir.path().join("dest");
-    tm.download_file("bucket", "k", &dest)
-        .await
-        .unwrap()
-        .join()
-        .await
-        .unwrap();
+    download(&tm, "bucket", "k", &dest).await.unwrap();
     assert_eq!(proxy.fired(reset), 3);
     assert_eq!(proxy.fired(short), 2);
     assert_eq!(proxy.fired(busy), 3);
@@ -87,13 +76,7 @@ async fn permanent_access_denied_fails_fast_with_the_servers_code() {
     let src = random_file(dir.path(), "src", 12 * MIB, 12);
     proxy.respond_with(Matcher::any(), 403, "AccessDenied", ALWAYS);
     let started = Instant::now();
-    let err = tm
-        .upload_file("bucket", "k", &src)
-        .await
-        .unwrap()
-        .join()
-        .await
-        .unwrap_err();
+    let err = upload(&tm, "bucket", "k", &src).await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Denied, "{err}");
     assert!(err.to_string().contains("AccessDenied"), "{err}");
     assert!(
@@ -134,13 +117,7 @@ async fn unreachable_endpoint_fails_with_a_network_error_after_retries() {
         },
     );
     let src = random_file(dir.path(), "src", 1000, 13);
-    let err = tm
-        .upload_file("bucket", "k", &src)
-        .await
-        .unwrap()
-        .join()
-        .await
-        .unwrap_err();
+    let err = upload(&tm, "bucket", "k", &src).await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Network, "{err}");
     assert!(err.to_string().contains("after 3 attempts"), "{err}");
 }

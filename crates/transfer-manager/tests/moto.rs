@@ -104,12 +104,7 @@ async fn replaced_object_gets_412_and_object_changed() {
     };
     let v1 = random_file(dir.path(), "v1", 20 * MIB, 23);
     let v2 = random_file(dir.path(), "v2", 20 * MIB, 24);
-    tm.upload_file("bucket", "obj", &v1)
-        .await
-        .unwrap()
-        .join()
-        .await
-        .unwrap();
+    upload(&tm, "bucket", "obj", &v1).await.unwrap();
     proxy.delay(
         Matcher::method(http::Method::GET),
         Duration::from_millis(200),
@@ -120,12 +115,7 @@ async fn replaced_object_gets_412_and_object_changed() {
     wait_for_progress(&h, 5 * MIB).await;
     h.pause().await.unwrap();
     proxy.clear();
-    tm.upload_file("bucket", "obj", &v2)
-        .await
-        .unwrap()
-        .join()
-        .await
-        .unwrap();
+    upload(&tm, "bucket", "obj", &v2).await.unwrap();
     proxy.clear_requests();
     h.resume().unwrap();
     let err = h.join().await.unwrap_err();
@@ -169,13 +159,7 @@ async fn resume_validates_parts_with_list_parts_and_downloads_verify() {
         "no ListParts on resume"
     );
     let dest = dir.path().join("dest");
-    let down = tm
-        .download_file("bucket", "k", &dest)
-        .await
-        .unwrap()
-        .join()
-        .await
-        .unwrap();
+    let down = download(&tm, "bucket", "k", &dest).await.unwrap();
     assert_eq!(sha256(&dest), sha256(&src));
     assert!(
         !matches!(down.verified, transfer_manager::Verified::Unverified { .. }),
@@ -192,13 +176,7 @@ async fn upload_to_a_missing_bucket_is_a_clear_not_found() {
         return;
     };
     let src = random_file(dir.path(), "src", 1000, 26);
-    let err = tm
-        .upload_file("no-such-bucket", "k", &src)
-        .await
-        .unwrap()
-        .join()
-        .await
-        .unwrap_err();
+    let err = upload(&tm, "no-such-bucket", "k", &src).await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::NotFound, "{err}");
     assert!(err.to_string().contains("NoSuchBucket"), "{err}");
 }

@@ -108,12 +108,7 @@ async fn pause_at_a_third_and_resume_in_the_same_process_sends_no_part_twice() {
     assert_eq!(out.bytes_total, 60 * MIB);
 
     let dest = env.dir.path().join("dest");
-    tm.download_file("bucket", "paused", &dest)
-        .await
-        .unwrap()
-        .join()
-        .await
-        .unwrap();
+    download(&tm, "bucket", "paused", &dest).await.unwrap();
     assert_eq!(sha256(&dest), sha256(&src));
 }
 
@@ -141,12 +136,7 @@ async fn paused_transfer_resumes_from_a_new_manager_over_the_same_store() {
     );
 
     let dest = env.dir.path().join("dest");
-    tm.download_file("bucket", "k", &dest)
-        .await
-        .unwrap()
-        .join()
-        .await
-        .unwrap();
+    download(&tm, "bucket", "k", &dest).await.unwrap();
     assert_eq!(sha256(&dest), sha256(&src));
     assert!(tm.list_resumable().unwrap().0.is_empty());
 }
@@ -157,24 +147,14 @@ async fn download_paused_then_object_replaced_fails_with_object_changed_and_no_m
     let tm = env.manager(2);
     let v1 = random_file(env.dir.path(), "v1", 30 * MIB, 3);
     let v2 = random_file(env.dir.path(), "v2", 30 * MIB, 4);
-    tm.upload_file("bucket", "obj", &v1)
-        .await
-        .unwrap()
-        .join()
-        .await
-        .unwrap();
+    upload(&tm, "bucket", "obj", &v1).await.unwrap();
     env.slow();
     let dest = env.dir.path().join("dest");
     let h = tm.download_file("bucket", "obj", &dest).await.unwrap();
     wait_for_progress(&h, 5 * MIB).await;
     h.pause().await.unwrap();
     env.proxy.clear();
-    tm.upload_file("bucket", "obj", &v2)
-        .await
-        .unwrap()
-        .join()
-        .await
-        .unwrap();
+    upload(&tm, "bucket", "obj", &v2).await.unwrap();
     h.resume().unwrap();
     let err = h.join().await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::ObjectChanged, "{err}");
@@ -229,12 +209,7 @@ async fn cancel_removes_the_partial_download_and_the_record() {
     let env = Env::new().await;
     let tm = env.manager(2);
     let src = random_file(env.dir.path(), "src", 30 * MIB, 9);
-    tm.upload_file("bucket", "k", &src)
-        .await
-        .unwrap()
-        .join()
-        .await
-        .unwrap();
+    upload(&tm, "bucket", "k", &src).await.unwrap();
     env.slow();
     let dest = env.dir.path().join("dest");
     let h = tm.download_file("bucket", "k", &dest).await.unwrap();
@@ -332,13 +307,7 @@ async fn crashed_process_is_resumed_by_a_new_one_without_resending_recorded_part
     assert_eq!(after.len() as u64, 12 - recorded, "after {after:?}");
 
     let dest = env.dir.path().join("dest");
-    observer
-        .download_file("bucket", "crash", &dest)
-        .await
-        .unwrap()
-        .join()
-        .await
-        .unwrap();
+    download(&observer, "bucket", "crash", &dest).await.unwrap();
     assert_eq!(sha256(&dest), sha256(&src));
 }
 
@@ -390,12 +359,7 @@ async fn a_second_download_to_the_same_destination_is_refused_while_the_first_ru
     let env = Env::new().await;
     let tm = env.manager(2);
     let src = random_file(env.dir.path(), "src", 20 * MIB, 15);
-    tm.upload_file("bucket", "k", &src)
-        .await
-        .unwrap()
-        .join()
-        .await
-        .unwrap();
+    upload(&tm, "bucket", "k", &src).await.unwrap();
     env.slow();
     let dest = env.dir.path().join("dest");
     let first = tm.download_file("bucket", "k", &dest).await.unwrap();
@@ -466,12 +430,7 @@ async fn a_new_download_may_not_overwrite_the_partial_file_of_a_paused_one() {
     let a = random_file(env.dir.path(), "a", 20 * MIB, 17);
     let b = random_file(env.dir.path(), "b", 20 * MIB, 18);
     for (key, src) in [("a", &a), ("b", &b)] {
-        tm.upload_file("bucket", key, src)
-            .await
-            .unwrap()
-            .join()
-            .await
-            .unwrap();
+        upload(&tm, "bucket", key, src).await.unwrap();
     }
     env.slow();
     let dest = env.dir.path().join("dest");

@@ -23,13 +23,7 @@ async fn files_of_every_boundary_size_round_trip_verified() {
     for (i, size) in sizes.into_iter().enumerate() {
         let key = format!("{}-{size}", keys[i % keys.len()]);
         let src = random_file(dir.path(), &format!("src-{i}"), size, i as u64 + 1);
-        let up = tm
-            .upload_file("bucket", &key, &src)
-            .await
-            .unwrap()
-            .join()
-            .await
-            .unwrap();
+        let up = upload(&tm, "bucket", &key, &src).await.unwrap();
         assert_eq!(up.bytes_total, size);
         assert!(
             matches!(up.verified, Verified::ServerChecksums(_)),
@@ -38,13 +32,7 @@ async fn files_of_every_boundary_size_round_trip_verified() {
         );
 
         let dest = dir.path().join(format!("dest-{i}"));
-        let down = tm
-            .download_file("bucket", &key, &dest)
-            .await
-            .unwrap()
-            .join()
-            .await
-            .unwrap();
+        let down = download(&tm, "bucket", &key, &dest).await.unwrap();
         assert_eq!(down.bytes_total, size);
         assert_eq!(
             sha256(&dest),
@@ -86,21 +74,13 @@ async fn missing_bucket_and_key_and_wrong_secret_are_clear_errors() {
 
     // s3s-fs creates buckets on PutObject, so a missing bucket is checked on a download
     // here (and on an upload against moto).
-    let err = tm
-        .download_file("no-such-bucket", "k", dir.path().join("x"))
-        .await
-        .unwrap()
-        .join()
+    let err = download(&tm, "no-such-bucket", "k", dir.path().join("x"))
         .await
         .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::NotFound, "{err}");
     assert!(err.to_string().contains("no-such-bucket"), "{err}");
 
-    let err = tm
-        .download_file("bucket", "missing", dir.path().join("out"))
-        .await
-        .unwrap()
-        .join()
+    let err = download(&tm, "bucket", "missing", dir.path().join("out"))
         .await
         .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::NotFound, "{err}");
@@ -113,13 +93,7 @@ async fn missing_bucket_and_key_and_wrong_secret_are_clear_errors() {
         server.region(),
         &state,
     );
-    let err = bad
-        .upload_file("bucket", "k", &src)
-        .await
-        .unwrap()
-        .join()
-        .await
-        .unwrap_err();
+    let err = upload(&bad, "bucket", "k", &src).await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Denied, "{err}");
     assert!(err.to_string().contains("SignatureDoesNotMatch"), "{err}");
     assert!(

@@ -122,13 +122,7 @@ async fn without_the_bundle_the_certificate_is_refused_with_the_way_out() {
     let env = Tls::new().await;
     let tm = env.manager(None).unwrap();
     let src = random_file(env.dir.path(), "src", 1000, 52);
-    let err = tm
-        .upload_file("bucket", "k", &src)
-        .await
-        .unwrap()
-        .join()
-        .await
-        .unwrap_err();
+    let err = upload(&tm, "bucket", "k", &src).await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Network, "{err}");
     let msg = err.to_string();
     assert!(

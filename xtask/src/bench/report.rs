@@ -24,7 +24,6 @@ const FLAT_FACTOR: f64 = 1.25;
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Sample {
     pub(crate) wall: Duration,
-    pub(crate) cpu: Duration,
     pub(crate) user: Duration,
     pub(crate) sys: Duration,
     pub(crate) max_rss_kib: u64,
@@ -35,6 +34,11 @@ pub(crate) struct Sample {
 }
 
 impl Sample {
+    /// Client CPU: user + sys.
+    pub(crate) fn cpu(&self) -> Duration {
+        self.user + self.sys
+    }
+
     pub(crate) fn mib_per_s(&self, size_bytes: u64) -> f64 {
         size_bytes as f64 / MIB_F / self.wall.as_secs_f64().max(1e-9)
     }
@@ -107,10 +111,10 @@ impl Stats {
         Stats {
             mib_s: s(&|x| x.mib_per_s(size_bytes)),
             wall_s: s(&|x| x.wall.as_secs_f64()),
-            cpu_s: s(&|x| x.cpu.as_secs_f64()),
+            cpu_s: s(&|x| x.cpu().as_secs_f64()),
             user_s: s(&|x| x.user.as_secs_f64()),
             sys_s: s(&|x| x.sys.as_secs_f64()),
-            cpu_s_per_gib: s(&|x| x.cpu.as_secs_f64() / gib),
+            cpu_s_per_gib: s(&|x| x.cpu().as_secs_f64() / gib),
             rss_mib: s(&|x| x.rss_mib()),
             server_cpu_s: s(&|x| x.server_cpu.as_secs_f64()),
         }

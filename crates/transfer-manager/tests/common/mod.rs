@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
-use transfer_manager::{Config, Credentials, StateStore, TransferManager};
+use transfer_manager::{Config, Credentials, StateStore, TransferManager, TransferOutcome};
 
 /// A manager for a test server, keeping its checkpoints in `state`.
 pub fn manager(
@@ -111,20 +111,38 @@ pub async fn s3s_env() -> S3sEnv {
     S3sEnv { server, dir, tm }
 }
 
+/// Uploads `src` to `bucket`/`key` and waits for the outcome (the upload must start).
+pub async fn upload(
+    tm: &TransferManager,
+    bucket: &str,
+    key: &str,
+    src: impl AsRef<Path>,
+) -> Result<TransferOutcome, transfer_manager::Error> {
+    tm.upload_file(bucket, key, src.as_ref())
+        .await
+        .expect("the upload starts")
+        .join()
+        .await
+}
+
+/// Downloads `bucket`/`key` to `dest` and waits for the outcome (the download must start).
+pub async fn download(
+    tm: &TransferManager,
+    bucket: &str,
+    key: &str,
+    dest: impl AsRef<Path>,
+) -> Result<TransferOutcome, transfer_manager::Error> {
+    tm.download_file(bucket, key, dest.as_ref())
+        .await
+        .expect("the download starts")
+        .join()
+        .await
+}
+
 /// Uploads `src` to `bucket`/`key`, downloads it to `dest`, and checks the copy is equal.
 pub async fn round_trip(tm: &TransferManager, bucket: &str, key: &str, src: &Path, dest: &Path) {
-    tm.upload_file(bucket, key, src)
-        .await
-        .unwrap()
-        .join()
-        .await
-        .unwrap();
-    tm.download_file(bucket, key, dest)
-        .await
-        .unwrap()
-        .join()
-        .await
-        .unwrap();
+    upload(tm, bucket, key, src).await.unwrap();
+    download(tm, bucket, key, dest).await.unwrap();
     assert_eq!(
         sha256(dest),
         sha256(src),
