@@ -13,6 +13,7 @@ use std::fmt;
 use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -289,11 +290,28 @@ struct State {
     next_request_id: u64,
 }
 
+/// Body bytes the proxy has passed on, each way, since it started.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct BodyBytes {
+    /// Request body bytes forwarded to the upstream server (uploads).
+    pub to_server: u64,
+    /// Upstream response body bytes sent on to the client (downloads); the proxy's own
+    /// injected error bodies are not counted.
+    pub to_client: u64,
+}
+
+#[derive(Debug, Default)]
+struct Counters {
+    to_server: AtomicU64,
+    to_client: AtomicU64,
+}
+
 #[derive(Debug)]
 struct Shared {
     state: Mutex<State>,
     upstream: String,
-    client: Client<HttpConnector, Incoming>,
+    client: Client<HttpConnector, CountedBody>,
+    counters: Arc<Counters>,
 }
 
 impl Shared {
@@ -393,6 +411,7 @@ impl FaultProxy {
             state: Mutex::new(State::default()),
             upstream: authority.to_owned(),
             client: Client::builder(TokioExecutor::new()).build(connector),
+            counters: Arc::default(),
         });
 
         let listener = TcpListener::bind(("127.0.0.1", 0)).await?;
@@ -429,6 +448,16 @@ impl FaultProxy {
     /// The socket address the proxy listens on.
     pub fn addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// Body bytes passed on so far, each way: what crossed the wire, whether or not the
+    /// request it belonged to finished.
+    pub fn body_bytes(&self) -> BodyBytes {
+        let c = &self.shared.counters;
+        BodyBytes {
+            to_server: c.to_server.load(Ordering::Relaxed),
+            to_client: c.to_client.load(Ordering::Relaxed),
+        }
     }
 
     fn add(&self, matcher: Matcher, fault: Fault, times: u32) -> RuleId {
@@ -587,7 +616,7 @@ async fn handle(
                     return Err(injected_reset("response dropped"));
                 }
                 Some(Fault::ResetAfterResponseBytes(limit)) => {
-                    ProxyBody::limited(body, limit, Cut::Reset)
+                    ProxyBody::limited(body, limit, Cut::Reset, &shared.counters)
                 }
                 Some(Fault::TruncateResponseBody(limit)) => {
                     let declared = head
@@ -601,9 +630,13 @@ async fn handle(
                             HeaderValue::from(declared.min(limit)),
                         );
                     }
-                    ProxyBody::limited(body, limit, Cut::End)
+                    ProxyBody::limited(body, limit, Cut::End, &shared.counters)
                 }
-                _ => ProxyBody::Upstream { body, limit: None },
+                _ => ProxyBody::Upstream {
+                    body,
+                    limit: None,
+                    counters: Arc::clone(&shared.counters),
+                },
             };
             Response::from_parts(head, body)
         }
@@ -623,7 +656,10 @@ async fn forward(
         .method(parts.method)
         .uri(uri)
         .version(Version::HTTP_11)
-        .body(body)?;
+        .body(CountedBody {
+            body,
+            counter: Arc::clone(&shared.counters),
+        })?;
     let mut headers = parts.headers;
     strip_hop_by_hop(&mut headers);
     // `Host` is among these and is kept verbatim: the client's signature covers it, and
@@ -755,7 +791,44 @@ enum ProxyBody {
     Upstream {
         body: Incoming,
         limit: Option<Limit>,
+        counters: Arc<Counters>,
     },
+}
+
+/// A request body on its way upstream, counted as it goes.
+#[derive(Debug)]
+struct CountedBody {
+    body: Incoming,
+    counter: Arc<Counters>,
+}
+
+impl Body for CountedBody {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        let this = self.get_mut();
+        let polled = Pin::new(&mut this.body).poll_frame(cx);
+        if let Poll::Ready(Some(Ok(frame))) = &polled
+            && let Some(data) = frame.data_ref()
+        {
+            this.counter
+                .to_server
+                .fetch_add(data.len() as u64, Ordering::Relaxed);
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.body.size_hint()
+    }
 }
 
 #[derive(Debug)]
@@ -765,10 +838,52 @@ struct Limit {
     grace: Option<Pin<Box<Sleep>>>,
 }
 
+impl Limit {
+    /// The next frame of `body`, cut at the limit.
+    fn poll_frame(
+        &mut self,
+        body: &mut Incoming,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        if self.remaining == 0 {
+            return match self.cut {
+                Cut::End => Poll::Ready(None),
+                Cut::Reset => {
+                    let grace = self
+                        .grace
+                        .get_or_insert_with(|| Box::pin(tokio::time::sleep(RESET_GRACE)));
+                    match grace.as_mut().poll(cx) {
+                        Poll::Pending => Poll::Pending,
+                        Poll::Ready(()) => {
+                            Poll::Ready(Some(Err(injected_reset("reset after response bytes"))))
+                        }
+                    }
+                }
+            };
+        }
+        match Pin::new(body).poll_frame(cx) {
+            Poll::Ready(Some(Ok(frame))) => match frame.into_data() {
+                Ok(mut data) => {
+                    let len = data.len() as u64;
+                    if len > self.remaining {
+                        // Fits in usize: it is below `len`, a buffer length.
+                        data.truncate(self.remaining as usize);
+                    }
+                    self.remaining -= data.len() as u64;
+                    Poll::Ready(Some(Ok(Frame::data(data))))
+                }
+                Err(frame) => Poll::Ready(Some(Ok(frame))),
+            },
+            other => other.map(|f| f.map(|r| r.map_err(BoxError::from))),
+        }
+    }
+}
+
 impl ProxyBody {
-    fn limited(body: Incoming, bytes: u64, cut: Cut) -> Self {
+    fn limited(body: Incoming, bytes: u64, cut: Cut, counters: &Arc<Counters>) -> Self {
         Self::Upstream {
             body,
+            counters: Arc::clone(counters),
             limit: Some(Limit {
                 remaining: bytes,
                 cut,
@@ -786,57 +901,40 @@ impl Body for ProxyBody {
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-        match self.get_mut() {
-            Self::Full(bytes) => Poll::Ready(bytes.take().map(|b| Ok(Frame::data(b)))),
-            Self::Upstream { body, limit: None } => Pin::new(body)
-                .poll_frame(cx)
-                .map(|f| f.map(|r| r.map_err(BoxError::from))),
+        let (body, limit, counters) = match self.get_mut() {
+            Self::Full(bytes) => return Poll::Ready(bytes.take().map(|b| Ok(Frame::data(b)))),
             Self::Upstream {
                 body,
-                limit: Some(limit),
-            } => {
-                if limit.remaining == 0 {
-                    return match limit.cut {
-                        Cut::End => Poll::Ready(None),
-                        Cut::Reset => {
-                            let grace = limit
-                                .grace
-                                .get_or_insert_with(|| Box::pin(tokio::time::sleep(RESET_GRACE)));
-                            match grace.as_mut().poll(cx) {
-                                Poll::Pending => Poll::Pending,
-                                Poll::Ready(()) => Poll::Ready(Some(Err(injected_reset(
-                                    "reset after response bytes",
-                                )))),
-                            }
-                        }
-                    };
-                }
-                match Pin::new(body).poll_frame(cx) {
-                    Poll::Ready(Some(Ok(frame))) => match frame.into_data() {
-                        Ok(mut data) => {
-                            let len = data.len() as u64;
-                            if len > limit.remaining {
-                                // Fits in usize: it is below `len`, a buffer length.
-                                data.truncate(limit.remaining as usize);
-                            }
-                            limit.remaining -= data.len() as u64;
-                            Poll::Ready(Some(Ok(Frame::data(data))))
-                        }
-                        Err(frame) => Poll::Ready(Some(Ok(frame))),
-                    },
-                    other => other.map(|f| f.map(|r| r.map_err(BoxError::from))),
-                }
-            }
+                limit,
+                counters,
+            } => (body, limit, counters),
+        };
+        let polled = match limit {
+            None => Pin::new(body)
+                .poll_frame(cx)
+                .map(|f| f.map(|r| r.map_err(BoxError::from))),
+            Some(limit) => limit.poll_frame(body, cx),
+        };
+        if let Poll::Ready(Some(Ok(frame))) = &polled
+            && let Some(data) = frame.data_ref()
+        {
+            counters
+                .to_client
+                .fetch_add(data.len() as u64, Ordering::Relaxed);
         }
+        polled
     }
 
     fn is_end_stream(&self) -> bool {
         match self {
             Self::Full(bytes) => bytes.is_none(),
-            Self::Upstream { body, limit: None } => body.is_end_stream(),
+            Self::Upstream {
+                body, limit: None, ..
+            } => body.is_end_stream(),
             Self::Upstream {
                 body,
                 limit: Some(limit),
+                ..
             } => match limit.cut {
                 Cut::End => limit.remaining == 0 || body.is_end_stream(),
                 Cut::Reset => body.is_end_stream(),
@@ -847,10 +945,13 @@ impl Body for ProxyBody {
     fn size_hint(&self) -> SizeHint {
         match self {
             Self::Full(bytes) => SizeHint::with_exact(bytes.as_ref().map_or(0, |b| b.len() as u64)),
-            Self::Upstream { body, limit: None } => body.size_hint(),
+            Self::Upstream {
+                body, limit: None, ..
+            } => body.size_hint(),
             Self::Upstream {
                 body,
                 limit: Some(limit),
+                ..
             } => {
                 let inner = body.size_hint();
                 match (limit.cut, inner.exact()) {

@@ -18,7 +18,7 @@ mod moto;
 mod s3s_server;
 
 pub use client::{send, send_signed};
-pub use fault_proxy::{ALWAYS, FaultProxy, LoggedRequest, Matcher, RuleId};
+pub use fault_proxy::{ALWAYS, BodyBytes, FaultProxy, LoggedRequest, Matcher, RuleId};
 pub use moto::{
     MOTO_SERVER_ENV, MotoError, MotoServer, find_moto_server, moto_or_skip, moto_required,
     start_moto,

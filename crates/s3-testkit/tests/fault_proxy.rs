@@ -14,7 +14,7 @@ use s3_protocol::{
     S3Config, UploadPart, parse_complete_multipart_upload, parse_create_multipart_upload,
     parse_error, parse_upload_part, sign,
 };
-use s3_testkit::{ALWAYS, FaultProxy, Matcher, S3sFsServer, start_s3s_fs};
+use s3_testkit::{ALWAYS, BodyBytes, FaultProxy, Matcher, S3sFsServer, start_s3s_fs};
 
 const BUCKET: &str = "proxied";
 
@@ -298,6 +298,32 @@ async fn truncate_response_body_is_short_but_well_formed() {
     assert!(seen.body_error.is_none());
     assert_eq!(seen.body, data[..4321]);
     assert_eq!(rig.get(&rig.via_proxy, "k").await.unwrap().body, data);
+}
+
+#[tokio::test]
+async fn body_bytes_count_what_crossed_each_way() {
+    let rig = Rig::start().await;
+    assert_eq!(rig.proxy.body_bytes(), BodyBytes::default());
+    let data = object(100_000);
+    rig.put(&rig.via_proxy, "k", &data).await.unwrap();
+    assert_eq!(rig.proxy.body_bytes().to_server, 100_000);
+    assert_eq!(rig.get(&rig.via_proxy, "k").await.unwrap().body, data);
+    // A cut body counts what was passed on; the proxy's own error bodies count nothing.
+    rig.proxy
+        .truncate_response_body(Matcher::method(Method::GET), 4321, 1);
+    assert_eq!(rig.get(&rig.via_proxy, "k").await.unwrap().body.len(), 4321);
+    rig.proxy
+        .respond_with(Matcher::method(Method::GET), 503, "SlowDown", 1);
+    let refused = rig.get(&rig.via_proxy, "k").await.unwrap();
+    assert_eq!(refused.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert!(!refused.body.is_empty(), "the injected error has a body");
+    assert_eq!(
+        rig.proxy.body_bytes(),
+        BodyBytes {
+            to_server: 100_000,
+            to_client: 104_321,
+        }
+    );
 }
 
 #[tokio::test]
