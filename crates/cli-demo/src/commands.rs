@@ -61,7 +61,7 @@ pub(crate) async fn cp(global: &Global, a: CpArgs) -> Result<u8, Failure> {
         config.part_size_bytes = size;
     }
     if let Some(n) = a.concurrency {
-        config.max_in_flight_per_transfer = n.into();
+        config.set_max_in_flight(n.into());
     }
     match a.checksum {
         Some(ChecksumArg::Crc32) => config.checksum = Some(ChecksumAlgorithm::Crc32),

@@ -105,7 +105,7 @@ pub(crate) struct CpArgs {
     /// Part size of uploads and range size of downloads: 8MiB, 16M, 8388608 (default 8MiB).
     #[arg(long, value_name = "SIZE", value_parser = args::parse_size)]
     pub(crate) part_size: Option<u64>,
-    /// Requests in flight for this transfer (default 8).
+    /// Requests in flight for this transfer (default 8 for uploads, 16 for downloads).
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
     pub(crate) concurrency: Option<u16>,
     /// Checksum sent with every uploaded part (default crc32).

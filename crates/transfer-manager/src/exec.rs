@@ -26,7 +26,9 @@ pub(crate) struct OpContext {
     pub(crate) sink: Option<Arc<Sink>>,
     /// The manager-wide cap on requests in flight.
     pub(crate) permits: Arc<Semaphore>,
-    pub(crate) max_in_flight: u64,
+    /// Ranges in flight of a download: a stream's ranges stay within that many ranges of
+    /// its write position.
+    pub(crate) download_in_flight: u64,
     /// The upload's checksum algorithm, which Complete's full-object checksum is in.
     pub(crate) upload_checksum: Option<ChecksumAlgorithm>,
     /// The manager's MD5 hasher, shared by the ranges of all its downloads.
@@ -273,7 +275,9 @@ impl OpContext {
             } => {
                 let sink = self.sink();
                 // Streams receive bytes in order: stay within a window of the write position.
-                let window = self.max_in_flight.saturating_mul(range.len_bytes().max(1));
+                let window = self
+                    .download_in_flight
+                    .saturating_mul(range.len_bytes().max(1));
                 sink.wait_turn(range.start, window).await;
                 let mut g = p::GetObject::new(bucket, key);
                 let pinned = p::ETag::new(if_match.0);

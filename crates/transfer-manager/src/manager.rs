@@ -174,7 +174,7 @@ impl TransferManager {
         UploadConfig {
             multipart_threshold_bytes: c.multipart_threshold_bytes,
             part_size_bytes: c.part_size_bytes,
-            max_in_flight: c.max_in_flight_per_transfer,
+            max_in_flight: c.max_in_flight_per_upload,
             checksum: c.checksum,
             cancel_policy: c.cancel_policy,
             retry,
@@ -187,7 +187,7 @@ impl TransferManager {
         retry.seed ^= fastrand::u64(..);
         DownloadConfig {
             range_size_bytes: c.part_size_bytes,
-            max_in_flight: c.max_in_flight_per_transfer,
+            max_in_flight: c.max_in_flight_per_download,
             retry,
         }
     }
@@ -680,7 +680,7 @@ impl TransferManager {
             source: s.source,
             sink: s.sink,
             permits: self.inner.permits.clone(),
-            max_in_flight: self.inner.config.max_in_flight_per_transfer as u64,
+            download_in_flight: self.inner.config.max_in_flight_per_download as u64,
             upload_checksum: s.upload_checksum,
             md5_lanes: self.inner.md5_lanes.clone(),
         });

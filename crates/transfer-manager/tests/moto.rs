@@ -29,7 +29,7 @@ async fn setup(
         moto.region(),
         &dir.path().join("state"),
         |c| {
-            c.max_in_flight_per_transfer = 2;
+            c.set_max_in_flight(2);
         },
     );
     Some((moto, proxy, dir, tm))

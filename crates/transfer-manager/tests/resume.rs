@@ -37,7 +37,7 @@ impl Env {
             s.region(),
             &self.state(),
             |c| {
-                c.max_in_flight_per_transfer = in_flight;
+                c.set_max_in_flight(in_flight);
             },
         )
     }
@@ -243,7 +243,7 @@ async fn crashed_process_is_resumed_by_a_new_one_without_resending_recorded_part
         let access = std::env::var("S3TM_TEST_CHILD_ACCESS").unwrap();
         let secret = std::env::var("S3TM_TEST_CHILD_SECRET").unwrap();
         let tm = manager_with(&endpoint, &access, &secret, "us-east-1", &state, |c| {
-            c.max_in_flight_per_transfer = 2
+            c.set_max_in_flight(2)
         });
         let h = tm.upload_file("bucket", "crash", &src).await.unwrap();
         let _ = h.join().await;

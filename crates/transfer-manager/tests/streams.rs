@@ -113,7 +113,7 @@ async fn writer_download_waits_for_a_slow_first_range_and_keeps_order() {
         server.secret_key(),
         server.region(),
         &dir.path().join("state"),
-        |c| c.max_in_flight_per_transfer = 2,
+        |c| c.set_max_in_flight(2),
     );
     let src = random_file(dir.path(), "src", 26 * MIB, 33);
     let data = std::fs::read(&src).unwrap();
