@@ -11,6 +11,7 @@
 //! The command re-runs itself built with `--release` (the server must be optimised as
 //! much as the clients), then builds `s3tm` in release mode.
 
+mod interrupt;
 mod measure;
 mod report;
 
@@ -250,6 +251,8 @@ pub(crate) fn run(options: &BenchOptions) -> anyhow::Result<()> {
             }
         }
     }
+    // 4. Interrupted and resumed, through a byte-counting proxy.
+    let interrupts = interrupt::run_all(&runtime, &bench.env, &s3tm_tool.program, &main_file);
     bench.remove_file(&main_file);
 
     let results = report::Results {
@@ -267,6 +270,7 @@ pub(crate) fn run(options: &BenchOptions) -> anyhow::Result<()> {
         busy: bench.busy.clone(),
         cache_dropped: bench.cache_dropped,
         micro,
+        interrupts,
     };
     println!("\n{}", results.summary());
     let path = root.join("docs/benchmarks.md");

@@ -7,6 +7,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, SystemTime};
 
+use super::interrupt::{self, Interruption, Stop};
 use super::{BenchOptions, Direction, Row, ToolKind, format_size};
 
 const MIB_F: f64 = 1024.0 * 1024.0;
@@ -310,6 +311,8 @@ pub(crate) struct Results {
     /// Whether the page cache was emptied before every run.
     pub(crate) cache_dropped: bool,
     pub(crate) micro: Option<Vec<(String, String)>>,
+    /// Interrupted and resumed transfers (see `interrupt.rs`).
+    pub(crate) interrupts: Vec<(Direction, Stop, Result<Interruption, String>)>,
 }
 
 fn stats(row: &Row) -> Option<Stats> {
@@ -511,7 +514,63 @@ impl Results {
                 mark(b <= a * FLAT_FACTOR)
             ));
         }
+        if !self.interrupts.is_empty() {
+            let worst = self
+                .interrupts
+                .iter()
+                .filter_map(|(_, _, r)| r.as_ref().ok())
+                .max_by_key(|r| r.resent());
+            let failed = self
+                .interrupts
+                .iter()
+                .filter(|(_, _, r)| r.is_err())
+                .count();
+            let line = match (worst, failed) {
+                (Some(w), 0) => format!(
+                    "{} (largest {:.1} MiB, {} interrupted by {})",
+                    mark(w.resent() <= interrupt::LIMIT_BYTES),
+                    w.resent() as f64 / MIB_F,
+                    w.direction.name(),
+                    w.stop.name()
+                ),
+                _ => format!("**missed** ({failed} of the interrupted transfers failed)"),
+            };
+            lines.push(format!(
+                "bytes sent again after an interruption ≤ one part per request in flight \
+                 ({}): {line}",
+                interrupt::describe_limit()
+            ));
+        }
         lines
+    }
+
+    fn interrupts_table(&self) -> String {
+        let mut t = String::from(
+            "| direction | stopped by | MiB moved at the signal | MiB, interrupted run | \
+             MiB, resumed run | MiB sent twice |\n|---|---|---|---|---|---|\n",
+        );
+        for (direction, stop, result) in &self.interrupts {
+            let _ = match result {
+                Ok(r) => writeln!(
+                    t,
+                    "| {} | {} | {:.1} | {:.1} | {:.1} | {:.1} |",
+                    direction.name(),
+                    stop.name(),
+                    r.at_signal as f64 / MIB_F,
+                    r.first as f64 / MIB_F,
+                    r.second as f64 / MIB_F,
+                    r.resent() as f64 / MIB_F
+                ),
+                Err(e) => writeln!(
+                    t,
+                    "| {} | {} | failed: {} | | | |",
+                    direction.name(),
+                    stop.name(),
+                    e.replace('|', "\\|").replace('\n', " ")
+                ),
+            };
+        }
+        t
     }
 
     /// What the terminal gets at the end.
@@ -622,6 +681,23 @@ impl Results {
                 "## Concurrency sweep (s3tm, {}, `--concurrency N`)\n\n{}",
                 format_size(self.options.size_bytes),
                 Self::s3tm_table(&self.sweep, "concurrency")
+            );
+        }
+        if !self.interrupts.is_empty() {
+            let _ = writeln!(
+                d,
+                "## Pause and resume (s3tm, {})\n\n\
+                 s3tm is stopped once a third of the file has crossed, then the same `s3tm cp` \
+                 runs again and resumes. SIGINT pauses (the requests in flight finish, exit \
+                 130); SIGKILL gives it no say, so what was in flight is lost. Both runs go \
+                 through a proxy in front of the server that counts body bytes (uploads: \
+                 request bodies, XML included; downloads: response bodies), so *sent twice* \
+                 is what crossed the wire beyond the file's size, in-flight requests cut \
+                 short included. Every resumed copy is compared byte for byte with the \
+                 source. `--concurrency 8 --part-size 8MiB`: the limit is {}.\n\n{}",
+                format_size(self.options.size_bytes),
+                interrupt::describe_limit(),
+                self.interrupts_table()
             );
         }
         if let Some(micro) = &self.micro {
