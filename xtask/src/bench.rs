@@ -19,7 +19,7 @@ use std::fs::{self, File};
 use std::io::{Read as _, Write as _};
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::SystemTime;
+use std::time::{Instant, SystemTime};
 
 use anyhow::{Context as _, bail};
 
@@ -759,6 +759,17 @@ impl Bench {
                 .join("\n");
             bail!("exited with {}: {tail}", usage.code);
         }
+        // What the client left to the kernel still has to reach the disk.
+        let synced = match &download {
+            Some(dest) => {
+                let started = Instant::now();
+                File::open(dest)
+                    .and_then(|f| f.sync_all())
+                    .with_context(|| format!("cannot fsync {}", dest.display()))?;
+                Some(started.elapsed())
+            }
+            None => None,
+        };
         if let Some(dest) = &download {
             if !same_contents(&file.path, dest)? {
                 bail!("the downloaded file differs from the source");
@@ -773,6 +784,7 @@ impl Bench {
             server_cpu,
             // What neither the client nor the server used: other processes' work.
             background_cpu: machine_cpu.map(|m| m.saturating_sub(usage.cpu() + server_cpu)),
+            synced,
         };
         self.busy.record(&others, &sample);
         Ok(sample)
