@@ -162,59 +162,19 @@ pub(crate) fn parse_size(s: &str) -> Result<u64, String> {
     }
 }
 
-/// Parses an age: a whole number with a unit, `s`, `m`, `h`, `d` or `w` (`7d`, `12h`).
+/// Parses an age: a number with a unit (`7d`, `12h`, `30m`, `2w`, `1h 30m`), as
+/// humantime reads durations.
 pub(crate) fn parse_age(s: &str) -> Result<Duration, String> {
-    let t = s.trim();
-    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
-    let (number, unit) = t.split_at(split);
-    let n: u64 = number
-        .parse()
-        .map_err(|_| format!("`{s}` is not an age (examples: 7d, 12h, 30m)"))?;
-    let unit_secs = match unit {
-        "s" => 1,
-        "m" => 60,
-        "h" => 3600,
-        "d" => 86_400,
-        "w" => 7 * 86_400,
-        _ => {
-            return Err(format!(
-                "`{s}`: give the age a unit, s, m, h, d or w (examples: 7d, 12h)"
-            ));
-        }
-    };
-    n.checked_mul(unit_secs)
-        .map(Duration::from_secs)
-        .ok_or_else(|| format!("`{s}` is too long"))
+    humantime::parse_duration(s.trim())
+        .map_err(|e| format!("`{s}` is not an age ({e}; examples: 7d, 12h, 30m)"))
 }
 
-/// Seconds since the Unix epoch of an S3 timestamp (`2024-05-01T12:30:00.000Z`, ISO 8601
+/// Seconds since the Unix epoch of an S3 timestamp (`2024-05-01T12:30:00.000Z`, RFC 3339
 /// in UTC, as ListMultipartUploads writes `Initiated`). `None` when it is not one.
 pub(crate) fn parse_s3_timestamp(s: &str) -> Option<i64> {
-    let s = s.trim();
-    let (date, time) = s.split_once('T')?;
-    let time = time.strip_suffix('Z').unwrap_or(time);
-    let mut d = date.splitn(3, '-').map(|p| p.parse::<i64>().ok());
-    let (year, month, day) = (d.next()??, d.next()??, d.next()??);
-    let time = time.split('.').next()?;
-    let mut t = time.splitn(3, ':').map(|p| p.parse::<i64>().ok());
-    let (hour, minute, second) = (t.next()??, t.next()??, t.next()??);
-    let valid = (1..=12).contains(&month)
-        && (1..=31).contains(&day)
-        && (0..24).contains(&hour)
-        && (0..60).contains(&minute)
-        && (0..=60).contains(&second);
-    valid.then(|| days_from_civil(year, month, day) * 86_400 + hour * 3600 + minute * 60 + second)
-}
-
-/// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's algorithm).
-fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
-    let y = if month <= 2 { year - 1 } else { year };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (month + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + day - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
+    let t = humantime::parse_rfc3339(s.trim()).ok()?;
+    let secs = t.duration_since(std::time::UNIX_EPOCH).ok()?.as_secs();
+    i64::try_from(secs).ok()
 }
 
 /// A byte count for people: `256.0 MiB`.
@@ -303,7 +263,9 @@ mod tests {
         assert_eq!(parse_age("30m"), Ok(Duration::from_secs(1800)));
         assert_eq!(parse_age("45s"), Ok(Duration::from_secs(45)));
         assert_eq!(parse_age("2w"), Ok(Duration::from_secs(14 * 86_400)));
-        for s in ["7", "d", "7x", "-1d", "1.5d"] {
+        assert_eq!(parse_age("1.5d"), Ok(Duration::from_secs(36 * 3600)));
+        assert_eq!(parse_age("1h 30m"), Ok(Duration::from_secs(5400)));
+        for s in ["7", "d", "7x", "-1d", "", "soon"] {
             assert!(parse_age(s).is_err(), "`{s}` should be refused");
         }
     }

@@ -339,26 +339,13 @@ fn stats(row: &Row) -> Option<Stats> {
         .map(|s| Stats::of(s, row.size_bytes))
 }
 
-/// `YYYY-MM-DD HH:MM UTC` (civil-from-days, proleptic Gregorian).
+/// `YYYY-MM-DD HH:MM UTC`.
 fn utc(time: SystemTime) -> String {
-    let secs = time
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
-    let days = (secs / 86_400) as i64;
-    let rem = secs % 86_400;
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
+    // `YYYY-MM-DDTHH:MM:SSZ`
+    let stamp = humantime::format_rfc3339_seconds(time).to_string();
     format!(
-        "{year:04}-{month:02}-{day:02} {:02}:{:02} UTC",
-        rem / 3600,
-        rem % 3600 / 60
+        "{} UTC",
+        stamp.get(..16).unwrap_or(&stamp).replacen('T', " ", 1)
     )
 }
 
