@@ -866,7 +866,13 @@ impl TransferMachine for DownloadMachine {
         self.requeue_retries();
         self.engine.state = RunState::Running;
         self.engine.touch(now);
-        self.control_due = self.control_task().is_some();
+        // A control operation still in flight (a pause that had not settled) answers for
+        // itself: never send a second one beside it.
+        let control_in_flight = self
+            .engine
+            .in_flight_tasks()
+            .any(|t| !matches!(t, Task::Range(_)));
+        self.control_due = self.control_task().is_some() && !control_in_flight;
         self.drive();
     }
 

@@ -94,6 +94,16 @@ pub enum OpKind {
         /// What to compute over the received bytes.
         hashes: RangeHashes,
     },
+    /// Reads `range` of the source file and reports its MD5, and its CRC when `checksum`
+    /// is set: a part that the server lists but no checkpoint recorded (its answer was
+    /// lost with the process) is kept when its ETag is that MD5, instead of being sent
+    /// again. A local operation. Answer: [`Outcome::SourceHashed`].
+    HashSourceRange {
+        /// Bytes of the source to hash.
+        range: ByteRange,
+        /// CRC to compute as well.
+        checksum: Option<ChecksumAlgorithm>,
+    },
     /// Reads the whole partial file and reports its MD5. Answer: [`Outcome::FileHashed`].
     HashPartialFile,
     /// Makes the partial file durable and renames it to the destination.
@@ -116,6 +126,7 @@ impl OpKind {
             OpKind::HeadObject { .. } => "HeadObject",
             OpKind::PreparePartialFile { .. } => "PreparePartialFile",
             OpKind::GetRange { .. } => "GetObject",
+            OpKind::HashSourceRange { .. } => "HashSourceRange",
             OpKind::HashPartialFile => "HashPartialFile",
             OpKind::CommitPartialFile => "CommitPartialFile",
             OpKind::DeletePartialFile => "DeletePartialFile",
@@ -248,6 +259,13 @@ pub enum Outcome {
         md5: Option<[u8; 16]>,
         /// The checksum the server sent for this part, when fetched by part number.
         server_checksum: Option<u32>,
+    },
+    /// MD5 (and CRC, when asked for) of a range of the source.
+    SourceHashed {
+        /// MD5 of the bytes.
+        md5: [u8; 16],
+        /// CRC of the bytes, when asked for.
+        checksum: Option<u32>,
     },
     /// MD5 of the whole partial file.
     FileHashed {

@@ -23,6 +23,11 @@ enum Task {
         generation: u32,
     },
     List,
+    /// Hashing the source range of a part the server lists but no checkpoint recorded.
+    Verify {
+        number: u32,
+        generation: u32,
+    },
     Complete,
     /// HeadObject after a Complete whose answer was lost.
     Confirm,
@@ -66,6 +71,11 @@ pub struct UploadMachine {
     pending: BTreeSet<u32>,
     /// ListParts results gathered so far during validation.
     listed: BTreeMap<u32, ListedPart>,
+    /// Parts the server lists that no checkpoint recorded (their answers were lost, with
+    /// a killed process say), with the ETag listed: kept if the source range hashes to it.
+    unrecorded: BTreeMap<u32, ETag>,
+    /// The unrecorded parts whose source range is still to be hashed.
+    to_verify: BTreeSet<u32>,
     list_marker: Option<u32>,
     completes_sent: u32,
     bytes_transferred: u64,
@@ -88,6 +98,8 @@ impl UploadMachine {
             completed: BTreeMap::new(),
             pending: BTreeSet::new(),
             listed: BTreeMap::new(),
+            unrecorded: BTreeMap::new(),
+            to_verify: BTreeSet::new(),
             list_marker: None,
             completes_sent: 0,
             bytes_transferred: 0,
@@ -140,6 +152,8 @@ impl UploadMachine {
             completed: cp.completed.iter().map(|p| (p.part.0, p.clone())).collect(),
             pending: BTreeSet::new(),
             listed: BTreeMap::new(),
+            unrecorded: BTreeMap::new(),
+            to_verify: BTreeSet::new(),
             list_marker: None,
             completes_sent: 0,
             bytes_transferred: 0,
@@ -264,6 +278,10 @@ impl UploadMachine {
                 upload_id,
                 part_number_marker: self.list_marker,
             },
+            Task::Verify { number, .. } => OpKind::HashSourceRange {
+                range: self.part_range(*number),
+                checksum: self.cfg.checksum,
+            },
             Task::Complete => OpKind::CompleteMultipartUpload {
                 upload_id,
                 parts: self.completed.values().cloned().collect(),
@@ -350,6 +368,11 @@ impl UploadMachine {
                         self.launch(Slot::new(task));
                     }
                 } else if self.phase == Phase::Uploading
+                    && let Some(number) = self.to_verify.pop_first()
+                {
+                    let generation = self.generation;
+                    self.launch(Slot::new(Task::Verify { number, generation }));
+                } else if self.phase == Phase::Uploading
                     && let Some(number) = self.pending.pop_first()
                 {
                     let generation = self.generation;
@@ -360,6 +383,7 @@ impl UploadMachine {
             }
             let parts_done = self.phase == Phase::Uploading
                 && self.pending.is_empty()
+                && self.to_verify.is_empty()
                 && self.engine.in_flight() == 0
                 && !self.engine.has_retries();
             if !parts_done || self.engine.state != RunState::Running {
@@ -395,6 +419,8 @@ impl UploadMachine {
     fn wind_down(&mut self, ending: Ending) {
         self.ending = Some(ending);
         self.pending.clear();
+        self.to_verify.clear();
+        self.unrecorded.clear();
         self.control_due = false;
         self.engine.drain_retries();
         self.engine.state = RunState::Cancelling;
@@ -423,6 +449,8 @@ impl UploadMachine {
         self.generation += 1;
         self.completed.clear();
         self.listed.clear();
+        self.unrecorded.clear();
+        self.to_verify.clear();
         self.list_marker = None;
         self.engine.drain_retries();
         self.pending = (1..=self.parts()).collect();
@@ -440,11 +468,12 @@ impl UploadMachine {
     }
 
     /// Keeps the recorded parts that ListParts confirms (or all of them when the server
-    /// cannot list), and queues the rest.
+    /// cannot list), queues the rest, and sets aside for hashing the parts the server has
+    /// that no checkpoint recorded.
     fn finish_validation(&mut self, listing: bool) {
         let before = self.completed.len();
+        let listed = std::mem::take(&mut self.listed);
         if listing {
-            let listed = std::mem::take(&mut self.listed);
             let ranges: BTreeMap<u32, u64> = self
                 .completed
                 .keys()
@@ -461,22 +490,71 @@ impl UploadMachine {
                 self.bytes_resent += ranges[n];
             }
         }
-        let in_flight: BTreeSet<u32> = self
-            .engine
-            .in_flight_tasks()
-            .filter_map(|t| match t {
-                Task::Part { number, .. } => Some(*number),
-                _ => None,
-            })
+        let mut in_flight = BTreeSet::new();
+        let mut verifying = BTreeSet::new();
+        for task in self.engine.in_flight_tasks() {
+            match task {
+                Task::Part { number, .. } => in_flight.insert(*number),
+                Task::Verify { number, .. } => verifying.insert(*number),
+                _ => false,
+            };
+        }
+        // A part is worth hashing when the server has all of it under an MD5 ETag.
+        self.unrecorded.retain(|n, _| verifying.contains(n));
+        for (n, l) in &listed {
+            let whole = (1..=self.parts()).contains(n)
+                && l.size_bytes == Some(self.part_range(*n).len_bytes());
+            if let Some(etag) = l.etag.as_ref().filter(|e| e.as_md5().is_some())
+                && whole
+                && !self.completed.contains_key(n)
+                && !in_flight.contains(n)
+                && !verifying.contains(n)
+            {
+                self.unrecorded.insert(*n, etag.clone());
+            }
+        }
+        self.to_verify = self
+            .unrecorded
+            .keys()
+            .filter(|n| !verifying.contains(n))
+            .copied()
             .collect();
         self.pending = (1..=self.parts())
-            .filter(|n| !self.completed.contains_key(n) && !in_flight.contains(n))
+            .filter(|n| {
+                !self.completed.contains_key(n)
+                    && !in_flight.contains(n)
+                    && !self.unrecorded.contains_key(n)
+            })
             .collect();
         self.phase = Phase::Uploading;
         if self.completed.len() != before {
             self.emit_checkpoint();
         }
         self.emit_progress();
+    }
+
+    /// An unrecorded part's source range hashed to `md5`: keep the part if that is the
+    /// ETag the server listed, else send it again.
+    fn verified(&mut self, number: u32, md5: Option<[u8; 16]>, checksum: Option<u32>) {
+        let etag = self.unrecorded.remove(&number);
+        match etag.filter(|e| md5.is_some() && e.as_md5() == md5) {
+            Some(etag) => {
+                self.bytes_resumed += self.part_range(number).len_bytes();
+                self.completed.insert(
+                    number,
+                    CompletedPart {
+                        part: PartNumber(number),
+                        etag,
+                        checksum,
+                    },
+                );
+                self.emit_checkpoint();
+                self.emit_progress();
+            }
+            None => {
+                self.pending.insert(number);
+            }
+        }
     }
 
     fn on_success(&mut self, task: Task, outcome: Outcome) {
@@ -535,6 +613,11 @@ impl UploadMachine {
                         self.list_marker = None;
                         self.finish_validation(true);
                     }
+                }
+            }
+            (Task::Verify { number, generation }, Outcome::SourceHashed { md5, checksum }) => {
+                if generation == self.generation && self.engine.state != RunState::Cancelling {
+                    self.verified(number, Some(md5), checksum);
                 }
             }
             (Task::Complete, Outcome::UploadCompleted { etag }) => {
@@ -599,6 +682,14 @@ impl UploadMachine {
 
     fn on_failure(&mut self, now: Time, slot: Slot<Task>, failure: Failure) {
         let task = slot.task.clone();
+        if let Task::Verify { number, generation } = task {
+            // Whatever went wrong, the part is sent again; its own read reports a
+            // changed source.
+            if generation == self.generation && self.engine.state != RunState::Cancelling {
+                self.verified(number, None, None);
+            }
+            return;
+        }
         if let Task::Part { number, generation } = task {
             if generation != self.generation {
                 return;
@@ -695,6 +786,10 @@ impl TransferMachine for UploadMachine {
                     if self.engine.state != RunState::Cancelling {
                         self.pending.insert(number);
                     }
+                } else if let Task::Verify { number, generation } = slot.task {
+                    if generation == self.generation && self.engine.state != RunState::Cancelling {
+                        self.verified(number, None, None);
+                    }
                 } else if self.engine.state == RunState::Running {
                     // A control operation dropped while running: send it again.
                     self.control_due = true;
@@ -729,13 +824,19 @@ impl TransferMachine for UploadMachine {
         self.requeue_retries();
         self.engine.state = RunState::Running;
         self.engine.touch(now);
-        if matches!(self.phase, Phase::Uploading | Phase::Validating) {
+        // A control operation still in flight (a pause that had not settled) answers for
+        // itself; sending it again would, for a Create, open a second upload.
+        let control_in_flight = self
+            .engine
+            .in_flight_tasks()
+            .any(|t| !matches!(t, Task::Part { .. } | Task::Verify { .. }));
+        if matches!(self.phase, Phase::Uploading | Phase::Validating) && !control_in_flight {
             // The upload may have been aborted or expired while paused: check it.
             self.phase = Phase::Validating;
             self.listed.clear();
             self.list_marker = None;
         }
-        self.control_due = self.control_task().is_some();
+        self.control_due = self.control_task().is_some() && !control_in_flight;
         self.drive();
     }
 

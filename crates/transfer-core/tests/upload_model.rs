@@ -325,6 +325,19 @@ impl World {
                 self.server.object = Some((data, etag.clone()));
                 Outcome::UploadCompleted { etag: ETag(etag) }
             }
+            OpKind::HashSourceRange {
+                range,
+                checksum: alg,
+            } => {
+                let bytes = match self.read(*range) {
+                    Ok(b) => b,
+                    Err(o) => return o,
+                };
+                Outcome::SourceHashed {
+                    md5: md5_digest(&bytes),
+                    checksum: alg.map(|a| checksum(a, &bytes)),
+                }
+            }
             OpKind::AbortMultipartUpload { upload_id } => {
                 match self.server.uploads.remove(&upload_id.0) {
                     Some(_) => Outcome::UploadAborted,
@@ -582,6 +595,70 @@ fn resume_after_crash_sends_only_missing_parts() {
     };
     assert_eq!(c.bytes_resumed, 10 * MIB);
     assert_eq!(c.bytes_transferred, 6 * MIB);
+}
+
+#[test]
+fn resume_keeps_a_part_the_server_has_but_no_checkpoint_recorded() {
+    let mut w = World::new(16 * MIB, 5 * MIB, 1, Some(ChecksumAlgorithm::Crc32), 2);
+    w.deliver(0, Fault::None); // create
+    w.deliver(0, Fault::None); // part 1
+    // Part 2 reaches the server; its answer is lost with the process.
+    assert!(matches!(
+        w.in_flight[0].kind,
+        OpKind::UploadPart {
+            part: PartNumber(2),
+            ..
+        }
+    ));
+    w.crash(true);
+    assert_eq!(w.must_not_resend, BTreeSet::from([1]));
+    // The server has part 2 whole: hashing the source finds its ETag, so it stays.
+    w.must_not_resend.insert(2);
+    w.drain();
+    w.check_end();
+    assert!(w.log.iter().any(|l| l.ends_with("HashSourceRange")));
+    let Some(Event::Completed(c)) = &w.finished else {
+        panic!("not completed")
+    };
+    assert_eq!(c.bytes_resumed, 10 * MIB);
+    assert_eq!(c.bytes_transferred, 6 * MIB);
+}
+
+#[test]
+fn resume_sends_again_an_unrecorded_part_that_differs_from_the_source() {
+    let mut w = World::new(16 * MIB, 5 * MIB, 1, Some(ChecksumAlgorithm::Crc32), 2);
+    w.deliver(0, Fault::None); // create
+    w.deliver(0, Fault::None); // part 1
+    w.crash(true); // part 2 stored, answer lost
+    // The stored part 2 is not what the source holds (say a part another writer put).
+    let upload = w.server.uploads.keys().next().unwrap().clone();
+    let part = w
+        .server
+        .uploads
+        .get_mut(&upload)
+        .unwrap()
+        .get_mut(&2)
+        .unwrap();
+    part.0[0] ^= 1;
+    part.1 = etag_of(&part.0);
+    w.drain();
+    w.check_end();
+    let Some(Event::Completed(c)) = &w.finished else {
+        panic!("not completed")
+    };
+    assert_eq!(c.bytes_resumed, 5 * MIB);
+    assert_eq!(c.bytes_transferred, 11 * MIB);
+}
+
+#[test]
+fn resume_before_the_pause_settles_opens_no_second_upload() {
+    let mut w = World::new(5 * MIB, MIB, 1, Some(ChecksumAlgorithm::Crc32), 0);
+    w.step(Action::Pause); // while Create is in flight
+    w.step(Action::Resume);
+    w.deliver(0, Fault::Throttle); // Create is retried
+    w.drain();
+    w.check_end();
+    assert_eq!(w.server.next_upload, 1, "more than one upload was created");
 }
 
 #[test]

@@ -6,11 +6,12 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use http_body_util::BodyExt;
+use md5_many::Md5State;
 use s3_protocol as p;
 use tokio::sync::Semaphore;
 use transfer_core::{
-    ChecksumAlgorithm, ChecksumKind, ETag, Failure, FailureKind, ListedPart, ObjectChecksum,
-    ObjectInfo, OpKind, Outcome, PartNumber, UploadId,
+    ByteRange, ChecksumAlgorithm, ChecksumKind, ETag, Failure, FailureKind, ListedPart,
+    ObjectChecksum, ObjectInfo, OpKind, Outcome, PartNumber, UploadId,
 };
 
 use crate::http::{HttpClient, body_failure, response_failure};
@@ -82,6 +83,10 @@ impl OpContext {
                 self.sink().commit().await.map(|()| Outcome::FileCommitted)
             }
             OpKind::DeletePartialFile => self.sink().delete().await.map(|()| Outcome::FileDeleted),
+            OpKind::HashSourceRange { range, checksum } => self
+                .hash_source(range, checksum)
+                .await
+                .map(|(md5, checksum)| Outcome::SourceHashed { md5, checksum }),
             kind => {
                 // Only network operations count against the manager-wide cap.
                 let _permit = self.permits.acquire().await;
@@ -404,6 +409,31 @@ impl OpContext {
                 format!("{} is not a network operation", other.name()),
             )),
         }
+    }
+
+    /// MD5 and CRC of `range` of the source, for a part the server has that no checkpoint
+    /// recorded. Hashed on a blocking thread: a part's MD5 takes milliseconds.
+    async fn hash_source(
+        &self,
+        range: ByteRange,
+        checksum: Option<ChecksumAlgorithm>,
+    ) -> Result<([u8; 16], Option<u32>), Failure> {
+        let source = self.source()?;
+        if matches!(source, Source::Reader(_)) {
+            return Err(Failure::new(
+                FailureKind::Other,
+                "a streamed source is read once: the part is sent again",
+            ));
+        }
+        let data = source.read(range).await?;
+        tokio::task::spawn_blocking(move || {
+            let mut md5 = Md5State::new();
+            md5.update(&data);
+            let crc = checksum.map(|a| proto_alg(a).checksum(&data).value);
+            (md5.finalize(), crc)
+        })
+        .await
+        .map_err(|e| Failure::new(FailureKind::LocalIo, format!("hashing task failed: {e}")))
     }
 
     fn source(&self) -> Result<&Source, Failure> {

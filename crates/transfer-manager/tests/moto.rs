@@ -180,3 +180,92 @@ async fn upload_to_a_missing_bucket_is_a_clear_not_found() {
     assert_eq!(err.kind(), ErrorKind::NotFound, "{err}");
     assert!(err.to_string().contains("NoSuchBucket"), "{err}");
 }
+
+/// A part that reached the server just before the process died, its answer lost with it,
+/// is in no checkpoint; the resumed upload finds it with ListParts, hashes the source
+/// range, and keeps it because its ETag matches, instead of sending it again.
+#[tokio::test]
+async fn a_part_stored_but_unanswered_before_a_crash_is_kept_not_sent_again() {
+    const TEST: &str = "a_part_stored_but_unanswered_before_a_crash_is_kept_not_sent_again";
+    if let Ok(endpoint) = std::env::var("S3TM_TEST_CHILD_ENDPOINT") {
+        let var = |name: &str| std::env::var(name).unwrap();
+        let tm = manager_with(
+            &endpoint,
+            &var("S3TM_TEST_CHILD_ACCESS"),
+            &var("S3TM_TEST_CHILD_SECRET"),
+            &var("S3TM_TEST_CHILD_REGION"),
+            std::path::Path::new(&var("S3TM_TEST_CHILD_STATE")),
+            |c| c.set_max_in_flight(1),
+        );
+        let src = var("S3TM_TEST_CHILD_SRC");
+        let h = tm.upload_file("bucket", "k", &src).await.unwrap();
+        let _ = h.join().await;
+        panic!("the child should have been killed before finishing");
+    }
+    let Some((moto, proxy, dir, tm)) = setup(TEST).await else {
+        return;
+    };
+    // Part 3 reaches moto every time, and its answer never comes back.
+    let lost = proxy.drop_response(Matcher::upload_part_number(3), ALWAYS);
+    let src = random_file(dir.path(), "src", 20 * MIB, 31);
+    let mut child = std::process::Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", TEST, "--nocapture"])
+        .env("S3TM_TEST_CHILD_ENDPOINT", proxy.endpoint())
+        .env("S3TM_TEST_CHILD_STATE", dir.path().join("state"))
+        .env("S3TM_TEST_CHILD_SRC", &src)
+        .env("S3TM_TEST_CHILD_ACCESS", moto.access_key())
+        .env("S3TM_TEST_CHILD_SECRET", moto.secret_key())
+        .env("S3TM_TEST_CHILD_REGION", moto.region())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // Parts 1, 2 and 4 recorded, and a second attempt at part 3, which means moto
+    // answered the first (it has part 3 whole).
+    let recorded = |tm: &TransferManager| {
+        let (saved, _) = tm.list_resumable().unwrap();
+        saved.first().map_or(0, |t| t.bytes_done)
+    };
+    tokio::time::timeout(Duration::from_secs(60), async {
+        while proxy.fired(lost) < 2 || recorded(&tm) < 15 * MIB {
+            assert!(
+                child.try_wait().unwrap().is_none(),
+                "the child ended before part 3 was sent"
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+    .await
+    .expect("part 3 was never sent twice, or parts 1, 2 and 4 never recorded");
+    child.kill().unwrap();
+    child.wait().unwrap();
+    proxy.clear();
+    proxy.clear_requests();
+
+    let (saved, _) = tm.list_resumable().unwrap();
+    let [t] = saved.as_slice() else {
+        panic!("one saved transfer expected: {saved:?}");
+    };
+    assert_eq!(
+        t.bytes_done,
+        15 * MIB,
+        "parts 1, 2 and 4 are recorded, 3 is not"
+    );
+    let out = tm.resume(&t.id).await.unwrap().join().await.unwrap();
+    let sent: Vec<u32> = proxy
+        .requests()
+        .iter()
+        .filter(|r| r.method == http::Method::PUT)
+        .filter_map(|r| r.part_number())
+        .collect();
+    assert_eq!(
+        sent,
+        Vec::<u32>::new(),
+        "part 3 is on the server: nothing is sent"
+    );
+    assert_eq!(out.bytes_resumed, 20 * MIB);
+    assert_eq!(out.bytes_transferred, 0);
+    let dest = dir.path().join("dest");
+    download(&tm, "bucket", "k", &dest).await.unwrap();
+    assert_eq!(sha256(&dest), sha256(&src));
+}
