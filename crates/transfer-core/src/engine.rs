@@ -100,6 +100,14 @@ impl<T: Clone> Engine<T> {
         self.state == RunState::Running && self.in_flight.len() < self.window
     }
 
+    /// Tasks queued for retry, due or not.
+    pub(crate) fn retry_tasks(&self) -> impl Iterator<Item = &T> {
+        self.ready
+            .iter()
+            .chain(self.waiting.iter().map(|(_, s)| s))
+            .map(|s| &s.task)
+    }
+
     /// Whether any work is queued for retry.
     pub(crate) fn has_retries(&self) -> bool {
         !self.waiting.is_empty() || !self.ready.is_empty()

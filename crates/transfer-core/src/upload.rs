@@ -472,6 +472,7 @@ impl UploadMachine {
     /// that no checkpoint recorded.
     fn finish_validation(&mut self, listing: bool) {
         let before = self.completed.len();
+        let recorded: BTreeSet<u32> = self.completed.keys().copied().collect();
         let listed = std::mem::take(&mut self.listed);
         if listing {
             let ranges: BTreeMap<u32, u64> = self
@@ -490,9 +491,14 @@ impl UploadMachine {
                 self.bytes_resent += ranges[n];
             }
         }
+        // Parts in flight or waiting for a retry are settled by their own answers.
         let mut in_flight = BTreeSet::new();
         let mut verifying = BTreeSet::new();
-        for task in self.engine.in_flight_tasks() {
+        for task in self
+            .engine
+            .in_flight_tasks()
+            .chain(self.engine.retry_tasks())
+        {
             match task {
                 Task::Part { number, .. } => in_flight.insert(*number),
                 Task::Verify { number, .. } => verifying.insert(*number),
@@ -504,9 +510,11 @@ impl UploadMachine {
         for (n, l) in &listed {
             let whole = (1..=self.parts()).contains(n)
                 && l.size_bytes == Some(self.part_range(*n).len_bytes());
+            // Only parts no checkpoint recorded: one whose recorded ETag the server
+            // contradicts is sent again.
             if let Some(etag) = l.etag.as_ref().filter(|e| e.as_md5().is_some())
                 && whole
-                && !self.completed.contains_key(n)
+                && !recorded.contains(n)
                 && !in_flight.contains(n)
                 && !verifying.contains(n)
             {
@@ -537,7 +545,9 @@ impl UploadMachine {
     /// ETag the server listed, else send it again.
     fn verified(&mut self, number: u32, md5: Option<[u8; 16]>, checksum: Option<u32>) {
         let etag = self.unrecorded.remove(&number);
-        match etag.filter(|e| md5.is_some() && e.as_md5() == md5) {
+        // Complete lists every part's checksum when the upload has an algorithm.
+        let checksum_ok = checksum.is_some() == self.cfg.checksum.is_some();
+        match etag.filter(|e| md5.is_some() && e.as_md5() == md5 && checksum_ok) {
             Some(etag) => {
                 self.bytes_resumed += self.part_range(number).len_bytes();
                 self.completed.insert(
@@ -603,6 +613,10 @@ impl UploadMachine {
                     next_part_number_marker,
                 },
             ) => {
+                if self.phase != Phase::Validating {
+                    // The upload was restarted meanwhile: this listing is of the old one.
+                    return;
+                }
                 self.listed.extend(parts.into_iter().map(|p| (p.part.0, p)));
                 match next_part_number_marker {
                     Some(marker) if Some(marker) != self.list_marker => {
@@ -695,6 +709,10 @@ impl UploadMachine {
                 return;
             }
             self.bytes_resent += self.part_range(number).len_bytes();
+        }
+        if task == Task::List && self.phase != Phase::Validating {
+            // The upload was restarted meanwhile: this listing was of the old one.
+            return;
         }
         if self.engine.state == RunState::Cancelling && !matches!(task, Task::Abort | Task::Create)
         {

@@ -651,6 +651,29 @@ fn resume_sends_again_an_unrecorded_part_that_differs_from_the_source() {
 }
 
 #[test]
+fn a_part_waiting_for_its_retry_is_not_also_kept_from_the_listing() {
+    let mut w = World::new(16 * MIB, 5 * MIB, 1, Some(ChecksumAlgorithm::Crc32), 6);
+    w.deliver(0, Fault::None); // create
+    w.deliver(0, Fault::None); // part 1
+    w.step(Action::Pause); // part 2 in flight
+    w.step(Action::Resume); // before the pause settled: validate again
+    w.deliver(0, Fault::LostAnswer); // part 2 stored, its answer lost: a retry waits
+    assert!(matches!(w.in_flight[0].kind, OpKind::ListParts { .. }));
+    w.deliver(0, Fault::None); // lists parts 1 and 2
+    w.drain();
+    w.check_end();
+    assert!(
+        !w.log.iter().any(|l| l.ends_with("HashSourceRange")),
+        "part 2 is settled by its retry, not by hashing\n{}",
+        w.log.join("\n")
+    );
+    let Some(Event::Completed(c)) = &w.finished else {
+        panic!("not completed")
+    };
+    assert_eq!(c.bytes_transferred + c.bytes_resumed, 16 * MIB);
+}
+
+#[test]
 fn resume_before_the_pause_settles_opens_no_second_upload() {
     let mut w = World::new(5 * MIB, MIB, 1, Some(ChecksumAlgorithm::Crc32), 0);
     w.step(Action::Pause); // while Create is in flight

@@ -411,8 +411,9 @@ impl OpContext {
         }
     }
 
-    /// MD5 and CRC of `range` of the source, for a part the server has that no checkpoint
-    /// recorded. Hashed on a blocking thread: a part's MD5 takes milliseconds.
+    /// MD5 (and the CRC, when asked for) of `range` of the source, for a part the server
+    /// has that no checkpoint recorded. Hashed on a blocking thread: a part's MD5 takes
+    /// milliseconds.
     async fn hash_source(
         &self,
         range: ByteRange,
