@@ -759,18 +759,14 @@ impl Bench {
                 .join("\n");
             bail!("exited with {}: {tail}", usage.code);
         }
-        // What the client left to the kernel still has to reach the disk.
-        let synced = match &download {
-            Some(dest) => {
-                let started = Instant::now();
-                File::open(dest)
-                    .and_then(|f| f.sync_all())
-                    .with_context(|| format!("cannot fsync {}", dest.display()))?;
-                Some(started.elapsed())
-            }
-            None => None,
-        };
+        let mut synced = None;
         if let Some(dest) = &download {
+            // What the client left to the kernel still has to reach the disk.
+            let started = Instant::now();
+            File::open(dest)
+                .and_then(|f| f.sync_all())
+                .with_context(|| format!("cannot fsync {}", dest.display()))?;
+            synced = Some(started.elapsed());
             if !same_contents(&file.path, dest)? {
                 bail!("the downloaded file differs from the source");
             }

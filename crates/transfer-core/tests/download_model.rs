@@ -585,6 +585,21 @@ fn each_kind_of_object_is_verified_the_right_way() {
 }
 
 #[test]
+fn resume_before_the_pause_settles_sends_no_second_head() {
+    let mut w = World::new(Kind::PlainMd5, 9 * MIB, 2 * MIB, 2, 11);
+    w.step(Action::Pause); // while HeadObject is in flight
+    w.step(Action::Resume);
+    w.deliver(0, Fault::Throttle); // the Head waits for its retry
+    assert!(
+        w.in_flight.is_empty(),
+        "a second Head was sent beside the retry: {:?}",
+        w.in_flight
+    );
+    w.drain();
+    w.check_end();
+}
+
+#[test]
 fn replaced_object_fails_with_object_changed_and_no_mixed_file() {
     let mut w = World::new(Kind::PlainMd5, 9 * MIB, 2 * MIB, 2, 10);
     for _ in 0..3 {

@@ -43,11 +43,9 @@ impl Stop {
     }
 }
 
-/// One interrupted and resumed transfer.
+/// One interrupted and resumed transfer (its direction and signal are reported beside it).
 #[derive(Debug, Clone)]
 pub(crate) struct Interruption {
-    pub(crate) direction: Direction,
-    pub(crate) stop: Stop,
     pub(crate) size_bytes: u64,
     /// Body bytes that had crossed when the signal was sent.
     pub(crate) at_signal: u64,
@@ -244,8 +242,6 @@ fn one(
     }
     let _ = fs::remove_file(&dest);
     Ok(Interruption {
-        direction,
-        stop,
         size_bytes: file.size_bytes,
         at_signal,
         first,

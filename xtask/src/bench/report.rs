@@ -565,20 +565,20 @@ impl Results {
             let worst = self
                 .interrupts
                 .iter()
-                .filter_map(|(_, _, r)| r.as_ref().ok())
-                .max_by_key(|r| r.resent());
+                .filter_map(|(d, s, r)| r.as_ref().ok().map(|r| (d, s, r)))
+                .max_by_key(|(_, _, r)| r.resent());
             let failed = self
                 .interrupts
                 .iter()
                 .filter(|(_, _, r)| r.is_err())
                 .count();
             let line = match (worst, failed) {
-                (Some(w), 0) => format!(
+                (Some((direction, stop, w)), 0) => format!(
                     "{} (largest {:.1} MiB, {} interrupted by {})",
                     mark(w.resent() <= interrupt::LIMIT_BYTES),
                     w.resent() as f64 / MIB_F,
-                    w.direction.name(),
-                    w.stop.name()
+                    direction.name(),
+                    stop.name()
                 ),
                 _ => format!("**missed** ({failed} of the interrupted transfers failed)"),
             };
