@@ -185,6 +185,18 @@ pub(crate) fn summary_line(route: &str, direction: Direction, o: &TransferOutcom
     if o.resumed {
         line.push_str(&format!(", resumed from {}", human_bytes(o.bytes_resumed)));
     }
+    if o.bytes_rechecked > 0 {
+        line.push_str(&format!(
+            ", {} carried over re-read and checked",
+            human_bytes(o.bytes_rechecked)
+        ));
+        if o.bytes_recheck_failed > 0 {
+            line.push_str(&format!(
+                " ({} no longer matched and moved again)",
+                human_bytes(o.bytes_recheck_failed)
+            ));
+        }
+    }
     if o.bytes_resent > 0 {
         line.push_str(&format!(", {} sent again", human_bytes(o.bytes_resent)));
     }
@@ -200,6 +212,8 @@ pub(crate) fn completed_fields(o: &TransferOutcome) -> Value {
         "bytes_transferred": o.bytes_transferred,
         "bytes_resent": o.bytes_resent,
         "bytes_resumed": o.bytes_resumed,
+        "bytes_rechecked": o.bytes_rechecked,
+        "bytes_recheck_failed": o.bytes_recheck_failed,
         "resumed": o.resumed,
         "elapsed_secs": o.elapsed.as_secs_f64(),
         "mib_per_sec": mib_per_sec(o.bytes_transferred, o.elapsed),
@@ -235,13 +249,16 @@ mod tests {
             bytes_transferred: 192 << 20,
             bytes_resent: 0,
             bytes_resumed: 64 << 20,
+            bytes_rechecked: 64 << 20,
+            bytes_recheck_failed: 8 << 20,
             elapsed: Duration::from_secs(2),
             resumed: true,
         };
         assert_eq!(
             summary_line("f -> s3://b/k", Direction::Upload, &o),
             "uploaded f -> s3://b/k: 256.0 MiB in 2.0s (96.0 MiB/s), CRC32 checksum of \
-             every part, checked by the server, resumed from 64.0 MiB"
+             every part, checked by the server, resumed from 64.0 MiB, 64.0 MiB carried \
+             over re-read and checked (8.0 MiB no longer matched and moved again)"
         );
         let fields = completed_fields(&o);
         assert_eq!(fields["verified"], true);

@@ -189,6 +189,10 @@ async fn watch(
                     out.note(&format!("{id}: starting over: {reason}"));
                     out.event("restarted", json!({"id": id.as_str(), "reason": reason}));
                 }
+                Ok(Event::Invalidated { range, reason }) => {
+                    out.note(&format!("{id}: {reason}"));
+                    out.event("invalidated", json!({"id": id.as_str(), "start": range.start, "end": range.end, "reason": reason}));
+                }
                 Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {}
                 Err(broadcast::error::RecvError::Closed) => events_open = false,
             },

@@ -45,6 +45,7 @@ impl Upload {
             size_bytes: PARTS * PART_BYTES,
             modified_unix_nanos: 1_700_000_000_000_000_000,
             inode: Some(42),
+            changed_unix_nanos: Some(1_700_000_000_000_000_000),
         };
         let mut upload = Upload {
             machine: UploadMachine::new(cfg, source, Time::ZERO),

@@ -5,6 +5,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use md5::{Digest, Md5};
 
+use crate::ChecksumAlgorithm;
 use crate::checksum::{
     checksum_of, combine_all, composite_checksum, md5_of_nothing, multipart_etag,
 };
@@ -22,6 +23,8 @@ enum Task {
     Head,
     HeadPart,
     Prepare,
+    /// Reading a range carried over from an earlier run back from the partial file.
+    Recheck(u32),
     Range(u32),
     Hash,
     Commit,
@@ -34,6 +37,8 @@ enum Phase {
     /// Asking for the size of part 1, to align ranges to parts.
     DiscoveringParts,
     Preparing,
+    /// Checking the ranges carried over from an earlier run against their recorded hashes.
+    Rechecking,
     Fetching,
     Hashing,
     Committing,
@@ -77,15 +82,21 @@ impl Layout {
                 }
             }
             // One range: its MD5 is the object's, no second pass needed.
-            VerifyPlan::Md5 { .. } => RangeHashes {
+            VerifyPlan::Md5 { .. } if self.count() == 1 => RangeHashes {
                 checksum: None,
-                md5: self.count() == 1,
+                md5: true,
             },
             VerifyPlan::MultipartEtag => RangeHashes {
                 checksum: None,
                 md5: true,
             },
-            VerifyPlan::Unverified { .. } => RangeHashes::default(),
+            // Nothing to check the object against, but every range still gets a hash of
+            // its own, so that bytes carried over to a later run are checked before
+            // they are trusted.
+            VerifyPlan::Md5 { .. } | VerifyPlan::Unverified { .. } => RangeHashes {
+                checksum: Some(ChecksumAlgorithm::Crc32c),
+                md5: false,
+            },
         }
     }
 }
@@ -114,10 +125,17 @@ pub struct DownloadMachine {
     completed: RangeSet,
     hashes: BTreeMap<u32, RangeHash>,
     pending: BTreeSet<u32>,
+    /// The next Prepare is followed by reading back the completed ranges (after a
+    /// rebuild from a checkpoint, or a pause: the partial file was out of our hands).
+    recheck_due: bool,
+    /// Completed ranges still to be read back and checked.
+    to_recheck: BTreeSet<u32>,
     verified: Option<Verified>,
     bytes_transferred: u64,
     bytes_resent: u64,
     bytes_resumed: u64,
+    bytes_rechecked: u64,
+    bytes_recheck_failed: u64,
 }
 
 impl DownloadMachine {
@@ -145,10 +163,14 @@ impl DownloadMachine {
             completed: RangeSet::new(),
             hashes: BTreeMap::new(),
             pending: BTreeSet::new(),
+            recheck_due: false,
+            to_recheck: BTreeSet::new(),
             verified: None,
             bytes_transferred: 0,
             bytes_resent: 0,
             bytes_resumed: 0,
+            bytes_rechecked: 0,
+            bytes_recheck_failed: 0,
         }
     }
 
@@ -188,6 +210,7 @@ impl DownloadMachine {
         m.completed = cp.completed;
         m.hashes = cp.range_hashes.into_iter().map(|h| (h.index, h)).collect();
         m.bytes_resumed = m.completed.len_bytes();
+        m.recheck_due = true;
         match problem {
             // Nothing is deleted: a newer s3tm may still resume it.
             Some(p) => m.fail(TransferError::InvalidCheckpoint(p)),
@@ -245,7 +268,7 @@ impl DownloadMachine {
             Phase::Discovering => Some(Task::Head),
             Phase::DiscoveringParts => Some(Task::HeadPart),
             Phase::Preparing => Some(Task::Prepare),
-            Phase::Fetching => None,
+            Phase::Rechecking | Phase::Fetching => None,
             Phase::Hashing => Some(Task::Hash),
             Phase::Committing => Some(Task::Commit),
             Phase::Deleting => Some(Task::Delete),
@@ -267,6 +290,16 @@ impl DownloadMachine {
                 size_bytes: self.bytes_total(),
                 create: self.completed.ranges().is_empty(),
             },
+            Task::Recheck(i) => {
+                let l = self
+                    .layout
+                    .as_ref()
+                    .expect("ranges are rechecked only once laid out");
+                OpKind::HashPartialRange {
+                    range: l.range(*i),
+                    hashes: l.hashes(),
+                }
+            }
             Task::Range(i) => {
                 let l = self
                     .layout
@@ -321,6 +354,10 @@ impl DownloadMachine {
                 if let Some(task) = self.control_task() {
                     self.launch(Slot::new(task));
                 }
+            } else if self.phase == Phase::Rechecking
+                && let Some(i) = self.to_recheck.pop_first()
+            {
+                self.launch(Slot::new(Task::Recheck(i)));
             } else if self.phase == Phase::Fetching
                 && let Some(i) = self.pending.pop_first()
             {
@@ -328,6 +365,16 @@ impl DownloadMachine {
             } else {
                 break;
             }
+        }
+        let settled = self.engine.in_flight() == 0 && !self.engine.has_retries();
+        if self.phase == Phase::Rechecking
+            && self.to_recheck.is_empty()
+            && settled
+            && self.engine.state == RunState::Running
+        {
+            self.start_fetching();
+            self.drive();
+            return;
         }
         let all_in = self.phase == Phase::Fetching
             && self.pending.is_empty()
@@ -341,8 +388,14 @@ impl DownloadMachine {
 
     fn requeue_retries(&mut self) {
         for slot in self.engine.drain_retries() {
-            if let Task::Range(i) = slot.task {
-                self.pending.insert(i);
+            match slot.task {
+                Task::Range(i) => {
+                    self.pending.insert(i);
+                }
+                Task::Recheck(i) => {
+                    self.to_recheck.insert(i);
+                }
+                _ => {}
             }
         }
     }
@@ -350,6 +403,7 @@ impl DownloadMachine {
     fn wind_down(&mut self, ending: Ending) {
         self.ending = Some(ending);
         self.pending.clear();
+        self.to_recheck.clear();
         self.control_due = false;
         self.engine.drain_retries();
         self.engine.state = RunState::Cancelling;
@@ -521,12 +575,69 @@ impl DownloadMachine {
                 return;
             }
         }
+        let recheck = std::mem::take(&mut self.recheck_due);
         let l = self.layout.as_ref().expect("checked above");
-        self.pending = (0..count)
+        if recheck {
+            self.to_recheck = (0..count)
+                .filter(|i| {
+                    let r = l.range(*i);
+                    !r.is_empty() && self.completed.contains(r)
+                })
+                .collect();
+        }
+        if self.to_recheck.is_empty() {
+            self.start_fetching();
+        } else {
+            self.phase = Phase::Rechecking;
+        }
+    }
+
+    /// Queues every range not yet completed.
+    fn start_fetching(&mut self) {
+        let Some(l) = &self.layout else { return };
+        self.pending = (0..l.count())
             .filter(|i| !self.completed.contains(l.range(*i)))
             .collect();
         self.phase = Phase::Fetching;
         self.emit_progress();
+    }
+
+    /// A range carried over from an earlier run was read back: keep it if it still has
+    /// the hashes recorded when it was fetched, else fetch it again.
+    fn on_rechecked(&mut self, index: u32, checksum: Option<u32>, md5: Option<[u8; 16]>) {
+        let Some(l) = &self.layout else { return };
+        let range = l.range(index);
+        let wanted = l.hashes();
+        let recorded = self.hashes.get(&index);
+        let problem = match recorded {
+            _ if wanted.checksum.is_none() && !wanted.md5 => Some("no hash to check it against"),
+            None => Some("the checkpoint recorded no hash for it"),
+            Some(h) => {
+                let crc_ok =
+                    wanted.checksum.is_none() || (h.checksum.is_some() && h.checksum == checksum);
+                let md5_ok = !wanted.md5
+                    || h.md5_hex.as_ref().is_some_and(|m| {
+                        md5.is_some_and(|d| m.eq_ignore_ascii_case(&hex::encode(d)))
+                    });
+                (!(crc_ok && md5_ok)).then_some("its bytes differ from those fetched earlier")
+            }
+        };
+        self.bytes_rechecked += range.len_bytes();
+        if let Some(why) = problem {
+            self.bytes_recheck_failed += range.len_bytes();
+            self.bytes_resumed = self.bytes_resumed.saturating_sub(range.len_bytes());
+            self.completed.remove(range);
+            self.hashes.remove(&index);
+            self.engine.emit(Event::Invalidated {
+                range,
+                reason: format!(
+                    "bytes {range} of the partial file {}: {why}; fetching them again",
+                    self.partial_path
+                ),
+            });
+            self.emit_checkpoint();
+            self.emit_progress();
+        }
     }
 
     fn on_range(
@@ -687,6 +798,9 @@ impl DownloadMachine {
                     server_checksum,
                 },
             ) => self.on_range(i, checksum, md5, server_checksum),
+            (Task::Recheck(i), Outcome::PartialRangeHashed { checksum, md5 }) => {
+                self.on_rechecked(i, checksum, md5)
+            }
             (Task::Hash, Outcome::FileHashed { md5 }) => {
                 let expected = match self.layout.as_ref().map(|l| &l.verify) {
                     Some(VerifyPlan::Md5 { md5_hex }) => md5_hex.clone(),
@@ -734,6 +848,8 @@ impl DownloadMachine {
             bytes_transferred: self.bytes_transferred,
             bytes_resent: self.bytes_resent,
             bytes_resumed: self.bytes_resumed,
+            bytes_rechecked: self.bytes_rechecked,
+            bytes_recheck_failed: self.bytes_recheck_failed,
         };
         self.engine.finish_with(Event::Completed(completion));
     }
@@ -828,7 +944,11 @@ impl TransferMachine for DownloadMachine {
         match outcome {
             Outcome::Failed(failure) => self.on_failure(now, slot, failure),
             Outcome::Dropped => {
-                if let (Task::Range(i), Some(l)) = (&slot.task, &self.layout) {
+                if let Task::Recheck(i) = slot.task {
+                    if self.engine.state != RunState::Cancelling {
+                        self.to_recheck.insert(i);
+                    }
+                } else if let (Task::Range(i), Some(l)) = (&slot.task, &self.layout) {
                     self.bytes_resent += l.range(*i).len_bytes();
                     if self.engine.state != RunState::Cancelling {
                         self.pending.insert(*i);
@@ -871,7 +991,22 @@ impl TransferMachine for DownloadMachine {
         let control_in_flight = self
             .engine
             .in_flight_tasks()
-            .any(|t| !matches!(t, Task::Range(_)));
+            .any(|t| !matches!(t, Task::Range(_) | Task::Recheck(_)));
+        if !control_in_flight
+            && self.engine.in_flight() == 0
+            && matches!(
+                self.phase,
+                Phase::Rechecking | Phase::Fetching | Phase::Hashing | Phase::Committing
+            )
+        {
+            // The partial file was out of our hands while paused: open it again and read
+            // back what it should hold before trusting it.
+            self.pending.clear();
+            self.to_recheck.clear();
+            self.verified = None;
+            self.recheck_due = true;
+            self.phase = Phase::Preparing;
+        }
         self.control_due = self.control_task().is_some() && !control_in_flight;
         self.drive();
     }

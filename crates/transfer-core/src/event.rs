@@ -1,6 +1,6 @@
 use std::time::Duration;
 
-use crate::{ChecksumAlgorithm, ETag, Failure, TransferError};
+use crate::{ByteRange, ChecksumAlgorithm, ETag, Failure, TransferError};
 
 /// What the machines tell the application.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -27,6 +27,15 @@ pub enum Event {
     /// Work already done had to be thrown away; the transfer goes on from the start.
     Restarted {
         /// Why.
+        reason: String,
+    },
+    /// Bytes carried over from an earlier run (a part of the source already sent, a range
+    /// already in the partial file) no longer match the hashes recorded for them; they
+    /// are transferred again.
+    Invalidated {
+        /// The bytes (of the source for uploads, of the object for downloads).
+        range: ByteRange,
+        /// What did not match.
         reason: String,
     },
     /// Nothing is in flight, and the checkpoint emitted just before holds all that is done.
@@ -85,4 +94,9 @@ pub struct Completion {
     pub bytes_resent: u64,
     /// Bytes already done when this run began (from a checkpoint).
     pub bytes_resumed: u64,
+    /// Bytes carried over from an earlier run that were read again and checked against
+    /// their recorded hashes before being trusted.
+    pub bytes_rechecked: u64,
+    /// Of those, bytes that no longer matched and were transferred again.
+    pub bytes_recheck_failed: u64,
 }

@@ -104,6 +104,16 @@ pub enum OpKind {
         /// CRC to compute as well.
         checksum: Option<ChecksumAlgorithm>,
     },
+    /// Reads `range` of the partial file and computes what `hashes` asks for: on resume,
+    /// bytes carried over from an earlier run are checked against the hashes their
+    /// checkpoint recorded before the download trusts them. A local operation.
+    /// Answer: [`Outcome::PartialRangeHashed`].
+    HashPartialRange {
+        /// Bytes of the partial file (offsets of the object).
+        range: ByteRange,
+        /// What to compute.
+        hashes: RangeHashes,
+    },
     /// Reads the whole partial file and reports its MD5. Answer: [`Outcome::FileHashed`].
     HashPartialFile,
     /// Makes the partial file durable and renames it to the destination.
@@ -127,6 +137,7 @@ impl OpKind {
             OpKind::PreparePartialFile { .. } => "PreparePartialFile",
             OpKind::GetRange { .. } => "GetObject",
             OpKind::HashSourceRange { .. } => "HashSourceRange",
+            OpKind::HashPartialRange { .. } => "HashPartialRange",
             OpKind::HashPartialFile => "HashPartialFile",
             OpKind::CommitPartialFile => "CommitPartialFile",
             OpKind::DeletePartialFile => "DeletePartialFile",
@@ -266,6 +277,13 @@ pub enum Outcome {
         md5: [u8; 16],
         /// CRC of the bytes, when asked for.
         checksum: Option<u32>,
+    },
+    /// What was computed over a range of the partial file.
+    PartialRangeHashed {
+        /// CRC of the bytes, when asked for.
+        checksum: Option<u32>,
+        /// MD5 of the bytes, when asked for.
+        md5: Option<[u8; 16]>,
     },
     /// MD5 of the whole partial file.
     FileHashed {

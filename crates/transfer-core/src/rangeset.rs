@@ -36,6 +36,27 @@ impl RangeSet {
         self.ranges.splice(first..last, [merged]);
     }
 
+    /// Takes every byte of `range` out of the set.
+    pub fn remove(&mut self, range: ByteRange) {
+        if range.is_empty() {
+            return;
+        }
+        let mut kept = Vec::with_capacity(self.ranges.len() + 1);
+        for r in self.ranges.drain(..) {
+            if r.end <= range.start || range.end <= r.start {
+                kept.push(r);
+                continue;
+            }
+            if r.start < range.start {
+                kept.push(ByteRange::new(r.start, range.start));
+            }
+            if range.end < r.end {
+                kept.push(ByteRange::new(range.end, r.end));
+            }
+        }
+        self.ranges = kept;
+    }
+
     /// Whether every byte of `range` is in the set.
     pub fn contains(&self, range: ByteRange) -> bool {
         if range.is_empty() {
@@ -68,6 +89,27 @@ impl RangeSet {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn remove_splits_and_trims() {
+        let mut s = RangeSet::new();
+        s.insert(ByteRange::new(0, 100));
+        s.insert(ByteRange::new(200, 300));
+        s.remove(ByteRange::new(40, 60));
+        s.remove(ByteRange::new(250, 400));
+        s.remove(ByteRange::new(500, 600));
+        assert_eq!(
+            s.ranges(),
+            &[
+                ByteRange::new(0, 40),
+                ByteRange::new(60, 100),
+                ByteRange::new(200, 250)
+            ]
+        );
+        assert!(s.is_canonical());
+        s.remove(ByteRange::new(0, 1000));
+        assert!(s.ranges().is_empty());
+    }
 
     #[test]
     fn merges_touching_and_overlapping() {

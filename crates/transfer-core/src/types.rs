@@ -146,6 +146,12 @@ pub struct SourceFingerprint {
     pub modified_unix_nanos: i64,
     /// Inode (or file index) where the platform has one, so a replaced file is noticed.
     pub inode: Option<u64>,
+    /// Status-change time (ctime), nanoseconds since the Unix epoch, where the platform
+    /// has one. Unlike the modification time, no user can set it back, so a file
+    /// rewritten in place with its mtime restored is still noticed. Absent in
+    /// checkpoints of older s3tm versions.
+    #[serde(default)]
+    pub changed_unix_nanos: Option<i64>,
 }
 
 impl SourceFingerprint {
@@ -164,6 +170,14 @@ impl SourceFingerprint {
             && a != b
         {
             return Some("it was replaced by another file (inode changed)".to_owned());
+        }
+        if let (Some(a), Some(b)) = (self.changed_unix_nanos, current.changed_unix_nanos)
+            && a != b
+        {
+            return Some(
+                "its status-change time (ctime) changed: it was written to, or its permissions or links changed"
+                    .to_owned(),
+            );
         }
         None
     }

@@ -28,6 +28,12 @@ enum Task {
         number: u32,
         generation: u32,
     },
+    /// Hashing the source range of a part sent by an earlier run (or before a pause), to
+    /// check it against the checksum recorded for it before the upload is completed.
+    Recheck {
+        number: u32,
+        generation: u32,
+    },
     Complete,
     /// HeadObject after a Complete whose answer was lost.
     Confirm,
@@ -76,11 +82,18 @@ pub struct UploadMachine {
     unrecorded: BTreeMap<u32, ETag>,
     /// The unrecorded parts whose source range is still to be hashed.
     to_verify: BTreeSet<u32>,
+    /// The next validation is followed by re-reading the recorded parts (after a rebuild
+    /// from a checkpoint, or a pause: the source was out of our hands).
+    recheck_due: bool,
+    /// Recorded parts whose source range is still to be read back and checked.
+    to_recheck: BTreeSet<u32>,
     list_marker: Option<u32>,
     completes_sent: u32,
     bytes_transferred: u64,
     bytes_resent: u64,
     bytes_resumed: u64,
+    bytes_rechecked: u64,
+    bytes_recheck_failed: u64,
 }
 
 impl UploadMachine {
@@ -100,11 +113,15 @@ impl UploadMachine {
             listed: BTreeMap::new(),
             unrecorded: BTreeMap::new(),
             to_verify: BTreeSet::new(),
+            recheck_due: false,
+            to_recheck: BTreeSet::new(),
             list_marker: None,
             completes_sent: 0,
             bytes_transferred: 0,
             bytes_resent: 0,
             bytes_resumed: 0,
+            bytes_rechecked: 0,
+            bytes_recheck_failed: 0,
             cfg,
             source,
         };
@@ -154,14 +171,19 @@ impl UploadMachine {
             listed: BTreeMap::new(),
             unrecorded: BTreeMap::new(),
             to_verify: BTreeSet::new(),
+            recheck_due: false,
+            to_recheck: BTreeSet::new(),
             list_marker: None,
             completes_sent: 0,
             bytes_transferred: 0,
             bytes_resent: 0,
             bytes_resumed: 0,
+            bytes_rechecked: 0,
+            bytes_recheck_failed: 0,
             source: cp.source.clone(),
         };
         m.bytes_resumed = m.bytes_done();
+        m.recheck_due = true;
         if let Some(err) = checkpoint_problem(&cp, parts) {
             // Nothing is aborted: a newer s3tm may still resume it.
             m.fail(TransferError::InvalidCheckpoint(err));
@@ -278,7 +300,7 @@ impl UploadMachine {
                 upload_id,
                 part_number_marker: self.list_marker,
             },
-            Task::Verify { number, .. } => OpKind::HashSourceRange {
+            Task::Verify { number, .. } | Task::Recheck { number, .. } => OpKind::HashSourceRange {
                 range: self.part_range(*number),
                 checksum: self.cfg.checksum,
             },
@@ -373,6 +395,11 @@ impl UploadMachine {
                     let generation = self.generation;
                     self.launch(Slot::new(Task::Verify { number, generation }));
                 } else if self.phase == Phase::Uploading
+                    && let Some(number) = self.to_recheck.pop_first()
+                {
+                    let generation = self.generation;
+                    self.launch(Slot::new(Task::Recheck { number, generation }));
+                } else if self.phase == Phase::Uploading
                     && let Some(number) = self.pending.pop_first()
                 {
                     let generation = self.generation;
@@ -384,6 +411,7 @@ impl UploadMachine {
             let parts_done = self.phase == Phase::Uploading
                 && self.pending.is_empty()
                 && self.to_verify.is_empty()
+                && self.to_recheck.is_empty()
                 && self.engine.in_flight() == 0
                 && !self.engine.has_retries();
             if !parts_done || self.engine.state != RunState::Running {
@@ -398,10 +426,14 @@ impl UploadMachine {
     /// are derived again from the phase on resume.
     fn requeue_retries(&mut self) {
         for slot in self.engine.drain_retries() {
-            if let Task::Part { number, generation } = slot.task
-                && generation == self.generation
-            {
-                self.pending.insert(number);
+            match slot.task {
+                Task::Part { number, generation } if generation == self.generation => {
+                    self.pending.insert(number);
+                }
+                Task::Recheck { number, generation } if generation == self.generation => {
+                    self.to_recheck.insert(number);
+                }
+                _ => {}
             }
         }
     }
@@ -420,6 +452,7 @@ impl UploadMachine {
         self.ending = Some(ending);
         self.pending.clear();
         self.to_verify.clear();
+        self.to_recheck.clear();
         self.unrecorded.clear();
         self.control_due = false;
         self.engine.drain_retries();
@@ -451,6 +484,7 @@ impl UploadMachine {
         self.listed.clear();
         self.unrecorded.clear();
         self.to_verify.clear();
+        self.to_recheck.clear();
         self.list_marker = None;
         self.engine.drain_retries();
         self.pending = (1..=self.parts()).collect();
@@ -494,6 +528,7 @@ impl UploadMachine {
         // Parts in flight or waiting for a retry are settled by their own answers.
         let mut in_flight = BTreeSet::new();
         let mut verifying = BTreeSet::new();
+        let mut rechecking = BTreeSet::new();
         for task in self
             .engine
             .in_flight_tasks()
@@ -502,8 +537,20 @@ impl UploadMachine {
             match task {
                 Task::Part { number, .. } => in_flight.insert(*number),
                 Task::Verify { number, .. } => verifying.insert(*number),
+                Task::Recheck { number, .. } => rechecking.insert(*number),
                 _ => false,
             };
+        }
+        if std::mem::take(&mut self.recheck_due) {
+            self.to_recheck = self
+                .completed
+                .keys()
+                .filter(|n| !rechecking.contains(n))
+                .copied()
+                .collect();
+        } else {
+            self.to_recheck
+                .retain(|n| self.completed.contains_key(n) && !rechecking.contains(n));
         }
         // A part is worth hashing when the server has all of it under an MD5 ETag.
         self.unrecorded.retain(|n, _| verifying.contains(n));
@@ -564,6 +611,51 @@ impl UploadMachine {
             None => {
                 self.pending.insert(number);
             }
+        }
+    }
+
+    /// A part recorded as sent was read back from the source: keep it if the bytes still
+    /// have the checksum (or, without one, the MD5 ETag) recorded for it, else send it
+    /// again. `md5` is `None` when the read failed for another reason than a changed
+    /// source: the part is then sent again, and that read reports what is wrong.
+    fn rechecked(&mut self, number: u32, md5: Option<[u8; 16]>, checksum: Option<u32>) {
+        let Some(part) = self.completed.get(&number) else {
+            return;
+        };
+        let range = self.part_range(number);
+        let problem = match (md5, part.checksum, part.etag.as_md5()) {
+            (None, _, _) => Some("it could not be read back".to_owned()),
+            (Some(_), Some(recorded), _) if checksum != Some(recorded) => Some(format!(
+                "its {} is now {} where {recorded:08x} was sent",
+                self.cfg
+                    .checksum
+                    .map_or("checksum".to_owned(), |a| a.to_string()),
+                checksum.map_or("missing".to_owned(), |c| format!("{c:08x}")),
+            )),
+            (Some(_), Some(_), _) => None,
+            (Some(m), None, Some(etag_md5)) if m != etag_md5 => {
+                Some("its MD5 no longer matches the part's ETag".to_owned())
+            }
+            (Some(_), None, Some(_)) => None,
+            (Some(_), None, None) => {
+                Some("no checksum was recorded and its ETag is not an MD5".to_owned())
+            }
+        };
+        self.bytes_rechecked += range.len_bytes();
+        if let Some(why) = problem {
+            self.bytes_recheck_failed += range.len_bytes();
+            self.bytes_resumed = self.bytes_resumed.saturating_sub(range.len_bytes());
+            self.completed.remove(&number);
+            self.pending.insert(number);
+            self.engine.emit(Event::Invalidated {
+                range,
+                reason: format!(
+                    "part {number} (bytes {range}) of {}, sent earlier: {why}; sending it again",
+                    self.source.path
+                ),
+            });
+            self.emit_checkpoint();
+            self.emit_progress();
         }
     }
 
@@ -634,6 +726,11 @@ impl UploadMachine {
                     self.verified(number, Some(md5), checksum);
                 }
             }
+            (Task::Recheck { number, generation }, Outcome::SourceHashed { md5, checksum }) => {
+                if generation == self.generation && self.engine.state != RunState::Cancelling {
+                    self.rechecked(number, Some(md5), checksum);
+                }
+            }
             (Task::Complete, Outcome::UploadCompleted { etag }) => {
                 let checksum = self.full_object_checksum();
                 self.complete(Some(etag), checksum);
@@ -691,6 +788,8 @@ impl UploadMachine {
             bytes_transferred: self.bytes_transferred,
             bytes_resent: self.bytes_resent,
             bytes_resumed: self.bytes_resumed,
+            bytes_rechecked: self.bytes_rechecked,
+            bytes_recheck_failed: self.bytes_recheck_failed,
         }));
     }
 
@@ -701,6 +800,15 @@ impl UploadMachine {
             // changed source.
             if generation == self.generation && self.engine.state != RunState::Cancelling {
                 self.verified(number, None, None);
+            }
+            return;
+        }
+        if let Task::Recheck { number, generation } = task
+            && failure.kind != FailureKind::SourceChanged
+            && !failure.kind.is_retryable()
+        {
+            if generation == self.generation && self.engine.state != RunState::Cancelling {
+                self.rechecked(number, None, None);
             }
             return;
         }
@@ -808,6 +916,10 @@ impl TransferMachine for UploadMachine {
                     if generation == self.generation && self.engine.state != RunState::Cancelling {
                         self.verified(number, None, None);
                     }
+                } else if let Task::Recheck { number, generation } = slot.task {
+                    if generation == self.generation && self.engine.state != RunState::Cancelling {
+                        self.to_recheck.insert(number);
+                    }
                 } else if self.engine.state == RunState::Running {
                     // A control operation dropped while running: send it again.
                     self.control_due = true;
@@ -844,13 +956,21 @@ impl TransferMachine for UploadMachine {
         self.engine.touch(now);
         // A control operation still in flight (a pause that had not settled) answers for
         // itself; sending it again would, for a Create, open a second upload.
-        let control_in_flight = self
-            .engine
-            .in_flight_tasks()
-            .any(|t| !matches!(t, Task::Part { .. } | Task::Verify { .. }));
-        if matches!(self.phase, Phase::Uploading | Phase::Validating) && !control_in_flight {
-            // The upload may have been aborted or expired while paused: check it.
+        let control_in_flight = self.engine.in_flight_tasks().any(|t| {
+            !matches!(
+                t,
+                Task::Part { .. } | Task::Verify { .. } | Task::Recheck { .. }
+            )
+        });
+        if matches!(
+            self.phase,
+            Phase::Uploading | Phase::Validating | Phase::Completing
+        ) && !control_in_flight
+        {
+            // The upload may have been aborted or expired while paused: check it, and
+            // read back the parts already sent, as the source was out of our hands.
             self.phase = Phase::Validating;
+            self.recheck_due = true;
             self.listed.clear();
             self.list_marker = None;
         }

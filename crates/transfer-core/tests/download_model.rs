@@ -101,6 +101,8 @@ struct World {
     /// A cancel was ever issued (a crash forgets the command, not the fact).
     ever_cancelled: bool,
     corrupted: bool,
+    /// The partial file was changed behind the machine's back.
+    tampered: bool,
     progress_floor: u64,
     finished: Option<Event>,
     log: Vec<String>,
@@ -131,6 +133,7 @@ impl World {
             replaced: false,
             ever_cancelled: false,
             corrupted: false,
+            tampered: false,
             progress_floor: 0,
             finished: None,
             log: vec![],
@@ -176,6 +179,14 @@ impl World {
                     self.progress_floor = *bytes_done;
                 }
                 Event::Restarted { .. } => self.progress_floor = 0,
+                Event::Invalidated { .. } => {
+                    assert!(
+                        self.tampered,
+                        "a range was invalidated with the partial file untouched\n{}",
+                        self.log.join("\n")
+                    );
+                    self.progress_floor = 0;
+                }
                 Event::Completed(_) | Event::Failed(_) | Event::Cancelled => {
                     assert!(self.finished.is_none(), "two endings");
                     self.finished = Some(ev.clone());
@@ -298,6 +309,22 @@ impl World {
                     server_checksum,
                 }
             }
+            OpKind::HashPartialRange { range, hashes } => match self
+                .partial
+                .as_ref()
+                .filter(|p| p.len() as u64 >= range.end)
+            {
+                Some(p) => {
+                    let bytes = &p[range.start as usize..range.end as usize];
+                    Outcome::PartialRangeHashed {
+                        checksum: hashes.checksum.map(|a| checksum(a, bytes)),
+                        md5: hashes.md5.then(|| md5_digest(bytes)),
+                    }
+                }
+                None => {
+                    Outcome::Failed(Failure::new(FailureKind::LocalIo, "partial file vanished"))
+                }
+            },
             OpKind::HashPartialFile => match &self.partial {
                 Some(p) => Outcome::FileHashed { md5: md5_digest(p) },
                 None => {
@@ -377,6 +404,16 @@ impl World {
                 self.replaced = true;
             }
             Action::LoseState => self.partial = None,
+            Action::TamperLocal { at } => {
+                if !self.machine.is_paused() {
+                    self.crash(false);
+                }
+                if let Some(p) = self.partial.as_mut().filter(|p| !p.is_empty()) {
+                    let i = (at % p.len() as u64) as usize;
+                    p[i] ^= 0x5a;
+                    self.tampered = true;
+                }
+            }
         }
     }
 
@@ -619,6 +656,33 @@ fn replaced_object_fails_with_object_changed_and_no_mixed_file() {
         w.finished
     );
     assert!(w.partial.is_none() && w.dest.is_none());
+}
+
+/// Bytes of the partial file overwritten while the download was stopped: the rebuilt
+/// download reads back what the checkpoint says is there, fetches the range that no
+/// longer matches again, and the file is the object's, whatever the object offers to
+/// verify against (an SSE-KMS object offers nothing).
+#[test]
+fn a_range_changed_behind_the_checkpoint_is_fetched_again() {
+    for kind in [Kind::PlainMd5, Kind::MultipartEtag, Kind::Kms] {
+        let mut w = World::new(kind, 9 * MIB, 2 * MIB, 1, 12);
+        while w
+            .last_checkpoint
+            .as_ref()
+            .is_none_or(|c| c.completed.len_bytes() < 4 * MIB)
+        {
+            w.deliver(0, Fault::None);
+        }
+        w.step(Action::TamperLocal { at: 100 }); // crashes, then changes a byte of range 1
+        w.drain();
+        w.check_end();
+        assert_eq!(w.dest.as_ref(), Some(&w.current().data), "{kind:?}");
+        let Some(Event::Completed(c)) = &w.finished else {
+            panic!("not completed: {:?}", w.finished)
+        };
+        assert!(c.bytes_rechecked >= 4 * MIB, "{kind:?}: {c:?}");
+        assert!(c.bytes_recheck_failed > 0, "{kind:?}: {c:?}");
+    }
 }
 
 #[test]

@@ -51,6 +51,13 @@ struct World {
     progress_floor: u64,
     finished: Option<Event>,
     log: Vec<String>,
+    /// Source ranges the machine had hashed (to adopt or to re-check a part).
+    hashed: Vec<ByteRange>,
+    /// Versions of the source that changed its metadata (mtime, ctime); a tampered
+    /// version is a new entry in `versions` that does not count here.
+    fp_generation: usize,
+    /// The source was changed behind the machine's back with its metadata kept.
+    tampered: bool,
 }
 
 impl World {
@@ -70,7 +77,7 @@ impl World {
             retry: retry(seed),
         };
         let versions = vec![content(seed, size)];
-        let fp = fingerprint(&versions);
+        let fp = fingerprint(size, 1);
         let machine = UploadMachine::new(cfg.clone(), fp.clone(), Time::ZERO);
         let mut w = World {
             server: Server {
@@ -94,6 +101,9 @@ impl World {
             progress_floor: 0,
             finished: None,
             log: vec![],
+            hashed: vec![],
+            fp_generation: 1,
+            tampered: false,
         };
         w.poll();
         w
@@ -152,6 +162,22 @@ impl World {
                     self.must_not_resend.clear();
                     self.progress_floor = 0;
                 }
+                Event::Invalidated { range, .. } => {
+                    assert!(
+                        self.tampered,
+                        "a part was invalidated with the source untouched\n{}",
+                        self.log.join("\n")
+                    );
+                    let part_size = match self.machine.plan() {
+                        UploadPlan::Multipart {
+                            part_size_bytes, ..
+                        } => part_size_bytes,
+                        UploadPlan::Single => u64::MAX,
+                    };
+                    let part = (range.start / part_size) as u32 + 1;
+                    self.must_not_resend.remove(&part);
+                    self.progress_floor = 0;
+                }
                 Event::Completed(_) | Event::Failed(_) | Event::Cancelled => {
                     assert!(self.finished.is_none(), "two endings");
                     self.finished = Some(ev.clone());
@@ -162,7 +188,7 @@ impl World {
     }
 
     fn fingerprint_now(&self) -> SourceFingerprint {
-        fingerprint(&self.versions)
+        fingerprint(self.source().len() as u64, self.fp_generation)
     }
 
     /// Runs `op` against the model server and local file, as a driver would.
@@ -329,6 +355,7 @@ impl World {
                 range,
                 checksum: alg,
             } => {
+                self.hashed.push(*range);
                 let bytes = match self.read(*range) {
                     Ok(b) => b,
                     Err(o) => return o,
@@ -412,7 +439,20 @@ impl World {
                 let seed = self.versions.len() as u64 * 7919;
                 let len = self.source().len() as u64;
                 self.versions.push(content(seed, len));
+                self.fp_generation += 1;
                 self.modified = true;
+            }
+            Action::TamperLocal { at } => {
+                if !self.machine.is_paused() {
+                    self.crash(false);
+                }
+                let mut v = self.source().to_vec();
+                if !v.is_empty() {
+                    let i = (at % v.len() as u64) as usize;
+                    v[i] ^= 0x5a;
+                    self.versions.push(v);
+                    self.tampered = true;
+                }
             }
             Action::LoseState => {
                 self.server.uploads.clear();
@@ -531,12 +571,13 @@ impl World {
     }
 }
 
-fn fingerprint(versions: &[Vec<u8>]) -> SourceFingerprint {
+fn fingerprint(size: u64, generation: usize) -> SourceFingerprint {
     SourceFingerprint {
         path: "source.bin".into(),
-        size_bytes: versions.last().map_or(0, |v| v.len() as u64),
-        modified_unix_nanos: versions.len() as i64,
+        size_bytes: size,
+        modified_unix_nanos: generation as i64,
         inode: Some(1),
+        changed_unix_nanos: Some(generation as i64),
     }
 }
 
@@ -595,6 +636,49 @@ fn resume_after_crash_sends_only_missing_parts() {
     };
     assert_eq!(c.bytes_resumed, 10 * MIB);
     assert_eq!(c.bytes_transferred, 6 * MIB);
+}
+
+/// The source rewritten in place with its metadata kept (the mtime put back, and no
+/// ctime on this filesystem): the rebuilt upload reads the parts sent earlier back,
+/// sends the one that differs again, and the object is the new content, never a mix.
+#[test]
+fn a_part_changed_behind_the_checkpoint_is_sent_again() {
+    for checksum in [Some(ChecksumAlgorithm::Crc32), None] {
+        let mut w = World::new(16 * MIB, 5 * MIB, 1, checksum, 2);
+        w.deliver(0, Fault::None); // create
+        w.deliver(0, Fault::None); // part 1
+        w.deliver(0, Fault::None); // part 2
+        w.step(Action::TamperLocal { at: 6 * MIB }); // crashes, then changes part 2's bytes
+        w.drain();
+        w.check_end();
+        let Some(Event::Completed(c)) = &w.finished else {
+            panic!("not completed")
+        };
+        assert_eq!(w.server.object.as_ref().unwrap().0, w.source());
+        assert_eq!(c.bytes_rechecked, 10 * MIB, "{checksum:?}");
+        assert_eq!(c.bytes_recheck_failed, 5 * MIB, "{checksum:?}");
+        assert_eq!(c.bytes_resumed, 5 * MIB);
+        assert_eq!(c.bytes_transferred, 11 * MIB);
+    }
+}
+
+/// The same while paused in this process: the resume reads back every part sent.
+#[test]
+fn a_part_changed_while_paused_is_sent_again() {
+    let mut w = World::new(16 * MIB, 5 * MIB, 1, Some(ChecksumAlgorithm::Crc32c), 4);
+    w.deliver(0, Fault::None); // create
+    w.deliver(0, Fault::None); // part 1
+    w.step(Action::Pause); // part 2 in flight
+    w.deliver(0, Fault::None); // part 2: paused now
+    assert!(w.machine.is_paused());
+    w.step(Action::TamperLocal { at: 1 });
+    w.drain();
+    w.check_end();
+    assert_eq!(w.server.object.as_ref().unwrap().0, w.source());
+    let Some(Event::Completed(c)) = &w.finished else {
+        panic!("not completed")
+    };
+    assert_eq!(c.bytes_recheck_failed, 5 * MIB);
 }
 
 #[test]
@@ -662,8 +746,9 @@ fn a_part_waiting_for_its_retry_is_not_also_kept_from_the_listing() {
     w.deliver(0, Fault::None); // lists parts 1 and 2
     w.drain();
     w.check_end();
+    let part2 = ByteRange::new(5 * MIB, 10 * MIB);
     assert!(
-        !w.log.iter().any(|l| l.ends_with("HashSourceRange")),
+        !w.hashed.contains(&part2),
         "part 2 is settled by its retry, not by hashing\n{}",
         w.log.join("\n")
     );

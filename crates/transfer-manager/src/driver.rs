@@ -259,6 +259,8 @@ impl Driver {
                     bytes_transferred: c.bytes_transferred,
                     bytes_resent: c.bytes_resent,
                     bytes_resumed: c.bytes_resumed,
+                    bytes_rechecked: c.bytes_rechecked,
+                    bytes_recheck_failed: c.bytes_recheck_failed,
                     elapsed: started.elapsed(),
                     resumed: self.resumed,
                 })

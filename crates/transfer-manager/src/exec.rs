@@ -11,7 +11,7 @@ use s3_protocol as p;
 use tokio::sync::Semaphore;
 use transfer_core::{
     ByteRange, ChecksumAlgorithm, ChecksumKind, ETag, Failure, FailureKind, ListedPart,
-    ObjectChecksum, ObjectInfo, OpKind, Outcome, PartNumber, UploadId,
+    ObjectChecksum, ObjectInfo, OpKind, Outcome, PartNumber, RangeHashes, UploadId,
 };
 
 use crate::http::{HttpClient, body_failure, response_failure};
@@ -83,6 +83,10 @@ impl OpContext {
                 self.sink().commit().await.map(|()| Outcome::FileCommitted)
             }
             OpKind::DeletePartialFile => self.sink().delete().await.map(|()| Outcome::FileDeleted),
+            OpKind::HashPartialRange { range, hashes } => self
+                .hash_partial(range, hashes)
+                .await
+                .map(|(checksum, md5)| Outcome::PartialRangeHashed { checksum, md5 }),
             OpKind::HashSourceRange { range, checksum } => self
                 .hash_source(range, checksum)
                 .await
@@ -411,14 +415,17 @@ impl OpContext {
         }
     }
 
-    /// MD5 (and the CRC, when asked for) of `range` of the source, for a part the server
-    /// has that no checkpoint recorded. Hashed on a blocking thread: a part's MD5 takes
-    /// milliseconds.
+    /// MD5 (and the CRC, when asked for) of `range` of the source: a part the server has
+    /// that no checkpoint recorded, or a part sent earlier that is checked again before
+    /// the upload completes. Read a few MiB at a time (each read checked against the
+    /// source's fingerprint), so memory does not grow with the part size, and hashed on
+    /// a blocking thread.
     async fn hash_source(
         &self,
         range: ByteRange,
         checksum: Option<ChecksumAlgorithm>,
     ) -> Result<([u8; 16], Option<u32>), Failure> {
+        const CHUNK: u64 = 8 << 20;
         let source = self.source()?;
         if matches!(source, Source::Reader(_)) {
             return Err(Failure::new(
@@ -426,15 +433,52 @@ impl OpContext {
                 "a streamed source is read once: the part is sent again",
             ));
         }
-        let data = source.read(range).await?;
-        tokio::task::spawn_blocking(move || {
-            let mut md5 = Md5State::new();
-            md5.update(&data);
-            let crc = checksum.map(|a| proto_alg(a).checksum(&data).value);
-            (md5.finalize(), crc)
-        })
-        .await
-        .map_err(|e| Failure::new(FailureKind::LocalIo, format!("hashing task failed: {e}")))
+        let mut md5 = Md5State::new();
+        let mut crc = checksum.map(|a| p::ChecksumHasher::new(proto_alg(a)));
+        let mut at = range.start;
+        loop {
+            let end = range.end.min(at.saturating_add(CHUNK));
+            let data = source.read(ByteRange::new(at, end)).await?;
+            (md5, crc) = tokio::task::spawn_blocking(move || {
+                md5.update(&data);
+                if let Some(h) = crc.as_mut() {
+                    h.update(&data);
+                }
+                (md5, crc)
+            })
+            .await
+            .map_err(|e| Failure::new(FailureKind::LocalIo, format!("hashing task failed: {e}")))?;
+            at = end;
+            if at >= range.end {
+                break;
+            }
+        }
+        Ok((md5.finalize(), crc.map(|h| h.finalize().value)))
+    }
+
+    /// What `hashes` asks for over `range` of the partial file: ranges carried over from
+    /// an earlier run, checked before they are trusted.
+    async fn hash_partial(
+        &self,
+        range: ByteRange,
+        hashes: RangeHashes,
+    ) -> Result<(Option<u32>, Option<[u8; 16]>), Failure> {
+        let crc = hashes
+            .checksum
+            .map(|a| p::ChecksumHasher::new(proto_alg(a)));
+        let md5 = hashes.md5.then(Md5State::new);
+        let (crc, md5) = self
+            .sink()
+            .fold_range(range, (crc, md5), |(crc, md5), chunk| {
+                if let Some(h) = crc.as_mut() {
+                    h.update(chunk);
+                }
+                if let Some(h) = md5.as_mut() {
+                    h.update(chunk);
+                }
+            })
+            .await?;
+        Ok((crc.map(|h| h.finalize().value), md5.map(|h| h.finalize())))
     }
 
     fn source(&self) -> Result<&Source, Failure> {

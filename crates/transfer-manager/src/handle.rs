@@ -55,6 +55,12 @@ pub struct TransferOutcome {
     pub bytes_resent: u64,
     /// Bytes already done when this run began.
     pub bytes_resumed: u64,
+    /// Bytes carried over from an earlier run (parts sent, ranges in the partial file)
+    /// that this run read back from the local file and checked against the hashes
+    /// recorded for them before trusting them.
+    pub bytes_rechecked: u64,
+    /// Of those, bytes that no longer matched and were transferred again.
+    pub bytes_recheck_failed: u64,
     /// Time this run took.
     pub elapsed: Duration,
     /// Whether this run continued an earlier one.

@@ -33,6 +33,11 @@ pub(crate) fn fingerprint(path: &Path) -> std::io::Result<SourceFingerprint> {
         size_bytes: meta.len(),
         modified_unix_nanos,
         inode: Some(meta.ino()),
+        changed_unix_nanos: Some(
+            meta.ctime()
+                .saturating_mul(1_000_000_000)
+                .saturating_add(meta.ctime_nsec()),
+        ),
     })
 }
 
@@ -369,6 +374,40 @@ impl Sink {
             Some(f) => f.sync_data(),
             None => Ok(()),
         }
+    }
+
+    /// Feeds the bytes of `range` of the partial file to `f`, a chunk at a time, on a
+    /// blocking thread; returns `state` as `f` left it. Streams hold no bytes to read.
+    pub(crate) async fn fold_range<T: Send + 'static>(
+        &self,
+        range: ByteRange,
+        state: T,
+        mut f: impl FnMut(&mut T, &[u8]) + Send + 'static,
+    ) -> Result<T, Failure> {
+        let Sink::File { partial, .. } = self else {
+            return Err(Failure::new(
+                FailureKind::Other,
+                "a stream keeps no bytes to read back",
+            ));
+        };
+        let file = self
+            .open_file()
+            .ok_or_else(|| Failure::new(FailureKind::LocalIo, "partial file not open"))?;
+        let path = partial.clone();
+        blocking(move || -> std::io::Result<T> {
+            let mut state = state;
+            let mut buf = vec![0u8; (1 << 20).min(range.len_bytes() as usize)];
+            let mut at = range.start;
+            while at < range.end {
+                let n = ((range.end - at) as usize).min(buf.len());
+                file.read_exact_at(&mut buf[..n], at)?;
+                f(&mut state, &buf[..n]);
+                at += n as u64;
+            }
+            Ok(state)
+        })
+        .await?
+        .map_err(|e| local_failure(&format!("cannot read {}", path.display()), &e))
     }
 
     /// MD5 of all the bytes.

@@ -307,6 +307,7 @@ impl TransferManager {
             size_bytes: size,
             modified_unix_nanos: 0,
             inode: None,
+            changed_unix_nanos: None,
         };
         let machine = UploadMachine::new(self.upload_config(), fp, Time::ZERO);
         self.spawn(Setup {

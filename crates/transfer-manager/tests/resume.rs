@@ -453,3 +453,109 @@ async fn a_new_download_may_not_overwrite_the_partial_file_of_a_paused_one() {
         "the paused download was disturbed"
     );
 }
+
+/// Rewrites `len` bytes of `path` at `offset` in place (same size) and puts its
+/// modification time back, as a user with `touch -d` would.
+fn rewrite_in_place_keeping_mtime(path: &std::path::Path, offset: u64, len: usize) {
+    use std::os::unix::fs::FileExt;
+    let mtime = std::fs::metadata(path).unwrap().modified().unwrap();
+    let f = std::fs::OpenOptions::new().write(true).open(path).unwrap();
+    f.write_all_at(&vec![0xA5; len], offset).unwrap();
+    f.set_modified(mtime).unwrap();
+    assert_eq!(std::fs::metadata(path).unwrap().modified().unwrap(), mtime);
+}
+
+/// Overwrites `len` bytes at `offset` of the partial file of `dest`.
+fn tamper_partial(dest: &std::path::Path, offset: u64, len: usize) {
+    use std::os::unix::fs::FileExt;
+    let partial = transfer_manager::partial_path(dest);
+    let f = std::fs::OpenOptions::new()
+        .write(true)
+        .open(&partial)
+        .unwrap();
+    f.write_all_at(&vec![0x5A; len], offset).unwrap();
+}
+
+#[tokio::test]
+async fn a_source_rewritten_while_paused_with_its_mtime_put_back_is_refused() {
+    let env = Env::new().await;
+    env.slow();
+    let tm = env.manager(2);
+    let src = random_file(env.dir.path(), "src", 30 * MIB, 19);
+    let h = tm.upload_file("bucket", "k", &src).await.unwrap();
+    wait_for_progress(&h, 5 * MIB).await;
+    h.pause().await.unwrap();
+    rewrite_in_place_keeping_mtime(&src, 0, 4096);
+    h.resume().unwrap();
+    let err = h.join().await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::SourceChanged, "{err}");
+    assert!(err.to_string().contains("ctime"), "{err}");
+}
+
+/// A checkpoint without a ctime (written by an older s3tm, or on a filesystem without
+/// one) cannot see a source rewritten with its mtime put back: the parts sent earlier
+/// are read back and checked before the upload completes, and the one that changed is
+/// sent again, so the object is the file as it is now, never a mix.
+#[tokio::test]
+async fn parts_sent_before_a_pause_are_read_back_and_a_changed_one_sent_again() {
+    let env = Env::new().await;
+    env.slow();
+    let src = random_file(env.dir.path(), "src", 30 * MIB, 20);
+    let id = env.paused_upload(&src, 10 * MIB).await;
+    let tm = env.manager(2);
+    let store = tm.store().clone();
+    let mut rec = store
+        .load(&id)
+        .unwrap()
+        .expect("the paused upload is saved");
+    let mut payload: serde_json::Value = serde_json::from_slice(&rec.payload).unwrap();
+    let fp = &mut payload["checkpoint"]["source"];
+    assert!(
+        fp["changed_unix_nanos"].is_i64(),
+        "the checkpoint records the ctime: {fp}"
+    );
+    fp["changed_unix_nanos"] = serde_json::Value::Null;
+    rec.payload = serde_json::to_vec(&payload).unwrap();
+    store.save(&rec).unwrap();
+    rewrite_in_place_keeping_mtime(&src, MIB, 4096); // inside part 1, sent before the pause
+
+    env.proxy.clear();
+    let out = tm.resume(&id).await.unwrap().join().await.unwrap();
+    assert!(out.bytes_rechecked >= 10 * MIB, "{out:?}");
+    assert_eq!(out.bytes_recheck_failed, 5 * MIB, "{out:?}");
+    let dest = env.dir.path().join("dest");
+    download(&tm, "bucket", "k", &dest).await.unwrap();
+    assert_eq!(
+        sha256(&dest),
+        sha256(&src),
+        "the object is not the file as it is now"
+    );
+}
+
+#[tokio::test]
+async fn bytes_of_a_paused_download_changed_on_disk_are_fetched_again() {
+    let env = Env::new().await;
+    let tm = env.manager(2);
+    let src = random_file(env.dir.path(), "src", 30 * MIB, 21);
+    upload(&tm, "bucket", "k", &src).await.unwrap();
+    env.slow();
+    let dest = env.dir.path().join("dest");
+    let h = tm.download_file("bucket", "k", &dest).await.unwrap();
+    wait_for_progress(&h, 10 * MIB).await;
+    h.pause().await.unwrap();
+    tamper_partial(&dest, 0, 4096);
+    env.proxy.clear();
+    h.resume().unwrap();
+    let out = h.join().await.unwrap();
+    assert!(out.bytes_rechecked >= 10 * MIB, "{out:?}");
+    assert!(out.bytes_recheck_failed > 0, "{out:?}");
+    assert!(
+        !matches!(out.verified, transfer_manager::Verified::Unverified { .. }),
+        "{out:?}"
+    );
+    assert_eq!(
+        sha256(&dest),
+        sha256(&src),
+        "the download kept the changed bytes"
+    );
+}

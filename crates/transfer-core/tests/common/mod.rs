@@ -43,6 +43,13 @@ pub enum Action {
     /// Uploads: the server forgets the multipart upload (lifecycle expiry).
     /// Downloads: the partial file is deleted by the user.
     LoseState,
+    /// While the transfer is paused (or right after a crash, if it is not), local bytes
+    /// it already handled change behind its back without changing the file's metadata:
+    /// uploads, a byte of the source (a filesystem without ctime); downloads, a byte of
+    /// the partial file. The offset is `at` modulo the file's length.
+    TamperLocal {
+        at: u64,
+    },
 }
 
 pub fn fault() -> impl Strategy<Value = Fault> {
@@ -67,6 +74,7 @@ pub fn action(rare: u32) -> impl Strategy<Value = Action> {
         3 => any::<bool>().prop_map(|executed| Action::Crash { executed }),
         rare => Just(Action::ChangeRemoteOrSource),
         rare => Just(Action::LoseState),
+        rare => any::<u64>().prop_map(|at| Action::TamperLocal { at }),
     ]
 }
 
