@@ -549,3 +549,112 @@ async fn usage_errors_exit_2_and_help_documents_exit_codes() {
         );
     }
 }
+
+/// Runs `cp` slowed down by the proxy, pauses it with SIGINT once bytes are done, and
+/// returns what `s3tm ls --json` then shows of it.
+fn paused_cp(env: &Env, cp: &[&str], key: &str) -> Value {
+    let mut child = env.s3tm(cp).spawn().unwrap();
+    env.wait_for_bytes_done(&mut child, key);
+    signal(&child, "-INT");
+    let paused = finish(child);
+    assert_eq!(paused.code, Some(130), "stderr: {}", paused.stderr);
+    let listed = env.ls();
+    assert_eq!(listed.len(), 1, "{listed:?}");
+    listed.into_iter().next().unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_partial_file_overwritten_while_paused_is_checked_and_fetched_again() {
+    use std::os::unix::fs::FileExt;
+    let env = Env::new().await;
+    let src = env.path("src.bin");
+    random_file(&src, 30 * MIB, 31);
+    let up = env.run(&["cp", "--part-size", "5MiB", "src.bin", "s3://bucket/obj"]);
+    assert_eq!(up.code, Some(0), "upload failed: {}", up.stderr);
+
+    env.slow_down(Duration::from_millis(250));
+    let cp = [
+        "cp",
+        "--part-size",
+        "5MiB",
+        "--concurrency",
+        "1",
+        "s3://bucket/obj",
+        "copy.bin",
+    ];
+    let paused = paused_cp(&env, &cp, "obj");
+    assert!(paused["bytes_done"].as_u64() >= Some(5 * MIB), "{paused}");
+    let partial = env.path("copy.bin.s3tm-partial");
+    let f = std::fs::OpenOptions::new()
+        .write(true)
+        .open(&partial)
+        .unwrap();
+    f.write_all_at(&[0u8; 4096], 0).unwrap();
+    drop(f);
+
+    env.proxy.clear();
+    let mut again = cp.to_vec();
+    again.push("--json");
+    let resumed = env.run(&again);
+    assert_eq!(resumed.code, Some(0), "stderr: {}", resumed.stderr);
+    assert!(
+        resumed.stderr.contains("fetching them again"),
+        "the changed range is named: {}",
+        resumed.stderr
+    );
+    let events = json_lines(&resumed.stdout);
+    let completed = events.last().unwrap();
+    assert_eq!(completed["event"], "completed", "{events:?}");
+    assert_eq!(completed["verified"], true, "{completed}");
+    assert!(
+        completed["bytes_rechecked"].as_u64() >= Some(5 * MIB),
+        "{completed}"
+    );
+    assert_eq!(completed["bytes_recheck_failed"], 5 * MIB, "{completed}");
+    assert_eq!(sha256(&env.path("copy.bin")), sha256(&src));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_source_rewritten_while_paused_with_its_mtime_put_back_is_refused() {
+    use std::os::unix::fs::FileExt;
+    let env = Env::new().await;
+    env.slow_down(Duration::from_millis(250));
+    let src = env.path("big.bin");
+    random_file(&src, 30 * MIB, 32);
+    let cp = [
+        "cp",
+        "--part-size",
+        "5MiB",
+        "--concurrency",
+        "1",
+        "big.bin",
+        "s3://bucket/big.bin",
+    ];
+    paused_cp(&env, &cp, "big.bin");
+    let mtime = std::fs::metadata(&src).unwrap().modified().unwrap();
+    let f = std::fs::OpenOptions::new().write(true).open(&src).unwrap();
+    f.write_all_at(&vec![0xA5; 4096], 0).unwrap();
+    f.set_modified(mtime).unwrap(); // as `touch -d` would
+    drop(f);
+
+    env.proxy.clear();
+    let run = env.run(&cp);
+    assert_eq!(
+        run.code,
+        Some(1),
+        "stdout: {} stderr: {}",
+        run.stdout,
+        run.stderr
+    );
+    let errors = run.error_lines();
+    assert_eq!(errors.len(), 1, "one error line: {}", run.stderr);
+    assert!(
+        errors[0].contains("big.bin") && errors[0].contains("ctime"),
+        "the error names the file and what changed: {}",
+        errors[0]
+    );
+    assert!(
+        !env.object("big.bin").exists(),
+        "an object was completed from a changed source"
+    );
+}
