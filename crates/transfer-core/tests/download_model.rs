@@ -103,6 +103,16 @@ struct World {
     corrupted: bool,
     /// The partial file was changed behind the machine's back.
     tampered: bool,
+    /// Every checkpoint emitted that may have reached the disk, oldest first: a crash
+    /// rebuilds from one of the newest few, never from one before `durable`.
+    history: Vec<DownloadCheckpoint>,
+    /// How many entries of `history` the driver is known to have saved (it waits for
+    /// the saver before preparing the partial file, and on pause).
+    durable: usize,
+    /// The clock ran past the stall timeout with nothing answered.
+    stalled: bool,
+    /// The retry budget is small enough for random faults to exhaust it.
+    scarce_retries: bool,
     progress_floor: u64,
     finished: Option<Event>,
     log: Vec<String>,
@@ -112,10 +122,21 @@ const PARTIAL: &str = "dest.s3tm-partial";
 
 impl World {
     fn new(kind: Kind, size: u64, range_size: u64, max_in_flight: usize, seed: u64) -> Self {
+        Self::with_attempts(kind, size, range_size, max_in_flight, seed, 200)
+    }
+
+    fn with_attempts(
+        kind: Kind,
+        size: u64,
+        range_size: u64,
+        max_in_flight: usize,
+        seed: u64,
+        attempts: u32,
+    ) -> Self {
         let cfg = DownloadConfig {
             range_size_bytes: range_size,
             max_in_flight,
-            retry: retry(seed),
+            retry: retry_budget(seed, attempts),
         };
         let machine = DownloadMachine::new(cfg.clone(), PARTIAL.into(), Time::ZERO);
         let mut w = World {
@@ -134,6 +155,10 @@ impl World {
             ever_cancelled: false,
             corrupted: false,
             tampered: false,
+            history: vec![],
+            durable: 0,
+            stalled: false,
+            scarce_retries: attempts < 200,
             progress_floor: 0,
             finished: None,
             log: vec![],
@@ -142,12 +167,26 @@ impl World {
         w
     }
 
+    fn take_checkpoints(&mut self) {
+        while let Some(Checkpoint::Download(cp)) = self.machine.poll_checkpoint() {
+            assert!(cp.completed.is_canonical());
+            assert_eq!(cp.partial_path, PARTIAL);
+            self.history.push(cp.clone());
+            self.last_checkpoint = Some(cp);
+        }
+    }
+
     fn current(&self) -> &Version {
         self.versions.last().expect("a version")
     }
 
     fn poll(&mut self) {
         while let Some(op) = self.machine.poll_operation() {
+            if matches!(op.kind, OpKind::PreparePartialFile { .. }) {
+                // The driver saves every checkpoint emitted so far before this runs.
+                self.take_checkpoints();
+                self.durable = self.history.len();
+            }
             assert!(
                 !self.paused_cmd || matches!(op.kind, OpKind::DeletePartialFile),
                 "operation {op:?} started while paused"
@@ -162,11 +201,7 @@ impl World {
             .filter(|o| matches!(o.kind, OpKind::GetRange { .. }))
             .count();
         assert!(gets <= self.cfg.max_in_flight, "{gets} GETs in flight");
-        while let Some(Checkpoint::Download(cp)) = self.machine.poll_checkpoint() {
-            assert!(cp.completed.is_canonical());
-            assert_eq!(cp.partial_path, PARTIAL);
-            self.last_checkpoint = Some(cp);
-        }
+        self.take_checkpoints();
         while let Some(ev) = self.machine.poll_event() {
             self.log.push(format!("event {ev:?}"));
             match &ev {
@@ -187,6 +222,7 @@ impl World {
                     );
                     self.progress_floor = 0;
                 }
+                Event::Paused => self.durable = self.history.len(),
                 Event::Completed(_) | Event::Failed(_) | Event::Cancelled => {
                     assert!(self.finished.is_none(), "two endings");
                     self.finished = Some(ev.clone());
@@ -395,7 +431,13 @@ impl World {
                 self.machine.cancel(self.now);
                 self.poll();
             }
-            Action::Crash { executed } => self.crash(executed),
+            Action::Crash { executed, lost } => self.crash(executed, lost),
+            Action::Stall => {
+                self.now = self.now + self.cfg.retry.stall_timeout;
+                self.stalled = true;
+                self.machine.handle_timeout(self.now);
+                self.poll();
+            }
             Action::ChangeRemoteOrSource => {
                 let g = self.versions.len() as u64;
                 let len = self.current().data.len() as u64;
@@ -406,7 +448,7 @@ impl World {
             Action::LoseState => self.partial = None,
             Action::TamperLocal { at } => {
                 if !self.machine.is_paused() {
-                    self.crash(false);
+                    self.crash(false, 0);
                 }
                 if let Some(p) = self.partial.as_mut().filter(|p| !p.is_empty()) {
                     let i = (at % p.len() as u64) as usize;
@@ -417,7 +459,7 @@ impl World {
         }
     }
 
-    fn crash(&mut self, executed: bool) {
+    fn crash(&mut self, executed: bool, lost: usize) {
         for op in std::mem::take(&mut self.in_flight) {
             // Only what reached the disk survives; an unanswered range is simply lost.
             if executed
@@ -433,6 +475,17 @@ impl World {
         self.cancelled = false;
         self.progress_floor = 0;
         self.now = self.now + std::time::Duration::from_secs(1);
+        // What the disk holds: one of the newest checkpoints, not older than the last the
+        // driver waited for.
+        let kept = self
+            .history
+            .len()
+            .saturating_sub(lost)
+            .max(self.durable)
+            .min(self.history.len());
+        self.history.truncate(kept);
+        self.durable = kept;
+        self.last_checkpoint = self.history.last().cloned();
         self.machine = match self.last_checkpoint.clone() {
             Some(cp) => DownloadMachine::from_checkpoint(self.cfg.clone(), cp, self.now),
             None => DownloadMachine::new(self.cfg.clone(), PARTIAL.into(), self.now),
@@ -500,6 +553,18 @@ impl World {
                 }
                 assert_eq!(self.machine.progress().0, c.bytes_total);
             }
+            Event::Failed(TransferError::Stalled(_)) => {
+                assert!(self.stalled, "stalled with nothing hanging\n{}", log());
+                assert!(self.dest.is_none());
+            }
+            Event::Failed(TransferError::RetriesExhausted { .. }) => {
+                assert!(
+                    self.scarce_retries,
+                    "retries exhausted under a generous budget\n{}",
+                    log()
+                );
+                assert!(self.dest.is_none());
+            }
             Event::Failed(TransferError::ObjectChanged { .. }) => {
                 assert!(
                     self.replaced,
@@ -563,18 +628,30 @@ proptest! {
     #[test]
     fn download_survives_any_schedule(
         kind in kind(),
-        size in size(),
+        size in size(MIB),
         range_size in prop_oneof![Just(MIB), Just(2 * MIB), Just(8 * MIB)],
         max_in_flight in 1usize..5,
         seed in any::<u64>(),
+        attempts in attempts(),
         actions in schedule(1),
     ) {
-        let mut w = World::new(kind, size, range_size, max_in_flight, seed);
+        let mut w = World::with_attempts(kind, size, range_size, max_in_flight, seed, attempts);
         for a in actions {
             w.step(a);
         }
         w.drain();
         w.check_end();
+        // A failure that keeps its checkpoint and partial file is resumed as `s3tm
+        // resume` would, from what the driver saved before it reported the failure.
+        if let Some(Event::Failed(e)) = &w.finished
+            && matches!(e, TransferError::Stalled(_) | TransferError::RetriesExhausted { .. })
+        {
+            w.finished = None;
+            w.durable = w.history.len();
+            w.crash(false, 0);
+            w.drain();
+            w.check_end();
+        }
     }
 }
 
@@ -645,7 +722,7 @@ fn replaced_object_fails_with_object_changed_and_no_mixed_file() {
     w.step(Action::Pause);
     w.drain_until_paused();
     w.step(Action::ChangeRemoteOrSource);
-    w.crash(false);
+    w.crash(false, 0);
     w.drain();
     assert!(
         matches!(

@@ -58,6 +58,16 @@ struct World {
     fp_generation: usize,
     /// The source was changed behind the machine's back with its metadata kept.
     tampered: bool,
+    /// Every checkpoint emitted that may have reached the disk, oldest first: a crash
+    /// rebuilds from one of the newest few, never from one before `durable`.
+    history: Vec<UploadCheckpoint>,
+    /// How many entries of `history` the driver is known to have saved (it waits for
+    /// the saver on pause).
+    durable: usize,
+    /// The clock ran past the stall timeout with nothing answered.
+    stalled: bool,
+    /// The retry budget is small enough for random faults to exhaust it.
+    scarce_retries: bool,
 }
 
 impl World {
@@ -68,13 +78,24 @@ impl World {
         checksum: Option<ChecksumAlgorithm>,
         seed: u64,
     ) -> Self {
+        Self::with_attempts(size, part_size, max_in_flight, checksum, seed, 200)
+    }
+
+    fn with_attempts(
+        size: u64,
+        part_size: u64,
+        max_in_flight: usize,
+        checksum: Option<ChecksumAlgorithm>,
+        seed: u64,
+        attempts: u32,
+    ) -> Self {
         let cfg = UploadConfig {
             multipart_threshold_bytes: 5 * MIB,
             part_size_bytes: part_size,
             max_in_flight,
             checksum,
             cancel_policy: CancelPolicy::Abort,
-            retry: retry(seed),
+            retry: retry_budget(seed, attempts),
         };
         let versions = vec![content(seed, size)];
         let fp = fingerprint(size, 1);
@@ -104,6 +125,10 @@ impl World {
             hashed: vec![],
             fp_generation: 1,
             tampered: false,
+            history: vec![],
+            durable: 0,
+            stalled: false,
+            scarce_retries: attempts < 200,
         };
         w.poll();
         w
@@ -141,6 +166,7 @@ impl World {
                 "checkpoint parts not ascending"
             );
             self.recorded_uploads.insert(cp.upload_id.0.clone());
+            self.history.push(cp.clone());
             self.last_checkpoint = Some(cp);
         }
         while let Some(ev) = self.machine.poll_event() {
@@ -178,6 +204,7 @@ impl World {
                     self.must_not_resend.remove(&part);
                     self.progress_floor = 0;
                 }
+                Event::Paused => self.durable = self.history.len(),
                 Event::Completed(_) | Event::Failed(_) | Event::Cancelled => {
                     assert!(self.finished.is_none(), "two endings");
                     self.finished = Some(ev.clone());
@@ -434,7 +461,13 @@ impl World {
                 self.machine.cancel(self.now);
                 self.poll();
             }
-            Action::Crash { executed } => self.crash(executed),
+            Action::Crash { executed, lost } => self.crash(executed, lost),
+            Action::Stall => {
+                self.now = self.now + self.cfg.retry.stall_timeout;
+                self.stalled = true;
+                self.machine.handle_timeout(self.now);
+                self.poll();
+            }
             Action::ChangeRemoteOrSource => {
                 let seed = self.versions.len() as u64 * 7919;
                 let len = self.source().len() as u64;
@@ -444,7 +477,7 @@ impl World {
             }
             Action::TamperLocal { at } => {
                 if !self.machine.is_paused() {
-                    self.crash(false);
+                    self.crash(false, 0);
                 }
                 let mut v = self.source().to_vec();
                 if !v.is_empty() {
@@ -460,12 +493,28 @@ impl World {
         }
     }
 
-    fn crash(&mut self, executed: bool) {
+    fn crash(&mut self, executed: bool, lost: usize) {
         for op in std::mem::take(&mut self.in_flight) {
             if executed {
                 let _ = self.apply(&op);
             }
         }
+        // What the disk holds: one of the newest checkpoints, not older than the last the
+        // driver waited for. An upload only a lost checkpoint named is left behind.
+        let kept = self
+            .history
+            .len()
+            .saturating_sub(lost)
+            .max(self.durable)
+            .min(self.history.len());
+        self.history.truncate(kept);
+        self.durable = kept;
+        self.last_checkpoint = self.history.last().cloned();
+        self.recorded_uploads = self
+            .history
+            .iter()
+            .map(|cp| cp.upload_id.0.clone())
+            .collect();
         self.paused_cmd = false;
         self.cancelled_cmd = false;
         self.progress_floor = 0;
@@ -543,6 +592,20 @@ impl World {
                     "progress does not end at the size"
                 );
             }
+            Event::Failed(TransferError::Stalled(_)) => {
+                assert!(
+                    self.stalled,
+                    "stalled with nothing hanging\n{}",
+                    self.log.join("\n")
+                );
+            }
+            Event::Failed(TransferError::RetriesExhausted { .. }) => {
+                assert!(
+                    self.scarce_retries,
+                    "retries exhausted under a generous budget\n{}",
+                    self.log.join("\n")
+                );
+            }
             Event::Failed(TransferError::SourceChanged { .. }) => {
                 assert!(self.modified, "SourceChanged without a modification");
                 self.assert_no_recorded_upload_open();
@@ -594,19 +657,32 @@ proptest! {
 
     #[test]
     fn upload_survives_any_schedule(
-        size in size(),
+        size in size(6 * MIB),
         part_size in prop_oneof![Just(MIB), Just(5 * MIB), Just(6 * MIB)],
         max_in_flight in 1usize..5,
         alg in checksum_choice(),
         seed in any::<u64>(),
+        attempts in attempts(),
         actions in schedule(1),
     ) {
-        let mut w = World::new(size, part_size, max_in_flight, alg, seed);
+        let mut w = World::with_attempts(size, part_size, max_in_flight, alg, seed, attempts);
         for a in actions {
             w.step(a);
         }
         w.drain();
         w.check_end();
+        // A failure that keeps its checkpoint is resumed as `s3tm resume` would, from
+        // what the driver saved before it reported the failure.
+        if let Some(Event::Failed(e)) = &w.finished
+            && e.is_resumable()
+            && !matches!(e, TransferError::SourceChanged { .. })
+        {
+            w.finished = None;
+            w.durable = w.history.len();
+            w.crash(false, 0);
+            w.drain();
+            w.check_end();
+        }
     }
 }
 
@@ -627,7 +703,7 @@ fn resume_after_crash_sends_only_missing_parts() {
     w.deliver(0, Fault::None); // create
     w.deliver(0, Fault::None); // part 1
     w.deliver(0, Fault::None); // part 2
-    w.crash(false);
+    w.crash(false, 0);
     assert_eq!(w.must_not_resend, BTreeSet::from([1, 2]));
     w.drain();
     w.check_end();
@@ -694,7 +770,7 @@ fn resume_keeps_a_part_the_server_has_but_no_checkpoint_recorded() {
             ..
         }
     ));
-    w.crash(true);
+    w.crash(true, 0);
     assert_eq!(w.must_not_resend, BTreeSet::from([1]));
     // The server has part 2 whole: hashing the source finds its ETag, so it stays.
     w.must_not_resend.insert(2);
@@ -713,7 +789,7 @@ fn resume_sends_again_an_unrecorded_part_that_differs_from_the_source() {
     let mut w = World::new(16 * MIB, 5 * MIB, 1, Some(ChecksumAlgorithm::Crc32), 2);
     w.deliver(0, Fault::None); // create
     w.deliver(0, Fault::None); // part 1
-    w.crash(true); // part 2 stored, answer lost
+    w.crash(true, 0); // part 2 stored, answer lost
     // The stored part 2 is not what the source holds (say a part another writer put).
     let upload = w.server.uploads.keys().next().unwrap().clone();
     let part = w
@@ -775,7 +851,7 @@ fn modified_source_is_refused_on_resume_and_the_upload_aborted() {
     w.deliver(0, Fault::None); // create
     w.deliver(0, Fault::None); // part 1
     w.step(Action::ChangeRemoteOrSource);
-    w.crash(false);
+    w.crash(false, 0);
     w.drain();
     assert!(matches!(
         w.finished,

@@ -31,12 +31,19 @@ pub enum Action {
     Deliver(usize, Fault),
     /// Let the clock run to the next deadline, when nothing is in flight.
     Timeout,
+    /// The requests in flight hang: the clock runs past the stall timeout with them
+    /// unanswered.
+    Stall,
     Pause,
     Resume,
     Cancel,
     /// The process dies; `executed` says whether in-flight requests reached the server.
+    /// The checkpoint saver runs behind the machine (newest wins): up to `lost` of the
+    /// newest checkpoints may not have reached the disk, down to the last one the driver
+    /// waited for (before preparing a partial file, and on pause).
     Crash {
         executed: bool,
+        lost: usize,
     },
     /// Uploads: the source file is modified. Downloads: the object is replaced.
     ChangeRemoteOrSource,
@@ -68,10 +75,12 @@ pub fn action(rare: u32) -> impl Strategy<Value = Action> {
     prop_oneof![
         60 => (any::<usize>(), fault()).prop_map(|(i, f)| Action::Deliver(i, f)),
         8 => Just(Action::Timeout),
+        rare => Just(Action::Stall),
         4 => Just(Action::Pause),
         6 => Just(Action::Resume),
         1 => Just(Action::Cancel),
-        3 => any::<bool>().prop_map(|executed| Action::Crash { executed }),
+        3 => (any::<bool>(), prop_oneof![3 => Just(0usize), 1 => 1usize..4])
+            .prop_map(|(executed, lost)| Action::Crash { executed, lost }),
         rare => Just(Action::ChangeRemoteOrSource),
         rare => Just(Action::LoseState),
         rare => any::<u64>().prop_map(|at| Action::TamperLocal { at }),
@@ -97,27 +106,40 @@ pub fn content(seed: u64, len: u64) -> Vec<u8> {
     out
 }
 
-/// Sizes around the interesting boundaries, kept small enough for many cases.
-pub fn size() -> impl Strategy<Value = u64> {
+/// Sizes around the interesting boundaries, kept small enough for many cases, and now
+/// and then a transfer of over 100 parts of `part_bytes` (the smallest part or range the
+/// machine will use), where part numbers, listings and checkpoints grow long.
+pub fn size(part_bytes: u64) -> impl Strategy<Value = u64> {
     prop_oneof![
-        1 => Just(0u64),
-        1 => Just(1u64),
-        2 => 1..5 * MIB,
-        1 => Just(5 * MIB - 1),
-        1 => Just(5 * MIB),
-        1 => Just(5 * MIB + 1),
-        4 => 5 * MIB..18 * MIB,
+        2 => Just(0u64),
+        2 => Just(1u64),
+        4 => 1..5 * MIB,
+        2 => Just(5 * MIB - 1),
+        2 => Just(5 * MIB),
+        2 => Just(5 * MIB + 1),
+        8 => 5 * MIB..18 * MIB,
+        1 => 100 * part_bytes + 1..104 * part_bytes,
     ]
 }
 
 /// Retries generous enough that only a bug exhausts them under the random faults.
 pub fn retry(seed: u64) -> RetryConfig {
+    retry_budget(seed, 200)
+}
+
+/// Retries with `attempts` tries per operation, throttled or not.
+pub fn retry_budget(seed: u64, attempts: u32) -> RetryConfig {
     RetryConfig {
-        max_attempts: 200,
-        max_throttled_attempts: 200,
+        max_attempts: attempts,
+        max_throttled_attempts: attempts,
         seed,
         ..RetryConfig::default()
     }
+}
+
+/// Mostly the generous budget; sometimes one small enough that random faults exhaust it.
+pub fn attempts() -> impl Strategy<Value = u32> {
+    prop_oneof![4 => Just(200u32), 1 => 2u32..5]
 }
 
 pub fn failure(fault: Fault) -> Option<Failure> {
