@@ -82,6 +82,20 @@ pub enum StoreError {
     )]
     NoStateDir,
 
+    /// The state directory cannot be used: it is not a directory, belongs to
+    /// another user, or others can write to it. It is left untouched.
+    #[error(
+        "state directory {} {reason}; choose a private directory with --state-dir or \
+         S3TM_STATE_DIR",
+        path.display()
+    )]
+    StateDir {
+        /// The directory.
+        path: PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
+
     /// A record could not be encoded for storage.
     #[error("cannot save transfer {id}: {reason}")]
     Encode {

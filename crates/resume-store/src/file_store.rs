@@ -32,8 +32,11 @@ const LEASE_ATTEMPTS: usize = 8;
 /// - `.tmp-*.partial` files are the debris of saves interrupted by a crash;
 ///   they are never read and can be deleted.
 ///
-/// The directory is made 0700 and records are 0600, set explicitly rather
-/// than left to the umask. Corrupt records are reported, never deleted.
+/// A directory the store creates is made 0700, and records are 0600, set
+/// explicitly rather than left to the umask. An existing directory is never
+/// chmod-ed: it is used as it is if it is this user's and no one else can
+/// write to it, and refused otherwise (see [`FileStore::open`]). Corrupt
+/// records are reported, never deleted.
 ///
 /// Record format: an ASCII header line
 /// `s3tm-resume-store <format version> crc32=<hex> len=<bytes>`, then the
@@ -45,10 +48,15 @@ pub struct FileStore {
 }
 
 impl FileStore {
-    /// Opens the store in `dir`, creating it (mode 0700) if needed.
+    /// Opens the store in `dir`, creating it (mode 0700) and any missing
+    /// parents (0700 too) if needed.
     ///
-    /// An existing directory that is open to group or others is narrowed to
-    /// 0700, because records name the user's files and buckets.
+    /// An existing directory is left as it is (it may be shared, like
+    /// `/tmp`): it is refused with [`StoreError::StateDir`] if it is owned by
+    /// another user or if group or others can write to it, since they could
+    /// then plant or swap records. One that others can only read is accepted;
+    /// the records in it are 0600. A path that is not a directory is refused
+    /// the same way.
     pub fn open(dir: impl Into<PathBuf>) -> Result<Self, StoreError> {
         let dir = dir.into();
         ensure_private_dir(&dir)?;
@@ -117,31 +125,85 @@ fn resolve(
 }
 
 fn ensure_private_dir(dir: &Path) -> Result<(), StoreError> {
+    let refuse = |reason: String| StoreError::StateDir {
+        path: dir.to_owned(),
+        reason,
+    };
+    let not_a_dir = || refuse("is not a directory (or a file stands on its path)".to_owned());
+    match fs::metadata(dir) {
+        Ok(meta) => return check_existing_dir(dir, &meta),
+        Err(e) if e.kind() == io::ErrorKind::NotADirectory => return Err(not_a_dir()),
+        Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(StoreError::io(dir, e)),
+        Err(_) => {}
+    }
+    // Missing: create what is missing, private. Only a directory made here gets its mode
+    // set; an existing one is someone's, and stays as it is.
+    if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
+        let mut builder = fs::DirBuilder::new();
+        builder.recursive(true);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::DirBuilderExt;
+            builder.mode(0o700);
+        }
+        builder.create(parent).map_err(|e| match e.kind() {
+            io::ErrorKind::NotADirectory | io::ErrorKind::AlreadyExists => not_a_dir(),
+            _ => StoreError::io(parent, e),
+        })?;
+    }
     let mut builder = fs::DirBuilder::new();
-    builder.recursive(true);
     #[cfg(unix)]
     {
         use std::os::unix::fs::DirBuilderExt;
         // Only narrows the window until the explicit chmod below.
         builder.mode(0o700);
     }
-    builder.create(dir).map_err(|e| StoreError::io(dir, e))?;
-    let meta = fs::metadata(dir).map_err(|e| StoreError::io(dir, e))?;
+    match builder.create(dir) {
+        Ok(()) => {
+            #[cfg(unix)]
+            {
+                use std::os::unix::fs::PermissionsExt;
+                fs::set_permissions(dir, fs::Permissions::from_mode(0o700))
+                    .map_err(|e| StoreError::io(dir, e))?;
+            }
+            Ok(())
+        }
+        // Made by someone else meanwhile: judge it as any existing directory.
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+            let meta = fs::metadata(dir).map_err(|e| StoreError::io(dir, e))?;
+            check_existing_dir(dir, &meta)
+        }
+        Err(e) if e.kind() == io::ErrorKind::NotADirectory => Err(not_a_dir()),
+        Err(e) => Err(StoreError::io(dir, e)),
+    }
+}
+
+/// An existing state directory must be a directory that only this user can change:
+/// records name the user's files, and a directory others can write lets them plant or
+/// swap records. One that others can read is accepted as it is (records are 0600).
+fn check_existing_dir(dir: &Path, meta: &fs::Metadata) -> Result<(), StoreError> {
+    let refuse = |reason: String| StoreError::StateDir {
+        path: dir.to_owned(),
+        reason,
+    };
     if !meta.is_dir() {
-        return Err(StoreError::io(
-            dir,
-            io::Error::new(
-                io::ErrorKind::NotADirectory,
-                "the state directory is not a directory",
-            ),
-        ));
+        return Err(refuse("is not a directory".to_owned()));
     }
     #[cfg(unix)]
     {
-        use std::os::unix::fs::PermissionsExt;
-        if meta.permissions().mode() & 0o777 != 0o700 {
-            fs::set_permissions(dir, fs::Permissions::from_mode(0o700))
-                .map_err(|e| StoreError::io(dir, e))?;
+        use std::os::unix::fs::MetadataExt;
+        let me = nix::unistd::geteuid().as_raw();
+        if meta.uid() != me {
+            return Err(refuse(format!(
+                "is owned by uid {}, not by this user (uid {me})",
+                meta.uid()
+            )));
+        }
+        if meta.mode() & 0o022 != 0 {
+            return Err(refuse(format!(
+                "is writable by other users (mode {:o})",
+                meta.mode() & 0o7777
+            )));
         }
     }
     Ok(())

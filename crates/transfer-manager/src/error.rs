@@ -82,6 +82,7 @@ impl Error {
             resume_store::StoreError::Locked { .. } => ErrorKind::Locked,
             resume_store::StoreError::NotFound { .. } => ErrorKind::NotFound,
             resume_store::StoreError::Io { .. } => ErrorKind::LocalIo,
+            resume_store::StoreError::StateDir { .. } => ErrorKind::InvalidInput,
             _ => ErrorKind::Checkpoint,
         };
         let message = err.to_string();

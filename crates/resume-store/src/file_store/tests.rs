@@ -75,23 +75,94 @@ fn directory_is_0700_and_records_0600_whatever_the_umask_allows() {
     assert_eq!(mode(&store.lock_path(&id("t1"))), 0o600);
 }
 
-#[test]
-fn an_existing_open_directory_is_narrowed() {
-    let tmp = tempfile::tempdir().unwrap();
-    fs::set_permissions(tmp.path(), fs::Permissions::from_mode(0o755)).unwrap();
-    FileStore::open(tmp.path()).unwrap();
-    assert_eq!(mode(tmp.path()), 0o700);
+fn state_dir_refusal(dir: &Path) -> String {
+    match FileStore::open(dir) {
+        Err(e) => e.to_string(),
+        other => panic!("{} was not refused: {other:?}", dir.display()),
+    }
 }
 
 #[test]
-fn a_file_in_place_of_the_directory_is_an_io_error() {
+fn an_existing_readable_directory_is_accepted_and_left_alone() {
+    let tmp = tempfile::tempdir().unwrap();
+    fs::set_permissions(tmp.path(), fs::Permissions::from_mode(0o755)).unwrap();
+    let store = FileStore::open(tmp.path()).unwrap();
+    assert_eq!(mode(tmp.path()), 0o755, "not narrowed: it is not s3tm's");
+    store.save(&sample("t1", vec![1])).unwrap();
+    assert_eq!(mode(&store.record_path(&id("t1"))), 0o600);
+}
+
+#[test]
+fn a_directory_others_can_write_is_refused_and_left_alone() {
+    let tmp = tempfile::tempdir().unwrap();
+    for m in [0o1777, 0o777, 0o775, 0o757] {
+        let dir = tmp.path().join(format!("shared-{m:o}"));
+        fs::create_dir(&dir).unwrap();
+        fs::set_permissions(&dir, fs::Permissions::from_mode(m)).unwrap();
+        let message = state_dir_refusal(&dir);
+        assert!(
+            message.contains(&dir.display().to_string())
+                && message.contains("writable by other users")
+                && message.contains("--state-dir")
+                && message.contains("S3TM_STATE_DIR"),
+            "{message}"
+        );
+        let now = fs::metadata(&dir).unwrap().permissions().mode() & 0o7777;
+        assert_eq!(now, m, "the mode of {} is unchanged", dir.display());
+        assert!(names(&dir).is_empty(), "nothing was written into it");
+    }
+}
+
+#[test]
+fn a_directory_owned_by_another_user_is_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("theirs");
+    fs::create_dir(&dir).unwrap();
+    fs::set_permissions(&dir, fs::Permissions::from_mode(0o700)).unwrap();
+    // As root any file can be given away; otherwise only root's own files are "another
+    // user's" (and cannot be made so here).
+    if let Err(e) = std::os::unix::fs::chown(&dir, Some(65534), Some(65534)) {
+        eprintln!("SKIPPED: cannot chown a directory to uid 65534 ({e}); run as root");
+        return;
+    }
+    let message = state_dir_refusal(&dir);
+    assert!(
+        message.contains("owned by uid 65534") && message.contains("--state-dir"),
+        "{message}"
+    );
+    assert_eq!(mode(&dir), 0o700);
+}
+
+#[test]
+fn a_file_in_place_of_the_directory_is_not_a_directory() {
     let tmp = tempfile::tempdir().unwrap();
     let file = tmp.path().join("f");
-    fs::write(&file, b"").unwrap();
-    match FileStore::open(&file) {
-        Err(StoreError::Io { path, .. }) => assert_eq!(path, file),
-        other => panic!("{other:?}"),
-    }
+    fs::write(&file, b"x").unwrap();
+    let message = state_dir_refusal(&file);
+    assert!(
+        message.contains(&file.display().to_string())
+            && message.contains("is not a directory")
+            && !message.contains("os error"),
+        "{message}"
+    );
+    // A file on the way to the directory is the same mistake.
+    let message = state_dir_refusal(&file.join("state"));
+    assert!(message.contains("is not a directory"), "{message}");
+    assert_eq!(fs::read(&file).unwrap(), b"x");
+}
+
+#[test]
+fn only_the_directories_it_creates_are_made_private() {
+    let tmp = tempfile::tempdir().unwrap();
+    let parent = tmp.path().join("parent");
+    fs::create_dir(&parent).unwrap();
+    fs::set_permissions(&parent, fs::Permissions::from_mode(0o751)).unwrap();
+    let dir = parent.join("new/state");
+    FileStore::open(&dir).unwrap();
+    assert_eq!(mode(&dir), 0o700);
+    assert_eq!(mode(&parent), 0o751, "an existing parent is left alone");
+    // Opening it again accepts the private directory it made.
+    FileStore::open(&dir).unwrap();
 }
 
 #[test]
