@@ -96,6 +96,13 @@ impl TransferHandle {
         self.direction
     }
 
+    /// Whether the transfer saves checkpoints and can be paused and resumed: false for
+    /// uploads from memory or a reader, and for downloads into a writer, a character
+    /// device or a FIFO.
+    pub fn is_resumable(&self) -> bool {
+        self.resumable
+    }
+
     /// Progress, updated after every completed part or range.
     pub fn progress(&self) -> watch::Receiver<Progress> {
         self.progress.clone()

@@ -4,15 +4,17 @@
 use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::IoSlice;
-use std::os::unix::fs::{FileExt, MetadataExt};
+use std::os::unix::fs::{FileExt, FileTypeExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
-use std::time::UNIX_EPOCH;
+use std::time::{Duration, Instant, UNIX_EPOCH};
 
 use bytes::{Bytes, BytesMut};
 use md5_many::Md5State;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use transfer_core::{ByteRange, Failure, FailureKind, SourceFingerprint};
+
+use crate::{Error, ErrorKind};
 
 /// What identifies the current version of the file at `path`.
 pub(crate) fn fingerprint(path: &Path) -> std::io::Result<SourceFingerprint> {
@@ -292,36 +294,83 @@ impl Sink {
         }
     }
 
+    /// Opens the partial file if it exists, checks that it is s3tm's own and locks it,
+    /// before the transfer starts: a second download to the same destination (another
+    /// process, another state directory) is refused before a byte is fetched. A missing
+    /// file is left to [`prepare`](Self::prepare). A lock held by this process's previous
+    /// run of the same transfer, about to be dropped, is waited for up to `patience`.
+    pub(crate) fn claim_blocking(&self, patience: Duration) -> Result<(), PartialError> {
+        let Sink::File {
+            partial,
+            dest,
+            file,
+        } = self
+        else {
+            return Ok(());
+        };
+        if self.open_file().is_some() {
+            return Ok(());
+        }
+        let deadline = Instant::now() + patience;
+        loop {
+            match open_partial(partial, dest, false) {
+                Ok(Some((f, _))) => {
+                    if let Ok(mut slot) = file.lock() {
+                        *slot = Some(Arc::new(f));
+                    }
+                    return Ok(());
+                }
+                Ok(None) => return Ok(()),
+                Err(PartialError::Locked(_)) if Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(25));
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
     /// Creates the partial file, keeping the bytes of an earlier run, and sets its length.
+    /// The file is s3tm's own and locked for the rest of the transfer (see
+    /// [`open_partial`]).
     pub(crate) async fn prepare(&self, size: u64, create: bool) -> Result<Option<u64>, Failure> {
-        let Sink::File { partial, file, .. } = self else {
+        let Sink::File {
+            partial,
+            dest,
+            file,
+        } = self
+        else {
             return Ok(None);
         };
-        let path = partial.clone();
-        let opened = blocking(move || -> std::io::Result<Option<(File, Option<u64>)>> {
+        let held = self.open_file();
+        let (path, dest) = (partial.clone(), dest.clone());
+        let opened = blocking(move || -> Result<_, PartialError> {
             if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-                std::fs::create_dir_all(dir)?;
+                std::fs::create_dir_all(dir)
+                    .map_err(|e| PartialError::io(format!("cannot create {}", dir.display()), e))?;
             }
-            let previous = std::fs::metadata(&path).ok().map(|m| m.len());
-            if previous.is_none() && !create {
-                return Ok(None);
-            }
-            let f = std::fs::OpenOptions::new()
-                .read(true)
-                .write(true)
-                .create(create)
-                .truncate(false)
-                .open(&path)?;
-            f.set_len(size)?;
+            let (f, previous) = match held {
+                Some(f) => {
+                    let len = f
+                        .metadata()
+                        .map_err(|e| PartialError::io(cannot(&path), e))?;
+                    (f, Some(len.len()))
+                }
+                None => match open_partial(&path, &dest, create)? {
+                    Some((f, previous)) => (Arc::new(f), previous),
+                    None => return Ok(None),
+                },
+            };
+            f.set_len(size)
+                .map_err(|e| PartialError::io(cannot(&path), e))?;
             Ok(Some((f, previous)))
         })
         .await?
-        .map_err(|e| local_failure(&format!("cannot create {}", partial.display()), &e))?;
+        .map_err(PartialError::failure)?;
         let Some((f, previous)) = opened else {
             return Ok(None);
         };
         if let Ok(mut slot) = file.lock() {
-            *slot = Some(Arc::new(f));
+            *slot = Some(f);
         }
         Ok(previous)
     }
@@ -413,25 +462,38 @@ impl Sink {
     /// MD5 of all the bytes.
     pub(crate) async fn md5(&self) -> Result<[u8; 16], Failure> {
         match self {
-            Sink::File { partial, .. } => {
-                let path = partial.clone();
-                blocking(move || -> std::io::Result<[u8; 16]> {
-                    let f = File::open(&path)?;
+            Sink::File {
+                partial,
+                dest,
+                file,
+            } => {
+                let held = self.open_file();
+                let (path, dest) = (partial.clone(), dest.clone());
+                let (f, md5) = blocking(move || -> Result<_, PartialError> {
+                    // The locked file itself, never whatever the path names now.
+                    let f = held_or_open(&path, &dest, held)?;
+                    let read = |e| PartialError::io(format!("cannot read {}", path.display()), e);
                     let mut h = Md5State::new();
                     let mut buf = vec![0u8; 1 << 20];
                     let mut off = 0u64;
                     loop {
-                        let n = f.read_at(&mut buf, off)?;
+                        let n = f.read_at(&mut buf, off).map_err(read)?;
                         if n == 0 {
                             break;
                         }
                         h.update(&buf[..n]);
                         off += n as u64;
                     }
-                    Ok(h.finalize())
+                    Ok((f, h.finalize()))
                 })
                 .await?
-                .map_err(|e| local_failure(&format!("cannot read {}", partial.display()), &e))
+                .map_err(PartialError::failure)?;
+                if let Ok(mut slot) = file.lock()
+                    && slot.is_none()
+                {
+                    *slot = Some(f);
+                }
+                Ok(md5)
             }
             Sink::Writer(w, _) => Ok(w.lock().await.md5.finalize()),
         }
@@ -445,29 +507,46 @@ impl Sink {
                 dest,
                 file,
             } => {
-                let open = file.lock().ok().and_then(|mut f| f.take());
+                let held = file.lock().ok().and_then(|mut f| f.take());
                 let (partial, dest) = (partial.clone(), dest.clone());
-                blocking(move || -> std::io::Result<()> {
-                    let f = match open {
-                        Some(f) => f,
-                        None => Arc::new(
-                            std::fs::OpenOptions::new()
-                                .write(true)
-                                .create(true)
-                                .truncate(false)
-                                .open(&partial)?,
-                        ),
+                blocking(move || -> Result<(), PartialError> {
+                    let f = held_or_open(&partial, &dest, held)?;
+                    let moving = |e| {
+                        PartialError::io("cannot move the download into place".to_owned(), e)
                     };
-                    f.sync_all()?;
+                    f.sync_all().map_err(moving)?;
+                    if !names_file(&partial, &f) {
+                        return Err(PartialError::Refused(format!(
+                            "{} was replaced or removed during the download; the download was not moved into place",
+                            partial.display()
+                        )));
+                    }
+                    // Never rename over what is not a regular file (a directory, a device,
+                    // a link made meanwhile): the verified bytes stay in the partial file.
+                    match std::fs::symlink_metadata(&dest) {
+                        Ok(m) if !m.file_type().is_file() => {
+                            return Err(PartialError::Refused(format!(
+                                "{} is {}, which s3tm does not replace; the verified download is kept in {}",
+                                dest.display(),
+                                describe(m.file_type()),
+                                partial.display()
+                            )));
+                        }
+                        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                            return Err(moving(e));
+                        }
+                        _ => {}
+                    }
+                    std::fs::rename(&partial, &dest).map_err(moving)?;
+                    // The lock goes only once the file has its final name.
                     drop(f);
-                    std::fs::rename(&partial, &dest)?;
                     if let Some(dir) = dest.parent().filter(|d| !d.as_os_str().is_empty()) {
-                        File::open(dir)?.sync_all()?;
+                        File::open(dir).and_then(|d| d.sync_all()).map_err(moving)?;
                     }
                     Ok(())
                 })
                 .await?
-                .map_err(|e| local_failure("cannot move the download into place", &e))
+                .map_err(PartialError::failure)
             }
             Sink::Writer(w, _) => {
                 let mut w = w.lock().await;
@@ -482,17 +561,44 @@ impl Sink {
     /// Removes the partial file (cancel, or a download that can never complete).
     pub(crate) async fn delete(&self) -> Result<(), Failure> {
         match self {
-            Sink::File { partial, file, .. } => {
-                if let Ok(mut f) = file.lock() {
-                    f.take();
-                }
-                let path = partial.clone();
-                blocking(move || match std::fs::remove_file(&path) {
-                    Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
-                    _ => Ok(()),
+            Sink::File {
+                partial,
+                dest,
+                file,
+            } => {
+                let held = file.lock().ok().and_then(|mut f| f.take());
+                let (path, dest) = (partial.clone(), dest.clone());
+                blocking(move || -> Result<(), PartialError> {
+                    let f = match held {
+                        Some(f) => f,
+                        None => match open_partial(&path, &dest, false) {
+                            Ok(Some((f, _))) => Arc::new(f),
+                            Ok(None) => return Ok(()),
+                            // Not s3tm's file: it is left alone, never removed.
+                            Err(PartialError::Refused(why)) => {
+                                tracing::warn!("{why}");
+                                return Ok(());
+                            }
+                            Err(e) => return Err(e),
+                        },
+                    };
+                    // Removed under the lock, and only if the path still names this file.
+                    if names_file(&path, &f) {
+                        match std::fs::remove_file(&path) {
+                            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                                return Err(PartialError::io(
+                                    format!("cannot remove {}", path.display()),
+                                    e,
+                                ));
+                            }
+                            _ => {}
+                        }
+                    }
+                    drop(f);
+                    Ok(())
                 })
                 .await?
-                .map_err(|e| local_failure(&format!("cannot remove {}", partial.display()), &e))
+                .map_err(PartialError::failure)
             }
             Sink::Writer(..) => Ok(()),
         }
@@ -515,6 +621,255 @@ impl Sink {
             notified.await;
         }
     }
+}
+
+/// Why a download's partial file cannot be used.
+#[derive(Debug)]
+pub(crate) enum PartialError {
+    /// Another s3tm (process, or transfer of this one) holds its lock.
+    Locked(String),
+    /// The path holds something that is not s3tm's own file; it was not touched.
+    Refused(String),
+    /// The operating system said no.
+    Io(String, std::io::Error),
+}
+
+impl PartialError {
+    fn io(what: String, e: std::io::Error) -> PartialError {
+        PartialError::Io(what, e)
+    }
+
+    /// For the machine: a local failure, which keeps the partial file.
+    pub(crate) fn failure(self) -> Failure {
+        match self {
+            PartialError::Locked(m) | PartialError::Refused(m) => {
+                Failure::new(FailureKind::LocalIo, m)
+            }
+            PartialError::Io(what, e) => local_failure(&what, &e),
+        }
+    }
+
+    /// For the caller, before a transfer starts.
+    pub(crate) fn error(self) -> Error {
+        match self {
+            PartialError::Locked(m) => Error::new(ErrorKind::Locked, m),
+            PartialError::Refused(m) => Error::new(ErrorKind::LocalIo, m),
+            PartialError::Io(what, e) => Error::local(what, e),
+        }
+    }
+}
+
+fn cannot(path: &Path) -> String {
+    format!("cannot create {}", path.display())
+}
+
+/// What a file type is, for messages: "a directory", "a symbolic link", ...
+pub(crate) fn describe(t: std::fs::FileType) -> &'static str {
+    if t.is_file() {
+        "a regular file"
+    } else if t.is_dir() {
+        "a directory"
+    } else if t.is_symlink() {
+        "a symbolic link"
+    } else if t.is_char_device() {
+        "a character device"
+    } else if t.is_block_device() {
+        "a block device"
+    } else if t.is_fifo() {
+        "a FIFO"
+    } else if t.is_socket() {
+        "a socket"
+    } else {
+        "not a regular file"
+    }
+}
+
+/// Whether `meta` is a partial file s3tm may use: a regular file (not a link, device or
+/// directory), owned by this user, with no other name.
+fn check_own_file(path: &Path, meta: &std::fs::Metadata) -> Result<(), PartialError> {
+    let refuse = |what: String| {
+        PartialError::Refused(format!(
+            "{} {what}, not a partial file of s3tm's own; it was left untouched: remove it or move it away, then run the command again",
+            path.display()
+        ))
+    };
+    let t = meta.file_type();
+    if !t.is_file() {
+        return Err(refuse(format!("is {}", describe(t))));
+    }
+    let me = nix::unistd::geteuid().as_raw();
+    if meta.uid() != me {
+        return Err(refuse(format!(
+            "is owned by uid {}, not by this user (uid {me})",
+            meta.uid()
+        )));
+    }
+    if meta.nlink() > 1 {
+        return Err(refuse(format!("has {} hard links", meta.nlink())));
+    }
+    Ok(())
+}
+
+/// Opens the partial file of a download to `dest` and locks it (an exclusive lock,
+/// never waited for): an existing one only if it is s3tm's own (see `check_own_file`;
+/// never through a symbolic link: `O_NOFOLLOW`), a missing one created with `O_EXCL`
+/// (mode 0600) when `create`. Returns the file and its length before, `None` for a file
+/// created here; `Ok(None)` when it is missing and not to be created.
+pub(crate) fn open_partial(
+    path: &Path,
+    dest: &Path,
+    create: bool,
+) -> Result<Option<(File, Option<u64>)>, PartialError> {
+    let io = |e| PartialError::io(cannot(path), e);
+    // Looked at before it is opened: opening a device or FIFO can have effects.
+    match std::fs::symlink_metadata(path) {
+        Ok(m) => check_own_file(path, &m)?,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(io(e)),
+    }
+    let mut options = std::fs::OpenOptions::new();
+    options
+        .read(true)
+        .write(true)
+        .custom_flags(nix::fcntl::OFlag::O_NOFOLLOW.bits());
+    let (file, previous) = match options.open(path) {
+        Ok(f) => {
+            // The file opened, whatever the path named a moment ago.
+            let m = f.metadata().map_err(io)?;
+            check_own_file(path, &m)?;
+            (f, Some(m.len()))
+        }
+        Err(e) if e.raw_os_error() == Some(nix::errno::Errno::ELOOP as i32) => {
+            let m = std::fs::symlink_metadata(path).map_err(io)?;
+            check_own_file(path, &m)?;
+            return Err(io(e));
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound && create => {
+            match options.create_new(true).mode(0o600).open(path) {
+                Ok(f) => (f, None),
+                // Created by another s3tm meanwhile: judged (and locked) as an existing one.
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                    return open_partial(path, dest, false);
+                }
+                Err(e) => return Err(io(e)),
+            }
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(io(e)),
+    };
+    match file.try_lock() {
+        Ok(()) => Ok(Some((file, previous))),
+        Err(std::fs::TryLockError::WouldBlock) => Err(PartialError::Locked(format!(
+            "another s3tm is downloading to {} (its partial file {} is locked); wait for it to finish or stop it",
+            dest.display(),
+            path.display()
+        ))),
+        Err(std::fs::TryLockError::Error(e)) => Err(io(e)),
+    }
+}
+
+/// The locked file `held`, or the partial file opened and locked now.
+fn held_or_open(
+    path: &Path,
+    dest: &Path,
+    held: Option<Arc<File>>,
+) -> Result<Arc<File>, PartialError> {
+    match held {
+        Some(f) => Ok(f),
+        None => match open_partial(path, dest, false)? {
+            Some((f, _)) => Ok(Arc::new(f)),
+            None => Err(PartialError::io(
+                format!("cannot open {}", path.display()),
+                std::io::ErrorKind::NotFound.into(),
+            )),
+        },
+    }
+}
+
+/// Whether `path` still names the open file `f` (not a file put in its place).
+fn names_file(path: &Path, f: &File) -> bool {
+    match (std::fs::symlink_metadata(path), f.metadata()) {
+        (Ok(p), Ok(m)) => p.dev() == m.dev() && p.ino() == m.ino(),
+        _ => false,
+    }
+}
+
+/// What a download's destination is, looked at before the first byte.
+pub(crate) enum Destination {
+    /// Missing or a regular file: written to a partial file, renamed over it once verified.
+    File,
+    /// A character device or FIFO (maybe through a symbolic link, like `/dev/stdout`):
+    /// written into directly, in order, without a partial file; not resumable.
+    Stream,
+}
+
+/// Classifies `dest`; refuses what s3tm must not replace or write through.
+pub(crate) fn destination(dest: &Path) -> Result<Destination, Error> {
+    let refuse = |why: String| Error::new(ErrorKind::InvalidInput, why);
+    let meta = match std::fs::symlink_metadata(dest) {
+        Ok(m) => m,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Destination::File),
+        Err(e) => return Err(Error::local(format!("cannot use {}", dest.display()), e)),
+    };
+    let t = meta.file_type();
+    if t.is_file() {
+        return Ok(Destination::File);
+    }
+    if t.is_dir() {
+        return Err(refuse(format!(
+            "{} is a directory; give a file name or a directory to download into",
+            dest.display()
+        )));
+    }
+    if t.is_symlink() {
+        return match std::fs::metadata(dest) {
+            Ok(m) if m.file_type().is_char_device() || m.file_type().is_fifo() => {
+                Ok(Destination::Stream)
+            }
+            Ok(m) => Err(refuse(format!(
+                "{} is a symbolic link to {}; s3tm neither replaces links nor writes through them: give the file it points to, or another name",
+                dest.display(),
+                describe(m.file_type())
+            ))),
+            Err(_) => Err(refuse(format!(
+                "{} is a symbolic link to nothing; s3tm neither replaces links nor writes through them: give another name",
+                dest.display()
+            ))),
+        };
+    }
+    if t.is_char_device() || t.is_fifo() {
+        return Ok(Destination::Stream);
+    }
+    Err(refuse(format!(
+        "{} is {}; s3tm downloads into regular files, character devices and FIFOs only",
+        dest.display(),
+        describe(t)
+    )))
+}
+
+/// Opens a [`Destination::Stream`] for writing: never created, never truncated (a FIFO
+/// waits here for its reader). Refused if it is no longer a device or FIFO.
+pub(crate) async fn open_stream(dest: &Path) -> Result<tokio::fs::File, Error> {
+    let f = tokio::fs::OpenOptions::new()
+        .write(true)
+        .open(dest)
+        .await
+        .map_err(|e| Error::local(format!("cannot open {}", dest.display()), e))?;
+    let m = f
+        .metadata()
+        .await
+        .map_err(|e| Error::local(format!("cannot open {}", dest.display()), e))?;
+    if !(m.file_type().is_char_device() || m.file_type().is_fifo()) {
+        return Err(Error::new(
+            ErrorKind::InvalidInput,
+            format!(
+                "{} changed while it was opened (it is now {}); nothing was written",
+                dest.display(),
+                describe(m.file_type())
+            ),
+        ));
+    }
+    Ok(f)
 }
 
 /// `pwritev` until every byte of `chunks` is at `offset` onwards in `file`.

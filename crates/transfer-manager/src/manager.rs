@@ -1,6 +1,7 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
 
 use bytes::Bytes;
 use resume_store::{Direction, FileStore, Record, RecordMeta, ResumeStore, StoreError, TransferId};
@@ -17,7 +18,7 @@ use crate::driver::{Driver, Persistence};
 use crate::exec::OpContext;
 use crate::handle::{Command, Progress, TransferHandle, TransferOutcome, TransferState};
 use crate::http::HttpClient;
-use crate::io::{Sink, Source, fingerprint};
+use crate::io::{Destination, PartialError, Sink, Source, destination, fingerprint, open_stream};
 use crate::md5_lanes::Md5Lanes;
 use crate::persist::{Persister, STORED_VERSION, SavedEndpoint, Stored, now_unix_ms, record};
 use crate::{Error, ErrorKind};
@@ -233,6 +234,17 @@ impl TransferManager {
     /// Downloads `bucket`/`key` to `path` with parallel ranged GETs pinned to the
     /// object's ETag. Bytes go to `path` + [`PARTIAL_SUFFIX`] and are moved into place
     /// only once verified.
+    ///
+    /// s3tm never renames over, follows or writes through a file that is not its own.
+    /// Before the first byte: a directory at `path` is refused; so is a symbolic link,
+    /// unless it leads to a character device or FIFO; so are block devices and sockets.
+    /// A character device or FIFO (`/dev/null`, `/dev/stdout` on a pipe or terminal, a
+    /// named pipe) is written into directly, bytes in order and verified as a file is,
+    /// without a partial file: such a download is not resumable (see
+    /// [`TransferHandle::is_resumable`]). The partial file is used only if it is a regular
+    /// file of this user's (opened with `O_NOFOLLOW`, created with `O_EXCL`), and it is
+    /// locked for the whole transfer: a second download to the same `path` (from another
+    /// process or state directory) fails at once with [`ErrorKind::Locked`].
     pub async fn download_file(
         &self,
         bucket: &str,
@@ -240,6 +252,10 @@ impl TransferManager {
         path: impl AsRef<Path>,
     ) -> Result<TransferHandle, Error> {
         let dest = absolute(path.as_ref())?;
+        if let Destination::Stream = blocking_destination(&dest).await? {
+            let stream = open_stream(&dest).await?;
+            return self.download_to_writer(bucket, key, stream).await;
+        }
         self.refuse_second_download_to(&dest)?;
         let partial = partial_path(&dest);
         let machine = DownloadMachine::new(
@@ -249,6 +265,9 @@ impl TransferManager {
         );
         let id = new_id();
         let sink = Arc::new(Sink::file(partial, dest.clone()));
+        claim(sink.clone(), Duration::ZERO)
+            .await?
+            .map_err(PartialError::error)?;
         let persistence = self.persistence(
             &id,
             Direction::Download,
@@ -574,11 +593,26 @@ impl TransferManager {
                             (Box::new(m), partial)
                         }
                     };
-                (
-                    machine,
-                    None,
-                    Some(Arc::new(Sink::file(partial, stored.local_path.clone()))),
-                )
+                let dest = &stored.local_path;
+                if !for_cancel && let Destination::Stream = blocking_destination(dest).await? {
+                    return Err(Error::new(
+                        ErrorKind::InvalidInput,
+                        format!(
+                            "{} is now a character device or FIFO, and a saved download continues only into a file; cancel it with `s3tm cancel {id}`",
+                            dest.display()
+                        ),
+                    ));
+                }
+                let sink = Arc::new(Sink::file(partial, dest.clone()));
+                // The partial file of a run of this transfer that just ended here may
+                // still be held for a moment, like its lease above.
+                match claim(sink.clone(), Duration::from_secs(2)).await? {
+                    Ok(()) => {}
+                    // What is not s3tm's own is left alone by the cancel's delete.
+                    Err(PartialError::Refused(_)) if for_cancel => {}
+                    Err(e) => return Err(e.error()),
+                }
+                (machine, None, Some(sink))
             }
         };
         let upload_checksum = stored.checksum;
@@ -1062,6 +1096,20 @@ pub fn partial_path(dest: &Path) -> PathBuf {
 
 fn absolute(path: &Path) -> Result<PathBuf, Error> {
     std::path::absolute(path).map_err(|e| Error::local(format!("bad path {}", path.display()), e))
+}
+
+/// Opens (and locks) the existing partial file of `sink` before its transfer starts.
+async fn claim(sink: Arc<Sink>, patience: Duration) -> Result<Result<(), PartialError>, Error> {
+    tokio::task::spawn_blocking(move || sink.claim_blocking(patience))
+        .await
+        .map_err(|e| Error::new(ErrorKind::LocalIo, e.to_string()))
+}
+
+async fn blocking_destination(dest: &Path) -> Result<Destination, Error> {
+    let d = dest.to_owned();
+    tokio::task::spawn_blocking(move || destination(&d))
+        .await
+        .map_err(|e| Error::new(ErrorKind::LocalIo, e.to_string()))?
 }
 
 async fn blocking_fingerprint(path: &Path) -> Result<SourceFingerprint, Error> {
