@@ -71,7 +71,8 @@ pub(crate) async fn cp(global: &Global, a: CpArgs) -> Result<u8, Failure> {
     }
     let anonymous = config.credentials.is_none();
     let manager = manager(config)?;
-    let out = Arc::new(Output::new(&a.output));
+    let data_on_stdout = matches!(&copy, Copy::Download { path, .. } if is_stdout(path));
+    let out = Arc::new(Output::new(&a.output).with_stdout_for_data(data_on_stdout));
 
     let (direction, url, path) = match copy {
         Copy::Upload { path, to } => (Direction::Upload, to, path),
@@ -141,6 +142,13 @@ pub(crate) async fn cp(global: &Global, a: CpArgs) -> Result<u8, Failure> {
             return Err(failure);
         }
     };
+    if direction == Direction::Download && !handle.is_resumable() {
+        out.note(&format!(
+            "{} is {}: the download streams into it directly, without a partial file, so it cannot be resumed",
+            path.display(),
+            stream_kind(&path)
+        ));
+    }
     let job = Job {
         handle,
         bucket,
@@ -162,6 +170,36 @@ pub(crate) async fn cp(global: &Global, a: CpArgs) -> Result<u8, Failure> {
         );
     }
     result
+}
+
+/// Whether `path` is this process's stdout, when that is a device or pipe (as
+/// `/dev/stdout` is): the download then streams there.
+fn is_stdout(path: &Path) -> bool {
+    use std::os::fd::AsFd;
+    use std::os::unix::fs::{FileTypeExt, MetadataExt};
+    let Ok(dest) = std::fs::metadata(path) else {
+        return false;
+    };
+    let Ok(stdout) = std::io::stdout()
+        .as_fd()
+        .try_clone_to_owned()
+        .map(std::fs::File::from)
+        .and_then(|f| f.metadata())
+    else {
+        return false;
+    };
+    let t = dest.file_type();
+    (t.is_char_device() || t.is_fifo()) && dest.dev() == stdout.dev() && dest.ino() == stdout.ino()
+}
+
+/// "a character device" or "a FIFO", for the note on a streamed download.
+fn stream_kind(path: &Path) -> &'static str {
+    use std::os::unix::fs::FileTypeExt;
+    match std::fs::metadata(path).map(|m| m.file_type()) {
+        Ok(t) if t.is_fifo() => "a FIFO",
+        Ok(t) if t.is_char_device() => "a character device",
+        _ => "a character device or FIFO",
+    }
 }
 
 async fn start(

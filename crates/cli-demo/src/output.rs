@@ -27,6 +27,9 @@ pub(crate) enum Mode {
 pub(crate) struct Output {
     mode: Mode,
     bars: Option<MultiProgress>,
+    /// The download streams into stdout itself (`/dev/stdout`, a pipe): the summary and
+    /// JSON lines go to stderr, so the bytes stay the object's.
+    stdout_is_data: bool,
 }
 
 impl Output {
@@ -42,7 +45,25 @@ impl Output {
         };
         let bars = matches!(mode, Mode::Human { bars: true })
             .then(|| MultiProgress::with_draw_target(ProgressDrawTarget::stderr()));
-        Output { mode, bars }
+        Output {
+            mode,
+            bars,
+            stdout_is_data: false,
+        }
+    }
+
+    /// Reports on stderr only: the download's bytes go to stdout.
+    pub(crate) fn with_stdout_for_data(mut self, yes: bool) -> Output {
+        self.stdout_is_data = yes;
+        self
+    }
+
+    fn println(&self, line: &str) {
+        if self.stdout_is_data {
+            eprintln!("{line}");
+        } else {
+            println!("{line}");
+        }
     }
 
     pub(crate) fn is_json(&self) -> bool {
@@ -72,8 +93,8 @@ impl Output {
     pub(crate) fn summary(&self, line: &str) {
         if let Mode::Human { .. } = self.mode {
             match &self.bars {
-                Some(bars) => bars.suspend(|| println!("{line}")),
-                None => println!("{line}"),
+                Some(bars) => bars.suspend(|| self.println(line)),
+                None => self.println(line),
             }
         }
     }
@@ -84,6 +105,10 @@ impl Output {
             return;
         }
         let line = json_line(event, &fields);
+        if self.stdout_is_data {
+            eprintln!("{line}");
+            return;
+        }
         let mut stdout = std::io::stdout().lock();
         // A closed stdout (`| head`) is not worth failing a transfer for.
         let _ = writeln!(stdout, "{line}");

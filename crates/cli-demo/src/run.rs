@@ -68,6 +68,8 @@ pub(crate) fn resume_command(global: &Global, what: &str) -> String {
 struct Watched {
     id: TransferId,
     direction: Direction,
+    /// False for a download streaming into a device or FIFO: no checkpoint to resume.
+    resumable: bool,
     route: String,
     progress: tokio::sync::watch::Receiver<transfer_manager::Progress>,
 }
@@ -86,6 +88,7 @@ pub(crate) async fn run_jobs(
     for (index, job) in jobs.into_iter().enumerate() {
         let id = job.handle.id().clone();
         let direction = job.handle.direction();
+        let resumable = job.handle.is_resumable();
         let route = route(direction, &job.bucket, &job.key, &job.path);
         let progress = job.handle.progress();
         let start = *progress.borrow();
@@ -120,6 +123,7 @@ pub(crate) async fn run_jobs(
         watched.push(Watched {
             id,
             direction,
+            resumable,
             route,
             progress,
         });
@@ -306,6 +310,18 @@ async fn pause(
         .zip(finished.iter())
         .filter(|(_, done)| !**done)
         .map(|(w, _)| w)
+        .filter(|w| {
+            if !w.resumable {
+                // A stream has no checkpoint: stopped, it is not paused but over.
+                out.error(&format!(
+                    "{} {} stopped part-way; it streamed into a device or FIFO and cannot be resumed",
+                    direction_name(w.direction),
+                    w.id
+                ));
+                failed = true;
+            }
+            w.resumable
+        })
         .collect();
     // The saved checkpoints are the truth about what a resume will skip; the progress
     // watch can lag the last parts that settled while pausing.

@@ -58,7 +58,17 @@ impl Env {
     /// [`Env::s3tm`] without `--endpoint-url` and `--path-style`: AWS unless a saved
     /// transfer says otherwise.
     fn s3tm_without_endpoint(&self, args: &[&str]) -> Command {
+        self.s3tm_in(&self.state_dir(), args, false)
+    }
+
+    /// `s3tm` with `state` as its `--state-dir`, through the proxy when `endpoint`.
+    fn s3tm_in(&self, state: &Path, args: &[&str], endpoint: bool) -> Command {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_s3tm"));
+        if endpoint {
+            cmd.arg("--endpoint-url")
+                .arg(self.proxy.endpoint())
+                .arg("--path-style");
+        }
         cmd.env_clear()
             .env("HOME", self.path("home"))
             .env("AWS_ACCESS_KEY_ID", self.server.access_key())
@@ -66,7 +76,7 @@ impl Env {
             .env("AWS_REGION", self.server.region())
             .current_dir(self.dir.path())
             .arg("--state-dir")
-            .arg(self.state_dir())
+            .arg(state)
             .args(args)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -548,6 +558,336 @@ async fn usage_errors_exit_2_and_help_documents_exit_codes() {
             help.stdout
         );
     }
+}
+
+/// Whether this process runs as root (`id -u`), which `mknod` needs.
+fn is_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+}
+
+/// Uploads `size` random bytes as `key`; returns the local copy.
+fn put_object(env: &Env, key: &str, size: u64, seed: u64) -> PathBuf {
+    let src = env.path(&format!("{key}.src"));
+    random_file(&src, size, seed);
+    let up = env.run(&[
+        "cp",
+        "--part-size",
+        "5MiB",
+        src.to_str().unwrap(),
+        &format!("s3://bucket/{key}"),
+    ]);
+    assert_eq!(up.code, Some(0), "upload failed: {}", up.stderr);
+    src
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_download_to_a_character_device_streams_into_it() {
+    use std::os::unix::fs::FileTypeExt;
+    let env = Env::new().await;
+    if !is_root() {
+        eprintln!("SKIPPED: mknod needs root; this test did not run");
+        return;
+    }
+    put_object(&env, "obj", 12 * MIB, 11);
+    // /dev/null's major and minor: writes vanish, as with `s3tm cp s3://b/k /dev/null`.
+    let dev = env.path("null-device");
+    let made = Command::new("mknod")
+        .arg(&dev)
+        .args(["c", "1", "3"])
+        .status()
+        .unwrap();
+    assert!(made.success(), "mknod failed");
+
+    let run = env.run(&[
+        "cp",
+        "--part-size",
+        "5MiB",
+        "s3://bucket/obj",
+        "null-device",
+    ]);
+    assert_eq!(run.code, Some(0), "stderr: {}", run.stderr);
+    let meta = std::fs::symlink_metadata(&dev).unwrap();
+    assert!(
+        meta.file_type().is_char_device(),
+        "the device node is still a character device: {meta:?}"
+    );
+    assert!(
+        run.stdout.contains("downloaded") && run.stdout.contains("matched"),
+        "the bytes were verified: {}",
+        run.stdout
+    );
+    assert!(
+        run.stderr.contains("character device") && run.stderr.contains("cannot be resumed"),
+        "it says that it streams and cannot resume: {}",
+        run.stderr
+    );
+    assert!(!env.path("null-device.s3tm-partial").exists());
+    assert!(env.ls().is_empty(), "nothing is saved to resume");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_download_to_a_fifo_streams_every_byte_into_it() {
+    use std::io::Read as _;
+    let env = Env::new().await;
+    let src = put_object(&env, "obj", 13 * MIB + 5, 12);
+    let fifo = env.path("pipe");
+    let made = Command::new("mkfifo").arg(&fifo).status().unwrap();
+    assert!(made.success(), "mkfifo failed");
+
+    let (tx, rx) = mpsc::channel();
+    let reader_path = fifo.clone();
+    std::thread::spawn(move || {
+        // Blocks until a writer opens the FIFO.
+        let mut bytes = Vec::new();
+        let read = std::fs::File::open(&reader_path).and_then(|mut f| f.read_to_end(&mut bytes));
+        let _ = tx.send(read.map(|_| bytes));
+    });
+    let run = env.run(&["cp", "--part-size", "5MiB", "s3://bucket/obj", "pipe"]);
+    assert_eq!(run.code, Some(0), "stderr: {}", run.stderr);
+    let read = rx
+        .recv_timeout(Duration::from_secs(30))
+        .expect("the reader got an end of file (nothing was renamed over the FIFO)")
+        .unwrap();
+    assert_eq!(read.len() as u64, 13 * MIB + 5);
+    assert_eq!(hex::encode(Sha256::digest(&read)), sha256(&src));
+    use std::os::unix::fs::FileTypeExt;
+    assert!(
+        std::fs::symlink_metadata(&fifo)
+            .unwrap()
+            .file_type()
+            .is_fifo()
+    );
+    assert!(
+        run.stderr.contains("FIFO") && run.stderr.contains("cannot be resumed"),
+        "{}",
+        run.stderr
+    );
+    assert!(env.ls().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_symlink_planted_at_the_partial_path_is_never_followed() {
+    let env = Env::new().await;
+    put_object(&env, "obj", 6 * MIB, 13);
+    let victim = env.path("victim.txt");
+    std::fs::write(&victim, b"precious").unwrap();
+    let partial = env.path("copy.bin.s3tm-partial");
+    std::os::unix::fs::symlink(&victim, &partial).unwrap();
+
+    let run = env.run(&["cp", "s3://bucket/obj", "copy.bin"]);
+    assert_eq!(run.code, Some(1), "stderr: {}", run.stderr);
+    let errors = run.error_lines();
+    assert_eq!(errors.len(), 1, "one error line: {}", run.stderr);
+    assert!(
+        errors[0].contains("copy.bin.s3tm-partial") && errors[0].contains("symbolic link"),
+        "names the file and what is wrong: {}",
+        errors[0]
+    );
+    assert_eq!(std::fs::read(&victim).unwrap(), b"precious");
+    assert!(
+        std::fs::symlink_metadata(&partial)
+            .unwrap()
+            .file_type()
+            .is_symlink()
+    );
+    assert!(!env.path("copy.bin").exists());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_directory_at_the_destination_fails_before_any_get() {
+    let env = Env::new().await;
+    put_object(&env, "obj", 6 * MIB, 14);
+    std::fs::create_dir_all(env.path("out/obj")).unwrap();
+    env.proxy.clear_requests();
+
+    let run = env.run(&["cp", "s3://bucket/obj", "out/"]);
+    assert_eq!(run.code, Some(1), "stderr: {}", run.stderr);
+    let errors = run.error_lines();
+    assert_eq!(errors.len(), 1, "one error line: {}", run.stderr);
+    assert!(
+        errors[0].contains("out/obj") && errors[0].contains("is a directory"),
+        "names the directory: {}",
+        errors[0]
+    );
+    assert!(!errors[0].contains("resume"), "{}", errors[0]);
+    let gets: Vec<_> = env
+        .proxy
+        .requests()
+        .into_iter()
+        .filter(|r| r.method == http::Method::GET)
+        .collect();
+    assert!(gets.is_empty(), "no byte was fetched: {gets:?}");
+    assert!(env.path("out/obj").is_dir());
+    assert!(env.ls().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shared_state_dir_is_refused_and_left_alone() {
+    use std::os::unix::fs::PermissionsExt;
+    let env = Env::new().await;
+    let shared = env.path("shared");
+    std::fs::create_dir(&shared).unwrap();
+    std::fs::set_permissions(&shared, std::fs::Permissions::from_mode(0o1777)).unwrap();
+
+    let run = finish(env.s3tm_in(&shared, &["ls"], true).spawn().unwrap());
+    assert_eq!(run.code, Some(1), "stderr: {}", run.stderr);
+    let errors = run.error_lines();
+    assert_eq!(errors.len(), 1, "one error line: {}", run.stderr);
+    assert!(
+        errors[0].contains("shared")
+            && errors[0].contains("writable by other users")
+            && errors[0].contains("--state-dir"),
+        "names the directory, what is wrong and what to do: {}",
+        errors[0]
+    );
+    let mode = std::fs::metadata(&shared).unwrap().permissions().mode() & 0o7777;
+    assert_eq!(mode, 0o1777, "its mode is unchanged");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_regular_file_as_state_dir_names_the_problem() {
+    let env = Env::new().await;
+    let file = env.path("not-a-dir");
+    std::fs::write(&file, b"x").unwrap();
+    let run = finish(env.s3tm_in(&file, &["ls"], true).spawn().unwrap());
+    assert_eq!(run.code, Some(1), "stderr: {}", run.stderr);
+    let errors = run.error_lines();
+    assert_eq!(errors.len(), 1, "one error line: {}", run.stderr);
+    assert!(
+        errors[0].contains("not-a-dir")
+            && errors[0].contains("is not a directory")
+            && !errors[0].contains("os error 17"),
+        "{}",
+        errors[0]
+    );
+    assert_eq!(std::fs::read(&file).unwrap(), b"x");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_download_to_the_same_file_from_another_state_dir_is_refused() {
+    let env = Env::new().await;
+    let src = put_object(&env, "obj", 20 * MIB, 15);
+    env.slow_down(Duration::from_millis(300));
+    let cp = [
+        "cp",
+        "--part-size",
+        "5MiB",
+        "--concurrency",
+        "1",
+        "s3://bucket/obj",
+        "copy.bin",
+    ];
+    let mut first = env.s3tm(&cp).spawn().unwrap();
+    env.wait_for_bytes_done(&mut first, "obj");
+
+    let other_state = env.path("other-state");
+    let second = finish(env.s3tm_in(&other_state, &cp, true).spawn().unwrap());
+    assert_eq!(second.code, Some(1), "stderr: {}", second.stderr);
+    let errors = second.error_lines();
+    assert_eq!(errors.len(), 1, "one error line: {}", second.stderr);
+    let dest = env.path("copy.bin");
+    assert!(
+        errors[0].contains(&format!(
+            "another s3tm is downloading to {}",
+            dest.display()
+        )) && errors[0].contains("copy.bin.s3tm-partial is locked"),
+        "{}",
+        errors[0]
+    );
+
+    let first = finish(first);
+    assert_eq!(first.code, Some(0), "stderr: {}", first.stderr);
+    assert_eq!(sha256(&dest), sha256(&src), "the first download is intact");
+    assert!(!env.path("copy.bin.s3tm-partial").exists());
+    let listed = finish(
+        env.s3tm_in(&other_state, &["ls", "--json"], true)
+            .spawn()
+            .unwrap(),
+    );
+    assert_eq!(listed.code, Some(0), "{}", listed.stderr);
+    assert!(
+        listed.stdout.trim().is_empty(),
+        "the refused download left nothing to resume: {}",
+        listed.stdout
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_download_to_stdout_streams_the_bytes_alone() {
+    let env = Env::new().await;
+    let src = put_object(&env, "obj", 7 * MIB + 3, 16);
+    // What /dev/stdout is; a link of our own, so that a broken s3tm replaces only it.
+    let link = env.path("stdout");
+    std::os::unix::fs::symlink("/proc/self/fd/1", &link).unwrap();
+    for extra in [&[][..], &["--json"][..]] {
+        let mut args = vec!["cp"];
+        args.extend_from_slice(extra);
+        args.extend(["s3://bucket/obj", "stdout"]);
+        let output = env.s3tm(&args).output().unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(0), "stderr: {stderr}");
+        assert_eq!(
+            hex::encode(Sha256::digest(&output.stdout)),
+            sha256(&src),
+            "stdout holds the object's bytes and nothing else ({} bytes); stderr: {stderr}",
+            output.stdout.len()
+        );
+        assert!(
+            stderr.contains("downloaded") || stderr.contains("\"completed\""),
+            "the summary goes to stderr: {stderr}"
+        );
+        assert!(std::fs::symlink_metadata(&link).unwrap().is_symlink());
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ctrl_c_stops_a_streamed_download_without_promising_a_resume() {
+    use std::io::Read as _;
+    let env = Env::new().await;
+    put_object(&env, "obj", 15 * MIB, 17);
+    env.slow_down(Duration::from_millis(400));
+    let fifo = env.path("pipe");
+    let made = Command::new("mkfifo").arg(&fifo).status().unwrap();
+    assert!(made.success(), "mkfifo failed");
+    let (tx, rx) = mpsc::channel();
+    let reader_path = fifo.clone();
+    std::thread::spawn(move || {
+        let mut f = std::fs::File::open(&reader_path).unwrap();
+        let mut buf = vec![0u8; 1 << 16];
+        let mut total = 0usize;
+        while let Ok(n) = f.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            total += n;
+            let _ = tx.send(total);
+        }
+    });
+    let child = env
+        .s3tm(&[
+            "cp",
+            "--part-size",
+            "5MiB",
+            "--concurrency",
+            "1",
+            "s3://bucket/obj",
+            "pipe",
+        ])
+        .spawn()
+        .unwrap();
+    rx.recv_timeout(TIMEOUT).expect("bytes reach the FIFO");
+    signal(&child, "-INT");
+    let run = finish(child);
+    assert_eq!(run.code, Some(1), "stderr: {}", run.stderr);
+    assert!(
+        run.stderr.contains("cannot be resumed") && !run.stderr.contains("to resume:"),
+        "{}",
+        run.stderr
+    );
+    assert!(env.ls().is_empty());
 }
 
 /// Runs `cp` slowed down by the proxy, pauses it with SIGINT once bytes are done, and
