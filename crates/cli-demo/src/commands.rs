@@ -55,7 +55,7 @@ pub(crate) async fn cp(global: &Global, a: CpArgs) -> Result<u8, Failure> {
     let src = Location::parse(&a.src).map_err(Failure::usage)?;
     let dst = Location::parse(&a.dst).map_err(Failure::usage)?;
     let copy = resolve_copy(&src, &dst, Path::is_dir).map_err(Failure::usage)?;
-    let signals = Signals::new()?;
+    let mut signals = Signals::new()?;
     let mut config = config(global)?;
     if let Some(size) = a.part_size {
         config.part_size_bytes = size;
@@ -124,7 +124,19 @@ pub(crate) async fn cp(global: &Global, a: CpArgs) -> Result<u8, Failure> {
             None => start(&manager, direction, &bucket, &key, &path).await?,
         })
     };
-    let handle = match started.await {
+    // Starting can wait on the destination: a FIFO opens only once it has a reader.
+    let started = tokio::select! {
+        started = started => started,
+        () = signals.next() => Err(Failure::new(format!(
+            "interrupted before the transfer started (nothing was transferred){}",
+            if direction == Direction::Download && stream_kind(&path) == "a FIFO" {
+                format!("; nothing had opened the FIFO {} for reading", path.display())
+            } else {
+                String::new()
+            }
+        ))),
+    };
+    let handle = match started {
         Ok(handle) => handle,
         Err(failure) => {
             // With --json a failure before the transfer has an id still ends the stream.

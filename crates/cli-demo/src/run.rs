@@ -394,7 +394,7 @@ impl Signals {
         Ok(Signals {})
     }
 
-    async fn next(&mut self) {
+    pub(crate) async fn next(&mut self) {
         #[cfg(unix)]
         tokio::select! {
             _ = self.int.recv() => {}

@@ -890,6 +890,61 @@ async fn ctrl_c_stops_a_streamed_download_without_promising_a_resume() {
     assert!(env.ls().is_empty());
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ctrl_c_ends_a_download_waiting_for_a_fifo_reader() {
+    let env = Env::new().await;
+    put_object(&env, "obj", MIB, 18);
+    let fifo = env.path("pipe");
+    let made = Command::new("mkfifo").arg(&fifo).status().unwrap();
+    assert!(made.success(), "mkfifo failed");
+    let child = env
+        .s3tm(&["cp", "s3://bucket/obj", "pipe"])
+        .spawn()
+        .unwrap();
+    // Until a reader comes, opening the FIFO waits in the kernel (`wait_for_partner`).
+    let tasks = PathBuf::from(format!("/proc/{}/task", child.id()));
+    let started = Instant::now();
+    let mut kernel_names_waits = false;
+    loop {
+        let wchans: Vec<String> = std::fs::read_dir(&tasks)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter_map(|t| std::fs::read_to_string(t.path().join("wchan")).ok())
+            .collect();
+        kernel_names_waits |= wchans.iter().any(|w| !w.is_empty() && w != "0");
+        if wchans.iter().any(|w| w == "wait_for_partner") {
+            break;
+        }
+        if !kernel_names_waits && started.elapsed() > Duration::from_secs(10) {
+            let mut child = child;
+            let _ = child.kill();
+            let _ = child.wait();
+            eprintln!("SKIPPED: this kernel does not show /proc/PID/task/*/wchan");
+            return;
+        }
+        assert!(started.elapsed() < TIMEOUT, "s3tm never waited on the FIFO");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    signal(&child, "-INT");
+    let run = finish(child);
+    assert_eq!(run.code, Some(1), "stderr: {}", run.stderr);
+    let errors = run.error_lines();
+    assert_eq!(errors.len(), 1, "one error line: {}", run.stderr);
+    assert!(
+        errors[0].contains("interrupted before the transfer started") && errors[0].contains("FIFO"),
+        "{}",
+        errors[0]
+    );
+    use std::os::unix::fs::FileTypeExt;
+    assert!(
+        std::fs::symlink_metadata(&fifo)
+            .unwrap()
+            .file_type()
+            .is_fifo()
+    );
+}
+
 /// Runs `cp` slowed down by the proxy, pauses it with SIGINT once bytes are done, and
 /// returns what `s3tm ls --json` then shows of it.
 fn paused_cp(env: &Env, cp: &[&str], key: &str) -> Value {
