@@ -713,8 +713,9 @@ fn check_own_file(path: &Path, meta: &std::fs::Metadata) -> Result<(), PartialEr
 /// Opens the partial file of a download to `dest` and locks it (an exclusive lock,
 /// never waited for): an existing one only if it is s3tm's own (see `check_own_file`;
 /// never through a symbolic link: `O_NOFOLLOW`), a missing one created with `O_EXCL`
-/// (mode 0600) when `create`. Returns the file and its length before, `None` for a file
-/// created here; `Ok(None)` when it is missing and not to be created.
+/// when `create` (mode 0666 less the umask, as any new file: it becomes the download).
+/// Returns the file and its length before (`None` for a file created here), or
+/// `Ok(None)` when it is missing and not to be created.
 pub(crate) fn open_partial(
     path: &Path,
     dest: &Path,
@@ -745,7 +746,7 @@ pub(crate) fn open_partial(
             return Err(io(e));
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound && create => {
-            match options.create_new(true).mode(0o600).open(path) {
+            match options.create_new(true).open(path) {
                 Ok(f) => (f, None),
                 // Created by another s3tm meanwhile: judged (and locked) as an existing one.
                 Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
