@@ -239,6 +239,7 @@ pub(crate) fn completed_fields(o: &TransferOutcome) -> Value {
         "bytes_resumed": o.bytes_resumed,
         "bytes_rechecked": o.bytes_rechecked,
         "bytes_recheck_failed": o.bytes_recheck_failed,
+        "recheck_secs": o.recheck_elapsed.as_secs_f64(),
         "resumed": o.resumed,
         "elapsed_secs": o.elapsed.as_secs_f64(),
         "mib_per_sec": mib_per_sec(o.bytes_transferred, o.elapsed),
@@ -276,6 +277,7 @@ mod tests {
             bytes_resumed: 64 << 20,
             bytes_rechecked: 64 << 20,
             bytes_recheck_failed: 8 << 20,
+            recheck_elapsed: Duration::from_millis(30),
             elapsed: Duration::from_secs(2),
             resumed: true,
         };

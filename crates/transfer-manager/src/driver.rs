@@ -53,6 +53,9 @@ impl Driver {
         let now = || Time::from_duration(started.elapsed());
         let mut tasks: JoinSet<(OpId, Outcome)> = JoinSet::new();
         let mut op_of_task: HashMap<tokio::task::Id, OpId> = HashMap::new();
+        // Wall time during which bytes carried over from an earlier run were being read
+        // back and hashed (for the report; the reads run beside each other).
+        let mut rechecks = Rechecks::default();
         let mut pause_waiters: Vec<oneshot::Sender<Result<(), Error>>> = Vec::new();
         let mut commands_open = true;
         let mut state = TransferState::Running;
@@ -68,6 +71,7 @@ impl Driver {
                         tracing::warn!(error = %e, "checkpoint not saved before preparing the partial file");
                     }
                 }
+                rechecks.started(&op);
                 let ctx = self.ctx.clone();
                 let name = op.kind.name();
                 let span = tracing::debug_span!("request", op = name, id = op.id.0);
@@ -128,7 +132,7 @@ impl Driver {
             self.publish(state);
             if let Some(end) = ending {
                 tasks.abort_all();
-                return self.finish(end, started).await;
+                return self.finish(end, started, rechecks.total()).await;
             }
             let deadline = self.machine.poll_timeout();
             let sleep = async {
@@ -149,6 +153,7 @@ impl Driver {
                         },
                     };
                     op_of_task.retain(|_, o| *o != op);
+                    rechecks.ended(op);
                     self.machine.handle_outcome(now(), op, outcome);
                 }
                 () = sleep => self.machine.handle_timeout(now()),
@@ -227,7 +232,12 @@ impl Driver {
         }
     }
 
-    async fn finish(&mut self, end: End, started: Instant) -> Result<TransferOutcome, Error> {
+    async fn finish(
+        &mut self,
+        end: End,
+        started: Instant,
+        recheck_elapsed: std::time::Duration,
+    ) -> Result<TransferOutcome, Error> {
         // A failure keeps its checkpoint only if there is something to resume: an upload
         // on the server, or a download whose layout (and maybe bytes) is known. A transfer
         // that failed on its first request (wrong secret, no such key) leaves nothing.
@@ -261,6 +271,7 @@ impl Driver {
                     bytes_resumed: c.bytes_resumed,
                     bytes_rechecked: c.bytes_rechecked,
                     bytes_recheck_failed: c.bytes_recheck_failed,
+                    recheck_elapsed,
                     elapsed: started.elapsed(),
                     resumed: self.resumed,
                 })
@@ -278,6 +289,41 @@ impl Driver {
                 Err(Error::with_source(err.kind(), message, err))
             }
         }
+    }
+}
+
+/// Times the local re-reads of a transfer: from the moment one starts while none runs
+/// to the moment the last running one ends.
+#[derive(Default)]
+struct Rechecks {
+    running: std::collections::HashSet<OpId>,
+    since: Option<Instant>,
+    total: std::time::Duration,
+}
+
+impl Rechecks {
+    fn started(&mut self, op: &transfer_core::Operation) {
+        if matches!(
+            op.kind,
+            transfer_core::OpKind::HashPartialRange { .. }
+                | transfer_core::OpKind::HashSourceRange { .. }
+        ) {
+            self.running.insert(op.id);
+            self.since.get_or_insert_with(Instant::now);
+        }
+    }
+
+    fn ended(&mut self, op: OpId) {
+        if self.running.remove(&op)
+            && self.running.is_empty()
+            && let Some(since) = self.since.take()
+        {
+            self.total += since.elapsed();
+        }
+    }
+
+    fn total(&self) -> std::time::Duration {
+        self.total + self.since.map_or_else(Default::default, |s| s.elapsed())
     }
 }
 

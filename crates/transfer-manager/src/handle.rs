@@ -61,6 +61,9 @@ pub struct TransferOutcome {
     pub bytes_rechecked: u64,
     /// Of those, bytes that no longer matched and were transferred again.
     pub bytes_recheck_failed: u64,
+    /// Wall time spent reading those bytes back (and hashing parts the server had but
+    /// no checkpoint recorded); the reads run beside each other and beside transfers.
+    pub recheck_elapsed: Duration,
     /// Time this run took.
     pub elapsed: Duration,
     /// Whether this run continued an earlier one.

@@ -53,9 +53,19 @@ pub(crate) struct Interruption {
     pub(crate) first: u64,
     /// Body bytes of the run that resumed it.
     pub(crate) second: u64,
+    /// Bytes the resumed run read back from the local file and checked against their
+    /// recorded hashes before trusting them, and the wall time that took.
+    pub(crate) rechecked: u64,
+    pub(crate) recheck_secs: f64,
 }
 
 impl Interruption {
+    /// Seconds of re-checking per GiB re-checked, when anything was.
+    pub(crate) fn recheck_secs_per_gib(&self) -> Option<f64> {
+        (self.rechecked > 0)
+            .then(|| self.recheck_secs / (self.rechecked as f64 / (1u64 << 30) as f64))
+    }
+
     /// Bytes that crossed the wire twice.
     pub(crate) fn resent(&self) -> u64 {
         (self.first + self.second).saturating_sub(self.size_bytes)
@@ -88,14 +98,17 @@ pub(crate) fn run_all(
             match &result {
                 Ok(r) => println!(
                     "==> s3tm {} interrupted by {}: {:.1} MiB moved at the signal, {:.1} + {:.1} \
-                     MiB in the two runs, {:.1} MiB sent twice (limit {:.0} MiB)",
+                     MiB in the two runs, {:.1} MiB sent twice (limit {:.0} MiB); {:.1} MiB \
+                     carried over re-checked in {:.2} s",
                     direction.name(),
                     stop.name(),
                     mib(r.at_signal),
                     mib(r.first),
                     mib(r.second),
                     mib(r.resent()),
-                    mib(LIMIT_BYTES)
+                    mib(LIMIT_BYTES),
+                    mib(r.rechecked),
+                    r.recheck_secs
                 ),
                 Err(e) => println!(
                     "==> s3tm {} interrupted by {}: FAILED: {e}",
@@ -223,9 +236,11 @@ fn one(
     // the run it belongs to.
     let first = settled(proxy, direction, start);
 
-    // 2. The same command again resumes it.
+    // 2. The same command again resumes it (its `--json` summary says what it re-checked).
     let second_start = proxy.body_bytes();
-    let mut child = spawn(env, s3tm, &args, &log("second"))?;
+    let mut again = args.to_vec();
+    again.push("--json".to_owned());
+    let mut child = spawn(env, s3tm, &again, &log("second"))?;
     let status = wait_until(&mut child, deadline)?;
     if !status.success() {
         bail!(
@@ -241,12 +256,24 @@ fn one(
         );
     }
     let _ = fs::remove_file(&dest);
+    let completed = completed_line(&log("second"))?;
     Ok(Interruption {
         size_bytes: file.size_bytes,
         at_signal,
         first,
         second,
+        rechecked: completed["bytes_rechecked"].as_u64().unwrap_or(0),
+        recheck_secs: completed["recheck_secs"].as_f64().unwrap_or(0.0),
     })
+}
+
+/// The `completed` JSON line of an s3tm run's log.
+fn completed_line(log: &Path) -> anyhow::Result<serde_json::Value> {
+    let text = fs::read_to_string(log).with_context(|| format!("cannot read {}", log.display()))?;
+    text.lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .find(|v| v["event"] == "completed")
+        .with_context(|| format!("no `completed` line in {}", log.display()))
 }
 
 fn spawn(env: &Env, s3tm: &str, args: &[String], log: &Path) -> anyhow::Result<Child> {

@@ -594,23 +594,27 @@ impl Results {
     fn interrupts_table(&self) -> String {
         let mut t = String::from(
             "| direction | stopped by | MiB moved at the signal | MiB, interrupted run | \
-             MiB, resumed run | MiB sent twice |\n|---|---|---|---|---|---|\n",
+             MiB, resumed run | MiB sent twice | MiB re-checked on resume | re-check s/GiB |\n\
+             |---|---|---|---|---|---|---|---|\n",
         );
         for (direction, stop, result) in &self.interrupts {
             let _ = match result {
                 Ok(r) => writeln!(
                     t,
-                    "| {} | {} | {:.1} | {:.1} | {:.1} | {:.1} |",
+                    "| {} | {} | {:.1} | {:.1} | {:.1} | {:.1} | {:.1} | {} |",
                     direction.name(),
                     stop.name(),
                     r.at_signal as f64 / MIB_F,
                     r.first as f64 / MIB_F,
                     r.second as f64 / MIB_F,
-                    r.resent() as f64 / MIB_F
+                    r.resent() as f64 / MIB_F,
+                    r.rechecked as f64 / MIB_F,
+                    r.recheck_secs_per_gib()
+                        .map_or("–".to_owned(), |s| format!("{s:.2}"))
                 ),
                 Err(e) => writeln!(
                     t,
-                    "| {} | {} | failed: {} | | | |",
+                    "| {} | {} | failed: {} | | | | | |",
                     direction.name(),
                     stop.name(),
                     e.replace('|', "\\|").replace('\n', " ")
