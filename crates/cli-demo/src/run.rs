@@ -299,8 +299,26 @@ async fn pause(
             std::process::exit(exit::PAUSED.into());
         }
     }
-    // Transfers that ended while pausing report their end as usual.
+    // Transfers that ended while pausing (their last requests completed them, or failed)
+    // report their end as usual: a transfer is reported paused only if it is. Once
+    // `pause_all` returns, each is either paused or over, and the end of one that is
+    // over is on its way.
     let mut failed = false;
+    let not_paused = |finished: &[bool]| {
+        watched.iter().zip(finished).any(|(w, done)| {
+            !*done && w.progress.borrow().state != transfer_manager::TransferState::Paused
+        })
+    };
+    while not_paused(finished) {
+        match tokio::time::timeout(Duration::from_secs(30), done_rx.recv()).await {
+            Ok(Some((index, result))) => {
+                finished[index] = true;
+                failed |= !report_end(&watched[index], result, global, out, watched.len());
+            }
+            // Nothing more will come (or nothing came for long): report what is known.
+            Ok(None) | Err(_) => break,
+        }
+    }
     while let Ok((index, result)) = done_rx.try_recv() {
         finished[index] = true;
         failed |= !report_end(&watched[index], result, global, out, watched.len());

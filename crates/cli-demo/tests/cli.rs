@@ -1053,3 +1053,49 @@ async fn a_source_rewritten_while_paused_with_its_mtime_put_back_is_refused() {
         "an object was completed from a changed source"
     );
 }
+
+/// Ctrl-C while the last request of an upload is in flight: s3tm lets it finish, and the
+/// upload it finished is reported as what it is, completed (exit 0), not as paused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pause_that_finds_the_upload_done_reports_it_completed() {
+    let env = Env::new().await;
+    let src = env.path("small.bin");
+    random_file(&src, 7 * MIB, 33); // below the multipart threshold: one PutObject
+    env.proxy.delay(
+        Matcher::method(http::Method::PUT),
+        Duration::from_millis(1500),
+        ALWAYS,
+    );
+    let mut child = env
+        .s3tm(&["cp", "small.bin", "s3://bucket/small.bin"])
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + TIMEOUT;
+    while !env
+        .proxy
+        .requests()
+        .iter()
+        .any(|r| r.method == http::Method::PUT)
+    {
+        assert!(child.try_wait().unwrap().is_none(), "s3tm ended early");
+        assert!(Instant::now() < deadline, "no PUT was sent");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    signal(&child, "-INT");
+    let run = finish(child);
+    assert_eq!(
+        run.code,
+        Some(0),
+        "stdout: {} stderr: {}",
+        run.stdout,
+        run.stderr
+    );
+    assert!(run.stdout.contains("uploaded"), "{}", run.stdout);
+    assert!(
+        !run.stderr.contains("paused") && !run.stderr.contains("resume"),
+        "no pause is claimed: {}",
+        run.stderr
+    );
+    assert_eq!(sha256(&env.object("small.bin")), sha256(&src));
+    assert!(env.ls().is_empty());
+}
