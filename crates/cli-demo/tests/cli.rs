@@ -466,6 +466,42 @@ async fn a_wrong_secret_is_one_clear_error() {
     );
     assert!(!run.stderr.contains(wrong_secret) && !run.stdout.contains(wrong_secret));
     assert!(!env.object("f.bin").exists());
+    assert!(
+        !error.contains("resume") && !error.contains("checkpoint"),
+        "no checkpoint was written, so none is promised: {error}"
+    );
+    assert!(env.ls().is_empty(), "nothing is saved");
+
+    // The same in JSON, for a key S3 refuses (over 1,024 bytes) and a refused connection.
+    let long_key = format!("s3://bucket/{}", "k".repeat(1100));
+    for (args, endpoint) in [
+        (vec!["cp", "--json", "f.bin", long_key.as_str()], None),
+        (
+            vec!["cp", "--json", "f.bin", "s3://bucket/f.bin"],
+            Some("http://127.0.0.1:9"),
+        ),
+    ] {
+        let mut cmd = match endpoint {
+            Some(url) => {
+                let mut c = env.s3tm_without_endpoint(&["--endpoint-url", url, "--path-style"]);
+                c.args(&args);
+                c
+            }
+            None => env.s3tm(&args),
+        };
+        let run = finish(cmd.spawn().unwrap());
+        assert_eq!(run.code, Some(1), "{args:?}: {}", run.stderr);
+        let failed = json_lines(&run.stdout)
+            .into_iter()
+            .find(|e| e["event"] == "failed")
+            .unwrap_or_else(|| panic!("{args:?}: no failed line: {}", run.stdout));
+        assert_eq!(failed["resumable"], false, "{args:?}: {failed}");
+        assert!(
+            !failed["error"].as_str().unwrap().contains("resume"),
+            "{args:?}: {failed}"
+        );
+        assert!(env.ls().is_empty(), "{args:?}: nothing is saved");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -58,9 +58,7 @@ pub enum TransferError {
         failure: Failure,
     },
     /// Retries ran out.
-    #[error(
-        "{op} failed after {attempts} attempts: {last}; check the endpoint and network, then resume"
-    )]
+    #[error("{op} failed after {attempts} attempts: {last}; check the endpoint and network")]
     RetriesExhausted {
         /// Which operation.
         op: &'static str,
@@ -70,7 +68,7 @@ pub enum TransferError {
         last: Failure,
     },
     /// Nothing completed for too long.
-    #[error("no progress for {0:?}; check the endpoint and network, then resume")]
+    #[error("no progress for {0:?}; check the endpoint and network")]
     Stalled(Duration),
     /// A local file operation failed.
     #[error("{op} failed: {message}")]

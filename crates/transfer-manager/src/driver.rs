@@ -101,13 +101,7 @@ impl Driver {
                         self.persist(None, StoreState::Paused);
                         let flushed = self.flush().await;
                         if !commands_open {
-                            return Err(Error::new(
-                                ErrorKind::Paused,
-                                format!(
-                                    "{}: left paused; resume it with `s3tm resume {}`",
-                                    self.what, self.id
-                                ),
-                            ));
+                            return Err(self.left_paused());
                         }
                         for w in pause_waiters.drain(..) {
                             let _ = w.send(flushed.as_ref().map(|_| ()).map_err(clone_err));
@@ -181,14 +175,27 @@ impl Driver {
                         commands_open = false;
                         // Nobody can resume it here any more: let another process do so.
                         if self.machine.is_paused() {
-                            return Err(Error::new(
-                                ErrorKind::Paused,
-                                format!("{}: left paused; resume it with `s3tm resume {}`", self.what, self.id),
-                            ));
+                            return Err(self.left_paused());
                         }
                     }
                 },
             }
+        }
+    }
+
+    /// The end of a paused transfer that nobody can resume in this process any more.
+    fn left_paused(&self) -> Error {
+        let err = Error::new(
+            ErrorKind::Paused,
+            format!(
+                "{}: left paused; resume it with `s3tm resume {}`",
+                self.what, self.id
+            ),
+        );
+        if self.persistence.is_some() {
+            err.with_checkpoint_kept()
+        } else {
+            err
         }
     }
 
@@ -286,7 +293,7 @@ impl Driver {
                     return Err(err);
                 }
                 let message = format!("{err}; resume it with `s3tm resume {}`", self.id);
-                Err(Error::with_source(err.kind(), message, err))
+                Err(Error::with_source(err.kind(), message, err).with_checkpoint_kept())
             }
         }
     }

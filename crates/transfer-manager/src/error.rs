@@ -41,6 +41,8 @@ pub struct Error {
     kind: ErrorKind,
     message: String,
     source: Option<Box<dyn std::error::Error + Send + Sync>>,
+    /// The driver kept the transfer's record in the store.
+    checkpoint_kept: bool,
 }
 
 impl Error {
@@ -49,6 +51,7 @@ impl Error {
             kind,
             message: message.into(),
             source: None,
+            checkpoint_kept: false,
         }
     }
 
@@ -61,6 +64,7 @@ impl Error {
             kind,
             message: message.into(),
             source: Some(Box::new(source)),
+            checkpoint_kept: false,
         }
     }
 
@@ -69,12 +73,17 @@ impl Error {
         self.kind
     }
 
-    /// Whether the transfer's checkpoint was kept, so that it can be resumed.
+    /// Whether the transfer's record was kept in the store, so that it can be resumed:
+    /// true only when the record exists (a failure on the first request, before
+    /// anything worth resuming, leaves none).
     pub fn is_resumable(&self) -> bool {
-        matches!(
-            self.kind,
-            ErrorKind::Network | ErrorKind::LocalIo | ErrorKind::Denied | ErrorKind::Remote
-        )
+        self.checkpoint_kept
+    }
+
+    /// Marks the error of a transfer whose record was kept.
+    pub(crate) fn with_checkpoint_kept(mut self) -> Self {
+        self.checkpoint_kept = true;
+        self
     }
 
     pub(crate) fn store(err: resume_store::StoreError) -> Self {
@@ -91,7 +100,7 @@ impl Error {
 
     pub(crate) fn local(what: impl fmt::Display, err: std::io::Error) -> Self {
         let hint = match err.kind() {
-            std::io::ErrorKind::StorageFull => "; free some disk space, then resume",
+            std::io::ErrorKind::StorageFull => "; free some disk space",
             std::io::ErrorKind::PermissionDenied => "; check the file's permissions",
             std::io::ErrorKind::NotFound => "; check the path",
             _ => "",
