@@ -77,6 +77,11 @@ pub(crate) struct Global {
     /// ca_bundle).
     #[arg(long, global = true, value_name = "PEM")]
     pub(crate) ca_bundle: Option<PathBuf>,
+    /// Log to stderr: -v each transfer's retries and restarts, -vv every request
+    /// (operation, status, request id, timing). RUST_LOG, when set, decides instead.
+    /// Warnings (a checkpoint that could not be saved) are shown either way; secrets never.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub(crate) verbose: u8,
 }
 
 #[derive(Debug, Subcommand)]
@@ -180,8 +185,30 @@ pub(crate) struct CleanArgs {
     pub(crate) dry_run: bool,
 }
 
+/// The log on stderr: `RUST_LOG` when set, else warnings, `-v` info, `-vv` debug (every
+/// request, with its span: transfer id, object, operation).
+fn init_logging(verbose: u8) {
+    use tracing_subscriber::EnvFilter;
+    let level = match verbose {
+        0 => "warn",
+        1 => "info",
+        _ => "debug",
+    };
+    let filter = match std::env::var("RUST_LOG") {
+        Ok(spec) if !spec.trim().is_empty() => EnvFilter::new(spec),
+        _ => EnvFilter::new(format!("{level},hyper=warn,hyper_util=warn,rustls=warn")),
+    };
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .try_init();
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    init_logging(cli.global.verbose);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

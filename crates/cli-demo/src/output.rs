@@ -81,6 +81,14 @@ impl Output {
         }
     }
 
+    /// A warning on stderr, whatever the mode: something went wrong beside the work.
+    pub(crate) fn warn(&self, line: &str) {
+        match &self.bars {
+            Some(bars) => bars.suspend(|| eprintln!("s3tm: warning: {line}")),
+            None => eprintln!("s3tm: warning: {line}"),
+        }
+    }
+
     /// An error line on stderr, whatever the mode.
     pub(crate) fn error(&self, line: &str) {
         match &self.bars {
@@ -240,6 +248,7 @@ pub(crate) fn completed_fields(o: &TransferOutcome) -> Value {
         "bytes_rechecked": o.bytes_rechecked,
         "bytes_recheck_failed": o.bytes_recheck_failed,
         "recheck_secs": o.recheck_elapsed.as_secs_f64(),
+        "warnings": o.warnings,
         "resumed": o.resumed,
         "elapsed_secs": o.elapsed.as_secs_f64(),
         "mib_per_sec": mib_per_sec(o.bytes_transferred, o.elapsed),
@@ -278,6 +287,7 @@ mod tests {
             bytes_rechecked: 64 << 20,
             bytes_recheck_failed: 8 << 20,
             recheck_elapsed: Duration::from_millis(30),
+            warnings: vec![],
             elapsed: Duration::from_secs(2),
             resumed: true,
         };

@@ -223,6 +223,9 @@ fn report_end(
 ) -> bool {
     match result {
         Ok(o) => {
+            for warning in &o.warnings {
+                out.warn(&format!("{}: {warning}", w.id));
+            }
             out.event("completed", output::completed_fields(&o));
             out.summary(&output::summary_line(&w.route, w.direction, &o));
             true

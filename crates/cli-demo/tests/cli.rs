@@ -1135,3 +1135,35 @@ async fn a_pause_that_finds_the_upload_done_reports_it_completed() {
     assert_eq!(sha256(&env.object("small.bin")), sha256(&src));
     assert!(env.ls().is_empty());
 }
+
+/// `-vv` (or RUST_LOG) shows every request on stderr, never a secret; without it the log
+/// stays quiet.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn verbose_flags_and_rust_log_show_the_request_log() {
+    let env = Env::new().await;
+    random_file(&env.path("f.bin"), 12 * MIB, 34);
+    let quiet = env.run(&["cp", "f.bin", "s3://bucket/quiet.bin"]);
+    assert_eq!(quiet.code, Some(0), "{}", quiet.stderr);
+    assert!(!quiet.stderr.contains("status=200"), "{}", quiet.stderr);
+
+    let loud = env.run(&["-vv", "cp", "f.bin", "s3://bucket/loud.bin"]);
+    assert_eq!(loud.code, Some(0), "{}", loud.stderr);
+    let logged = finish(
+        env.s3tm(&["cp", "f.bin", "s3://bucket/logged.bin"])
+            .env("RUST_LOG", "debug")
+            .spawn()
+            .unwrap(),
+    );
+    assert_eq!(logged.code, Some(0), "{}", logged.stderr);
+    for run in [&loud, &logged] {
+        assert!(
+            run.stderr.contains("UploadPart") && run.stderr.contains("status=200"),
+            "each request with its status: {}",
+            run.stderr
+        );
+        assert!(
+            !run.stderr.contains(env.server.secret_key()),
+            "a secret was logged"
+        );
+    }
+}

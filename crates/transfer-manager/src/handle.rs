@@ -64,6 +64,9 @@ pub struct TransferOutcome {
     /// Wall time spent reading those bytes back (and hashing parts the server had but
     /// no checkpoint recorded); the reads run beside each other and beside transfers.
     pub recheck_elapsed: Duration,
+    /// What went wrong beside the transfer without failing it (checkpoints that could
+    /// not be saved, say), one sentence each.
+    pub warnings: Vec<String>,
     /// Time this run took.
     pub elapsed: Duration,
     /// Whether this run continued an earlier one.

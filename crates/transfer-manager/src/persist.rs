@@ -113,6 +113,22 @@ impl Persister {
         let (tx, rx) = mpsc::channel::<Msg>();
         let spawned = std::thread::Builder::new().name("s3tm-checkpoints".into()).spawn(move || {
             let mut failed: Option<StoreError> = None;
+            // Warn once when saves start failing (a full or read-only state directory),
+            // and once when they work again, rather than once a part.
+            let mut failing = false;
+            let mut outcome = |id: &TransferId, result: Result<(), StoreError>, failed: &mut Option<StoreError>| match result {
+                Ok(()) => {
+                    if std::mem::take(&mut failing) {
+                        tracing::warn!(transfer = %id, "checkpoints are saved again");
+                    }
+                }
+                Err(e) => {
+                    if !std::mem::replace(&mut failing, true) {
+                        tracing::warn!(transfer = %id, error = %e, "checkpoint not saved; the transfer goes on, but a crash now would lose the work since the last saved checkpoint");
+                    }
+                    *failed = Some(e);
+                }
+            };
             while let Ok(first) = rx.recv() {
                 let mut batch = vec![first];
                 batch.extend(rx.try_iter());
@@ -126,12 +142,12 @@ impl Persister {
                                 (Some(sink), false) => sink.sync_blocking(),
                                 _ => Ok(()),
                             };
+                            let id = &r.meta.id;
                             if let Err(e) = synced {
-                                tracing::warn!(transfer = %r.meta.id, error = %e, "partial file not synced; checkpoint not saved");
-                                failed = Some(StoreError::Io { path: PathBuf::from("partial file"), source: e });
-                            } else if !superseded && let Err(e) = store.save(&r) {
-                                tracing::warn!(transfer = %r.meta.id, error = %e, "checkpoint not saved");
-                                failed = Some(e);
+                                let e = StoreError::Io { path: PathBuf::from("partial file"), source: e };
+                                outcome(id, Err(e), &mut failed);
+                            } else if !superseded {
+                                outcome(id, store.save(&r), &mut failed);
                             }
                         }
                         Msg::Remove(id) => match store.remove(&id) {
@@ -166,9 +182,13 @@ impl Persister {
     /// last flush.
     pub(crate) async fn flush(&self) -> Result<(), StoreError> {
         let (tx, rx) = tokio::sync::oneshot::channel();
+        let stopped = || StoreError::Io {
+            path: PathBuf::from("checkpoint thread"),
+            source: std::io::Error::other("the checkpoint thread is not running"),
+        };
         if self.tx.send(Msg::Flush(tx)).is_err() {
-            return Ok(());
+            return Err(stopped());
         }
-        rx.await.unwrap_or(Ok(()))
+        rx.await.unwrap_or_else(|_| Err(stopped()))
     }
 }

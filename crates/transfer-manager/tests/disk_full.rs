@@ -76,3 +76,48 @@ async fn download_onto_a_full_disk_fails_clearly_and_stays_resumable() {
     assert_eq!(saved.len(), 1, "the checkpoint must be kept for a resume");
     assert_eq!(saved[0].state, "failed");
 }
+
+/// Checkpoints that cannot be saved (the state directory's filesystem is full) do not
+/// fail a transfer that completes: the outcome is a success with a warning, and no
+/// record is left behind claiming something can be resumed.
+#[tokio::test]
+async fn a_full_state_directory_completes_the_upload_with_a_warning() {
+    let S3sEnv { server, dir, tm: _ } = s3s_env().await;
+    let src = random_file(dir.path(), "src", 16 * MIB, 42);
+    let state = dir.path().join("state");
+    let Some(_mount) = Tmpfs::mount(&state, "64k,mode=0700") else {
+        let msg = "SKIPPED a_full_state_directory_completes_the_upload_with_a_warning: cannot mount a tmpfs (needs root)\n";
+        std::io::Write::write_all(&mut std::io::stderr(), msg.as_bytes()).unwrap();
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "CI runs as root and must run this test"
+        );
+        return;
+    };
+    let tm = manager_with(
+        &server.endpoint(),
+        server.access_key(),
+        server.secret_key(),
+        server.region(),
+        &state,
+        |_| {},
+    );
+    // Fill the filesystem to the last byte.
+    {
+        use std::io::Write as _;
+        let mut filler = std::fs::File::create(state.join("filler")).unwrap();
+        let block = vec![0u8; 4096];
+        while filler.write_all(&block).is_ok() {}
+    }
+    let out = upload(&tm, "bucket", "k", &src).await.unwrap();
+    assert_eq!(out.warnings.len(), 1, "{out:?}");
+    assert!(
+        out.warnings[0].contains("could not be saved"),
+        "{:?}",
+        out.warnings
+    );
+    let dest = dir.path().join("dest");
+    download(&tm, "bucket", "k", &dest).await.unwrap();
+    assert_eq!(sha256(&dest), sha256(&src));
+    assert!(tm.list_resumable().unwrap().0.is_empty());
+}
