@@ -309,7 +309,10 @@ async fn pause(
     let mut failed = false;
     let not_paused = |finished: &[bool]| {
         watched.iter().zip(finished).any(|(w, done)| {
-            !*done && w.progress.borrow().state != transfer_manager::TransferState::Paused
+            // Streams do not pause: they are reported as stopped below.
+            !*done
+                && w.resumable
+                && w.progress.borrow().state != transfer_manager::TransferState::Paused
         })
     };
     while not_paused(finished) {

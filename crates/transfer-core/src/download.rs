@@ -130,6 +130,9 @@ pub struct DownloadMachine {
     recheck_due: bool,
     /// Completed ranges still to be read back and checked.
     to_recheck: BTreeSet<u32>,
+    /// Bytes that came from the checkpoint this machine was rebuilt from (counted in
+    /// `bytes_resumed`, not in `bytes_transferred`).
+    carried: RangeSet,
     verified: Option<Verified>,
     bytes_transferred: u64,
     bytes_resent: u64,
@@ -165,6 +168,7 @@ impl DownloadMachine {
             pending: BTreeSet::new(),
             recheck_due: false,
             to_recheck: BTreeSet::new(),
+            carried: RangeSet::new(),
             verified: None,
             bytes_transferred: 0,
             bytes_resent: 0,
@@ -210,6 +214,7 @@ impl DownloadMachine {
         m.completed = cp.completed;
         m.hashes = cp.range_hashes.into_iter().map(|h| (h.index, h)).collect();
         m.bytes_resumed = m.completed.len_bytes();
+        m.carried = m.completed.clone();
         m.recheck_due = true;
         match problem {
             // Nothing is deleted: a newer s3tm may still resume it.
@@ -566,6 +571,7 @@ impl DownloadMachine {
             });
             self.bytes_resent += self.completed.len_bytes();
             self.completed = RangeSet::new();
+            self.carried = RangeSet::new();
             self.hashes.clear();
             self.emit_checkpoint();
             if previous_len.is_none() {
@@ -605,6 +611,9 @@ impl DownloadMachine {
     /// A range carried over from an earlier run was read back: keep it if it still has
     /// the hashes recorded when it was fetched, else fetch it again.
     fn on_rechecked(&mut self, index: u32, checksum: Option<u32>, md5: Option<[u8; 16]>) {
+        if self.engine.state == RunState::Cancelling {
+            return;
+        }
         let Some(l) = &self.layout else { return };
         let range = l.range(index);
         let wanted = l.hashes();
@@ -625,7 +634,12 @@ impl DownloadMachine {
         self.bytes_rechecked += range.len_bytes();
         if let Some(why) = problem {
             self.bytes_recheck_failed += range.len_bytes();
-            self.bytes_resumed = self.bytes_resumed.saturating_sub(range.len_bytes());
+            if self.carried.contains(range) {
+                self.carried.remove(range);
+                self.bytes_resumed = self.bytes_resumed.saturating_sub(range.len_bytes());
+            } else {
+                self.bytes_resent += range.len_bytes();
+            }
             self.completed.remove(range);
             self.hashes.remove(&index);
             self.engine.emit(Event::Invalidated {

@@ -87,6 +87,9 @@ pub struct UploadMachine {
     recheck_due: bool,
     /// Recorded parts whose source range is still to be read back and checked.
     to_recheck: BTreeSet<u32>,
+    /// Parts that came from the checkpoint this machine was rebuilt from (counted in
+    /// `bytes_resumed`, not in `bytes_transferred`).
+    carried: BTreeSet<u32>,
     list_marker: Option<u32>,
     completes_sent: u32,
     bytes_transferred: u64,
@@ -115,6 +118,7 @@ impl UploadMachine {
             to_verify: BTreeSet::new(),
             recheck_due: false,
             to_recheck: BTreeSet::new(),
+            carried: BTreeSet::new(),
             list_marker: None,
             completes_sent: 0,
             bytes_transferred: 0,
@@ -173,6 +177,7 @@ impl UploadMachine {
             to_verify: BTreeSet::new(),
             recheck_due: false,
             to_recheck: BTreeSet::new(),
+            carried: BTreeSet::new(),
             list_marker: None,
             completes_sent: 0,
             bytes_transferred: 0,
@@ -183,6 +188,7 @@ impl UploadMachine {
             source: cp.source.clone(),
         };
         m.bytes_resumed = m.bytes_done();
+        m.carried = m.completed.keys().copied().collect();
         m.recheck_due = true;
         if let Some(err) = checkpoint_problem(&cp, parts) {
             // Nothing is aborted: a newer s3tm may still resume it.
@@ -193,6 +199,10 @@ impl UploadMachine {
                 path,
                 reason,
             }));
+        } else if m.source.changed_unix_nanos.is_none() {
+            // A checkpoint of an older s3tm: the parts it names are read back before the
+            // upload completes, and from now on the ctime is watched too.
+            m.source.changed_unix_nanos = current.changed_unix_nanos;
         }
         m.drive();
         m
@@ -481,6 +491,7 @@ impl UploadMachine {
         self.bytes_resent += self.bytes_done();
         self.generation += 1;
         self.completed.clear();
+        self.carried.clear();
         self.listed.clear();
         self.unrecorded.clear();
         self.to_verify.clear();
@@ -644,7 +655,11 @@ impl UploadMachine {
         self.bytes_rechecked += range.len_bytes();
         if let Some(why) = problem {
             self.bytes_recheck_failed += range.len_bytes();
-            self.bytes_resumed = self.bytes_resumed.saturating_sub(range.len_bytes());
+            if self.carried.remove(&number) {
+                self.bytes_resumed = self.bytes_resumed.saturating_sub(range.len_bytes());
+            } else {
+                self.bytes_resent += range.len_bytes();
+            }
             self.completed.remove(&number);
             self.pending.insert(number);
             self.engine.emit(Event::Invalidated {
@@ -803,14 +818,16 @@ impl UploadMachine {
             }
             return;
         }
-        if let Task::Recheck { number, generation } = task
-            && failure.kind != FailureKind::SourceChanged
-            && !failure.kind.is_retryable()
-        {
-            if generation == self.generation && self.engine.state != RunState::Cancelling {
-                self.rechecked(number, None, None);
+        if let Task::Recheck { number, generation } = task {
+            if generation != self.generation {
+                return;
             }
-            return;
+            if failure.kind != FailureKind::SourceChanged && !failure.kind.is_retryable() {
+                if self.engine.state != RunState::Cancelling {
+                    self.rechecked(number, None, None);
+                }
+                return;
+            }
         }
         if let Task::Part { number, generation } = task {
             if generation != self.generation {

@@ -154,7 +154,13 @@ impl Driver {
                 () = sleep => self.machine.handle_timeout(now()),
                 cmd = self.commands.recv(), if commands_open => match cmd {
                     Some(Command::Pause(reply)) => {
-                        if self.machine.is_paused() {
+                        if self.persistence.is_none() {
+                            // A stream cannot be read or written again: it cannot pause.
+                            let _ = reply.send(Err(Error::new(
+                                ErrorKind::Unsupported,
+                                "uploads from memory or a reader and downloads into a writer cannot be paused; cancel them instead",
+                            )));
+                        } else if self.machine.is_paused() {
                             let _ = reply.send(Ok(()));
                         } else {
                             state = TransferState::Pausing;

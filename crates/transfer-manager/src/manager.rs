@@ -547,7 +547,13 @@ impl TransferManager {
                         SourceFingerprint,
                     ) = match cp {
                         Some(cp) => {
-                            let expected = cp.source.clone();
+                            let mut expected = cp.source.clone();
+                            if expected.changed_unix_nanos.is_none()
+                                && expected.difference(&current).is_none()
+                            {
+                                // A checkpoint of an older s3tm: watch the ctime from now on.
+                                expected.changed_unix_nanos = current.changed_unix_nanos;
+                            }
                             (
                                 Box::new(UploadMachine::from_checkpoint(
                                     upload_cfg,

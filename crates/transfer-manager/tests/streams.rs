@@ -144,3 +144,28 @@ async fn writer_download_waits_for_a_slow_first_range_and_keeps_order() {
         "streamed bytes differ or are out of order"
     );
 }
+
+/// `pause_all` and `resume_all` leave streams alone: a stream cannot be read or written
+/// again, so pausing one and re-checking what it sent would break it.
+#[tokio::test]
+async fn pause_all_and_resume_all_leave_a_stream_running() {
+    let S3sEnv {
+        server: _server,
+        dir,
+        tm,
+    } = s3s_env().await;
+    let src = random_file(dir.path(), "src", 23 * MIB, 32);
+    let data = std::fs::read(&src).unwrap();
+    let file = tokio::fs::File::open(&src).await.unwrap();
+    let h = tm
+        .upload_reader("bucket", "from-reader", file, data.len() as u64)
+        .await
+        .unwrap();
+    wait_for_progress(&h, 5 * MIB).await;
+    tm.pause_all().await.unwrap();
+    tm.resume_all();
+    h.join().await.unwrap();
+    let dest = dir.path().join("dest");
+    download(&tm, "bucket", "from-reader", &dest).await.unwrap();
+    assert_eq!(sha256(&dest), sha256(&src));
+}
