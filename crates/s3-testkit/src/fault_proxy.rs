@@ -312,6 +312,111 @@ struct Shared {
     upstream: String,
     client: Client<HttpConnector, CountedBody>,
     counters: Arc<Counters>,
+    throttle: Arc<Throttle>,
+}
+
+/// Receive buffer of connections accepted while a bandwidth limit is set: without it the
+/// kernel would take megabytes of a request body off the client at once, hiding the limit
+/// from the client.
+const THROTTLED_RECV_BUFFER: usize = 64 << 10;
+
+/// The bandwidth limit: one schedule shared by every connection and both directions. Each
+/// body frame books the time its bytes take at the rate, after the frames booked before it,
+/// and is held until then; an idle link earns no credit, so the average never exceeds the
+/// rate.
+#[derive(Debug, Default)]
+struct Throttle {
+    state: Mutex<ThrottleState>,
+}
+
+#[derive(Debug, Default)]
+struct ThrottleState {
+    bytes_per_sec: Option<u64>,
+    /// When the frames booked so far have all passed.
+    booked_until: Option<tokio::time::Instant>,
+}
+
+impl Throttle {
+    fn lock(&self) -> MutexGuard<'_, ThrottleState> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn set(&self, bytes_per_sec: Option<u64>) {
+        let mut state = self.lock();
+        state.bytes_per_sec = bytes_per_sec.filter(|r| *r > 0);
+        state.booked_until = None;
+    }
+
+    fn is_limited(&self) -> bool {
+        self.lock().bytes_per_sec.is_some()
+    }
+
+    /// When a frame of `len` bytes may pass; `None` for at once.
+    fn book(&self, len: usize) -> Option<tokio::time::Instant> {
+        let mut state = self.lock();
+        let rate = state.bytes_per_sec?;
+        let now = tokio::time::Instant::now();
+        let start = state.booked_until.map_or(now, |t| t.max(now));
+        let until = start + Duration::from_secs_f64(len as f64 / rate as f64);
+        state.booked_until = Some(until);
+        (until > now).then_some(until)
+    }
+}
+
+/// A frame held back by the bandwidth limit, and the timer that releases it.
+#[derive(Debug, Default)]
+struct Pacer {
+    held: Option<(Frame<Bytes>, Pin<Box<Sleep>>)>,
+}
+
+impl Pacer {
+    /// The next frame of `inner`, released no faster than `throttle` allows.
+    fn poll_frame<E>(
+        &mut self,
+        throttle: &Throttle,
+        cx: &mut Context<'_>,
+        inner: impl FnOnce(&mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, E>>>,
+    ) -> Poll<Option<Result<Frame<Bytes>, E>>> {
+        if let Some((_, sleep)) = &mut self.held {
+            if sleep.as_mut().poll(cx).is_pending() {
+                return Poll::Pending;
+            }
+            return Poll::Ready(self.held.take().map(|(frame, _)| Ok(frame)));
+        }
+        match inner(cx) {
+            Poll::Ready(Some(Ok(frame))) => {
+                let until = frame.data_ref().and_then(|d| throttle.book(d.len()));
+                if let Some(until) = until {
+                    let mut sleep = Box::pin(tokio::time::sleep_until(until));
+                    if sleep.as_mut().poll(cx).is_pending() {
+                        self.held = Some((frame, sleep));
+                        return Poll::Pending;
+                    }
+                }
+                Poll::Ready(Some(Ok(frame)))
+            }
+            other => other,
+        }
+    }
+
+    fn is_holding(&self) -> bool {
+        self.held.is_some()
+    }
+
+    /// `inner`, plus the bytes held here.
+    fn size_hint(&self, inner: SizeHint) -> SizeHint {
+        let held = self
+            .held
+            .as_ref()
+            .and_then(|(f, _)| f.data_ref())
+            .map_or(0, |d| d.len() as u64);
+        let mut hint = SizeHint::new();
+        hint.set_lower(inner.lower() + held);
+        if let Some(upper) = inner.upper() {
+            hint.set_upper(upper + held);
+        }
+        hint
+    }
 }
 
 impl Shared {
@@ -412,6 +517,7 @@ impl FaultProxy {
             upstream: authority.to_owned(),
             client: Client::builder(TokioExecutor::new()).build(connector),
             counters: Arc::default(),
+            throttle: Arc::default(),
         });
 
         let listener = TcpListener::bind(("127.0.0.1", 0)).await?;
@@ -427,6 +533,10 @@ impl FaultProxy {
                     continue;
                 };
                 let _ = stream.set_nodelay(true);
+                if accept_shared.throttle.is_limited() {
+                    let _ = socket2::SockRef::from(&stream)
+                        .set_recv_buffer_size(THROTTLED_RECV_BUFFER);
+                }
                 let shared = Arc::clone(&accept_shared);
                 connections.spawn(async move {
                     let service = service_fn(move |req| handle(Arc::clone(&shared), req));
@@ -458,6 +568,16 @@ impl FaultProxy {
             to_server: c.to_server.load(Ordering::Relaxed),
             to_client: c.to_client.load(Ordering::Relaxed),
         }
+    }
+
+    /// Limits the body bytes passing through the proxy to `bytes_per_sec` on average,
+    /// counted over every connection and both directions together (a shared uplink and
+    /// downlink): frames are held until the rate allows them, so a client sees a slow
+    /// link, not silence. Connections accepted while a limit is set get a small receive
+    /// buffer, so the kernel does not take megabytes off the client at loopback speed.
+    /// Headers and the proxy's own error bodies are not limited. `0` removes the limit.
+    pub fn limit_bandwidth(&self, bytes_per_sec: u64) {
+        self.shared.throttle.set(Some(bytes_per_sec));
     }
 
     fn add(&self, matcher: Matcher, fault: Fault, times: u32) -> RuleId {
@@ -616,7 +736,7 @@ async fn handle(
                     return Err(injected_reset("response dropped"));
                 }
                 Some(Fault::ResetAfterResponseBytes(limit)) => {
-                    ProxyBody::limited(body, limit, Cut::Reset, &shared.counters)
+                    ProxyBody::limited(body, limit, Cut::Reset, &shared)
                 }
                 Some(Fault::TruncateResponseBody(limit)) => {
                     let declared = head
@@ -630,12 +750,14 @@ async fn handle(
                             HeaderValue::from(declared.min(limit)),
                         );
                     }
-                    ProxyBody::limited(body, limit, Cut::End, &shared.counters)
+                    ProxyBody::limited(body, limit, Cut::End, &shared)
                 }
                 _ => ProxyBody::Upstream {
                     body,
                     limit: None,
                     counters: Arc::clone(&shared.counters),
+                    throttle: Arc::clone(&shared.throttle),
+                    pacer: Pacer::default(),
                 },
             };
             Response::from_parts(head, body)
@@ -659,6 +781,8 @@ async fn forward(
         .body(CountedBody {
             body,
             counter: Arc::clone(&shared.counters),
+            throttle: Arc::clone(&shared.throttle),
+            pacer: Pacer::default(),
         })?;
     let mut headers = parts.headers;
     strip_hop_by_hop(&mut headers);
@@ -792,14 +916,19 @@ enum ProxyBody {
         body: Incoming,
         limit: Option<Limit>,
         counters: Arc<Counters>,
+        throttle: Arc<Throttle>,
+        pacer: Pacer,
     },
 }
 
-/// A request body on its way upstream, counted as it goes.
+/// A request body on its way upstream, counted (and paced, under a bandwidth limit) as it
+/// goes.
 #[derive(Debug)]
 struct CountedBody {
     body: Incoming,
     counter: Arc<Counters>,
+    throttle: Arc<Throttle>,
+    pacer: Pacer,
 }
 
 impl Body for CountedBody {
@@ -811,7 +940,10 @@ impl Body for CountedBody {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
         let this = self.get_mut();
-        let polled = Pin::new(&mut this.body).poll_frame(cx);
+        let body = &mut this.body;
+        let polled = this
+            .pacer
+            .poll_frame(&this.throttle, cx, |cx| Pin::new(body).poll_frame(cx));
         if let Poll::Ready(Some(Ok(frame))) = &polled
             && let Some(data) = frame.data_ref()
         {
@@ -823,11 +955,11 @@ impl Body for CountedBody {
     }
 
     fn is_end_stream(&self) -> bool {
-        self.body.is_end_stream()
+        !self.pacer.is_holding() && self.body.is_end_stream()
     }
 
     fn size_hint(&self) -> SizeHint {
-        self.body.size_hint()
+        self.pacer.size_hint(self.body.size_hint())
     }
 }
 
@@ -880,10 +1012,12 @@ impl Limit {
 }
 
 impl ProxyBody {
-    fn limited(body: Incoming, bytes: u64, cut: Cut, counters: &Arc<Counters>) -> Self {
+    fn limited(body: Incoming, bytes: u64, cut: Cut, shared: &Shared) -> Self {
         Self::Upstream {
             body,
-            counters: Arc::clone(counters),
+            counters: Arc::clone(&shared.counters),
+            throttle: Arc::clone(&shared.throttle),
+            pacer: Pacer::default(),
             limit: Some(Limit {
                 remaining: bytes,
                 cut,
@@ -901,20 +1035,22 @@ impl Body for ProxyBody {
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-        let (body, limit, counters) = match self.get_mut() {
+        let (body, limit, counters, throttle, pacer) = match self.get_mut() {
             Self::Full(bytes) => return Poll::Ready(bytes.take().map(|b| Ok(Frame::data(b)))),
             Self::Upstream {
                 body,
                 limit,
                 counters,
-            } => (body, limit, counters),
+                throttle,
+                pacer,
+            } => (body, limit, counters, throttle, pacer),
         };
-        let polled = match limit {
+        let polled = pacer.poll_frame(throttle, cx, |cx| match limit {
             None => Pin::new(body)
                 .poll_frame(cx)
                 .map(|f| f.map(|r| r.map_err(BoxError::from))),
             Some(limit) => limit.poll_frame(body, cx),
-        };
+        });
         if let Poll::Ready(Some(Ok(frame))) = &polled
             && let Some(data) = frame.data_ref()
         {
@@ -928,6 +1064,7 @@ impl Body for ProxyBody {
     fn is_end_stream(&self) -> bool {
         match self {
             Self::Full(bytes) => bytes.is_none(),
+            Self::Upstream { pacer, .. } if pacer.is_holding() => false,
             Self::Upstream {
                 body, limit: None, ..
             } => body.is_end_stream(),
@@ -946,18 +1083,22 @@ impl Body for ProxyBody {
         match self {
             Self::Full(bytes) => SizeHint::with_exact(bytes.as_ref().map_or(0, |b| b.len() as u64)),
             Self::Upstream {
-                body, limit: None, ..
-            } => body.size_hint(),
+                body,
+                limit: None,
+                pacer,
+                ..
+            } => pacer.size_hint(body.size_hint()),
             Self::Upstream {
                 body,
                 limit: Some(limit),
+                pacer,
                 ..
             } => {
                 let inner = body.size_hint();
-                match (limit.cut, inner.exact()) {
+                pacer.size_hint(match (limit.cut, inner.exact()) {
                     (Cut::End, Some(n)) => SizeHint::with_exact(n.min(limit.remaining)),
                     _ => SizeHint::default(),
-                }
+                })
             }
         }
     }

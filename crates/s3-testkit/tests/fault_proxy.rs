@@ -495,3 +495,45 @@ async fn matchers_select_part_numbers() {
     rig.proxy.clear_requests();
     assert!(rig.proxy.requests().is_empty());
 }
+
+#[tokio::test]
+async fn bandwidth_limit_holds_across_connections_and_directions() {
+    let rig = Rig::start().await;
+    let data = object(2 << 20);
+    rig.put(&rig.direct, "down", &data).await.unwrap();
+    const RATE: u64 = 4 << 20;
+    rig.proxy.limit_bandwidth(RATE);
+    let started = Instant::now();
+    // Two uploads and a download at once, sharing the one limit.
+    let (a, b, c) = tokio::join!(
+        rig.put(&rig.via_proxy, "up1", &data),
+        rig.put(&rig.via_proxy, "up2", &data),
+        rig.get(&rig.via_proxy, "down"),
+    );
+    let elapsed = started.elapsed().as_secs_f64();
+    assert_eq!(a.unwrap().status, StatusCode::OK);
+    assert_eq!(b.unwrap().status, StatusCode::OK);
+    let c = c.unwrap();
+    assert_eq!(c.status, StatusCode::OK);
+    assert_eq!(c.body, data);
+    let moved = rig.proxy.body_bytes();
+    let total = moved.to_server + moved.to_client;
+    assert_eq!(total, 3 * data.len() as u64);
+    let rate = total as f64 / elapsed;
+    // Paced, never bursting above the limit (a little slack for timer granularity), and
+    // not far below it either.
+    assert!(
+        rate <= RATE as f64 * 1.1,
+        "{total} bytes in {elapsed:.2} s: {rate:.0} B/s"
+    );
+    assert!(
+        rate >= RATE as f64 * 0.5,
+        "{total} bytes in {elapsed:.2} s: {rate:.0} B/s"
+    );
+
+    // Removing the limit lets bytes pass at loopback speed again.
+    rig.proxy.limit_bandwidth(0);
+    let started = Instant::now();
+    rig.get(&rig.via_proxy, "down").await.unwrap();
+    assert!(started.elapsed() < Duration::from_millis(400));
+}
