@@ -14,6 +14,7 @@ use transfer_core::{
     ObjectChecksum, ObjectInfo, OpKind, Outcome, PartNumber, RangeHashes, UploadId,
 };
 
+use crate::body::Payload;
 use crate::http::{HttpClient, body_failure, response_failure};
 use crate::io::{Sink, Source};
 use crate::md5_lanes::Md5Lanes;
@@ -122,7 +123,7 @@ impl OpContext {
                 );
                 put.checksum = sum;
                 let req = put.build(s3).map_err(build_failure)?;
-                let (status, headers, body) = self.send_with_body(req, data).await?;
+                let (status, headers, body) = self.send_with_body(req, Payload::Bytes(data)).await?;
                 let out = p::parse_put_object(status, &headers, &body).map_err(response_failure)?;
                 Ok(Outcome::ObjectPut {
                     etag: ETag(out.etag.as_str().to_owned()),
@@ -169,7 +170,7 @@ impl OpContext {
                     content_md5: None,
                 };
                 let req = up.build(s3).map_err(build_failure)?;
-                let (status, headers, body) = self.send_with_body(req, data).await?;
+                let (status, headers, body) = self.send_with_body(req, Payload::Bytes(data)).await?;
                 let out =
                     p::parse_upload_part(status, &headers, &body).map_err(response_failure)?;
                 source.release(range).await;
@@ -302,11 +303,7 @@ impl OpContext {
                 let resp = self.http.send(req, None).await?;
                 let (parts, mut body) = resp.into_parts();
                 if !parts.status.is_success() {
-                    let bytes = body
-                        .collect()
-                        .await
-                        .map(|c| c.to_bytes())
-                        .unwrap_or_default();
+                    let bytes = self.http.read_body(body).await.unwrap_or_default();
                     return Err(response_failure(
                         p::parse_error(parts.status, &parts.headers, &bytes).into(),
                     ));
@@ -350,12 +347,7 @@ impl OpContext {
                 loop {
                     let frame = tokio::time::timeout(self.http.read_timeout(), body.frame()).await;
                     let frame = match frame {
-                        Err(_) => {
-                            return Err(Failure::new(
-                                FailureKind::Timeout,
-                                "download stalled mid-body",
-                            ));
-                        }
+                        Err(_) => return Err(self.http.body_silence()),
                         Ok(None) => break,
                         Ok(Some(Err(e))) => return Err(body_failure(&e)),
                         Ok(Some(Ok(f))) => f,
@@ -490,16 +482,9 @@ impl OpContext {
     async fn send_with_body(
         &self,
         req: http::Request<p::RequestBody>,
-        data: bytes::Bytes,
+        data: Payload,
     ) -> Result<(http::StatusCode, http::HeaderMap, bytes::Bytes), Failure> {
-        let resp = self.http.send(req, Some(data)).await?;
-        let (parts, body) = resp.into_parts();
-        let bytes = tokio::time::timeout(self.http.read_timeout(), body.collect())
-            .await
-            .map_err(|_| Failure::new(FailureKind::Timeout, "response body timed out"))?
-            .map_err(|e| body_failure(&e))?
-            .to_bytes();
-        Ok((parts.status, parts.headers, bytes))
+        self.http.send_reading_body(req, Some(data)).await
     }
 }
 

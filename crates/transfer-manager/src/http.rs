@@ -1,13 +1,18 @@
 //! The HTTP client: pooled hyper connections over TCP or rustls (ring), request timeouts,
 //! and the mapping of everything that can go wrong into the machines' failure classes.
+//!
+//! Timeouts measure silence, never duration: a request fails with
+//! [`FailureKind::Timeout`] when hyper has taken no request body bytes, or no response
+//! headers arrived after the last of them, for `read_timeout`; and a response body when no
+//! frame arrives for `read_timeout`. A part crossing a slow link takes as long as it takes.
 
 use std::path::Path;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use http::{Request, Response, StatusCode};
-use http_body_util::{BodyExt, Full};
+use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
@@ -17,14 +22,55 @@ use rustls::pki_types::pem::PemObject;
 use s3_protocol::{Credentials, PayloadHash, RequestBody, ResponseError, S3Config};
 use transfer_core::{Failure, FailureKind};
 
+use crate::body::{Payload, SendBody};
 use crate::{Error, ErrorKind};
 
-type Connector = hyper_rustls::HttpsConnector<HttpConnector>;
+type Connector = hyper_rustls::HttpsConnector<TcpConnector>;
+
+/// Unsent bytes a connection's socket may hold (`TCP_NOTSENT_LOWAT`). The kernel would
+/// otherwise take megabytes of a request body at once (the send buffer grows to
+/// `tcp_wmem`'s maximum, 4 MiB by default), which then drain for seconds on a slow link
+/// while the body looks silent; with it, a body frame taken by hyper is about to be on
+/// the wire, and the silence a timeout measures is real. Bytes in flight (the congestion
+/// window) are not limited, so throughput is not either.
+const NOTSENT_LOWAT: u32 = 128 << 10;
+
+/// hyper-util's TCP connector, with [`NOTSENT_LOWAT`] set on each new connection.
+#[derive(Clone)]
+struct TcpConnector(HttpConnector);
+
+impl tower_service::Service<http::Uri> for TcpConnector {
+    type Response = <HttpConnector as tower_service::Service<http::Uri>>::Response;
+    type Error = <HttpConnector as tower_service::Service<http::Uri>>::Error;
+    type Future = std::pin::Pin<
+        Box<dyn std::future::Future<Output = Result<Self::Response, Self::Error>> + Send>,
+    >;
+
+    fn poll_ready(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Self::Error>> {
+        self.0.poll_ready(cx)
+    }
+
+    fn call(&mut self, uri: http::Uri) -> Self::Future {
+        let connecting = self.0.call(uri);
+        Box::pin(async move {
+            let io = connecting.await?;
+            #[cfg(any(target_os = "linux", target_os = "android"))]
+            if let Err(e) = socket2::SockRef::from(io.inner()).set_tcp_notsent_lowat(NOTSENT_LOWAT)
+            {
+                tracing::debug!(error = %e, "cannot set TCP_NOTSENT_LOWAT");
+            }
+            Ok(io)
+        })
+    }
+}
 
 /// A pooled client shared by all transfers of a manager.
 #[derive(Clone)]
 pub(crate) struct HttpClient {
-    client: Client<Connector, Full<Bytes>>,
+    client: Client<Connector, SendBody>,
     s3: S3Config,
     credentials: Option<Credentials>,
     read_timeout: Duration,
@@ -53,7 +99,7 @@ impl HttpClient {
             .with_tls_config(tls)
             .https_or_http()
             .enable_http1()
-            .wrap_connector(http);
+            .wrap_connector(TcpConnector(http));
         let client = Client::builder(TokioExecutor::new())
             .pool_idle_timeout(Duration::from_secs(30))
             .pool_max_idle_per_host(64)
@@ -74,11 +120,12 @@ impl HttpClient {
         self.read_timeout
     }
 
-    /// Signs and sends `request`, with `body` as the bytes of an `External` body.
+    /// Signs and sends `request`, with `body` as the bytes of an `External` body, and
+    /// waits for the response headers for as long as the request keeps moving.
     pub(crate) async fn send(
         &self,
         mut request: Request<RequestBody>,
-        body: Option<Bytes>,
+        body: Option<Payload>,
     ) -> Result<Response<Incoming>, Failure> {
         if let Some(creds) = &self.credentials {
             let payload = match request.body() {
@@ -95,23 +142,52 @@ impl HttpClient {
             .map_err(|e| Failure::new(FailureKind::Other, format!("signing failed: {e}")))?;
         }
         let (parts, rb) = request.into_parts();
-        let bytes = match rb {
-            RequestBody::Empty => Bytes::new(),
-            RequestBody::Bytes(b) => b,
-            RequestBody::External { .. } => body.unwrap_or_default(),
+        let payload = match rb {
+            RequestBody::Empty => Payload::Bytes(Bytes::new()),
+            RequestBody::Bytes(b) => Payload::Bytes(b),
+            RequestBody::External { .. } => body.unwrap_or(Payload::Bytes(Bytes::new())),
         };
-        let request = Request::from_parts(parts, Full::new(bytes));
-        match tokio::time::timeout(self.read_timeout, self.client.request(request)).await {
-            Err(_) => Err(Failure::new(
-                FailureKind::Timeout,
-                format!("no response within {:?}", self.read_timeout),
-            )),
-            Ok(Err(e)) => {
-                let f = transport_failure(&e);
+        let len = payload.len();
+        let body = SendBody::new(payload);
+        let progress = body.progress();
+        let response = self.client.request(Request::from_parts(parts, body));
+        tokio::pin!(response);
+        // A watchdog re-armed by every frame hyper takes: the wait fails only after
+        // `read_timeout` with neither a body byte taken nor the response headers. Once the
+        // body is all taken, the silence is counted from its last frame (bytes may still
+        // sit in socket buffers then, which is why the timeout must not be too short).
+        let result = loop {
+            let deadline = progress.last() + self.read_timeout;
+            match tokio::time::timeout_at(deadline.into(), &mut response).await {
+                Ok(result) => break result,
+                Err(_) if progress.last() + self.read_timeout > Instant::now() => continue,
+                Err(_) => {
+                    let message = if progress.finished() || len == 0 {
+                        format!(
+                            "no response headers within {:?} after the last request byte",
+                            self.read_timeout
+                        )
+                    } else {
+                        format!(
+                            "no request body bytes sent for {:?} ({} of {len} bytes sent)",
+                            self.read_timeout,
+                            progress.sent()
+                        )
+                    };
+                    return Err(Failure::new(FailureKind::Timeout, message));
+                }
+            }
+        };
+        match result {
+            Err(e) => {
+                // A streamed body that stopped (a changed source) says why itself.
+                let f = progress
+                    .take_failure()
+                    .unwrap_or_else(|| transport_failure(&e));
                 tracing::debug!(error = %f.message, "request failed");
                 Err(f)
             }
-            Ok(Ok(resp)) => {
+            Ok(resp) => {
                 let request_id = resp
                     .headers()
                     .get("x-amz-request-id")
@@ -127,19 +203,45 @@ impl HttpClient {
         &self,
         request: Request<RequestBody>,
     ) -> Result<(StatusCode, http::HeaderMap, Bytes), Failure> {
-        let resp = self.send(request, None).await?;
+        self.send_reading_body(request, None).await
+    }
+
+    /// Sends with `body` and reads the whole (small) response body.
+    pub(crate) async fn send_reading_body(
+        &self,
+        request: Request<RequestBody>,
+        body: Option<Payload>,
+    ) -> Result<(StatusCode, http::HeaderMap, Bytes), Failure> {
+        let resp = self.send(request, body).await?;
         let (parts, body) = resp.into_parts();
-        let bytes = match tokio::time::timeout(self.read_timeout, body.collect()).await {
-            Err(_) => {
-                return Err(Failure::new(
-                    FailureKind::Timeout,
-                    "response body timed out",
-                ));
-            }
-            Ok(Err(e)) => return Err(transport_failure(&e)),
-            Ok(Ok(c)) => c.to_bytes(),
-        };
+        let bytes = self.read_body(body).await?;
         Ok((parts.status, parts.headers, bytes))
+    }
+
+    /// Reads a whole (small) response body, a frame at a time: it fails when no frame
+    /// arrives for `read_timeout`, however long the whole takes.
+    pub(crate) async fn read_body(&self, mut body: Incoming) -> Result<Bytes, Failure> {
+        let mut all = BytesMut::new();
+        loop {
+            match tokio::time::timeout(self.read_timeout, body.frame()).await {
+                Err(_) => return Err(self.body_silence()),
+                Ok(None) => return Ok(all.freeze()),
+                Ok(Some(Err(e))) => return Err(transport_failure(&e)),
+                Ok(Some(Ok(frame))) => {
+                    if let Ok(data) = frame.into_data() {
+                        all.extend_from_slice(&data);
+                    }
+                }
+            }
+        }
+    }
+
+    /// The failure of a response body that went silent.
+    pub(crate) fn body_silence(&self) -> Failure {
+        Failure::new(
+            FailureKind::Timeout,
+            format!("no response body bytes for {:?}", self.read_timeout),
+        )
     }
 }
 

@@ -171,26 +171,12 @@ impl Source {
                 let fp = fingerprint.clone();
                 let mut buf = buffers.take(range.len_bytes() as usize);
                 blocking(move || {
-                    let changed = |now: &SourceFingerprint| fp.difference(now);
-                    let check = || match self::fingerprint(&path) {
-                        Ok(now) => {
-                            changed(&now).map(|why| Failure::new(FailureKind::SourceChanged, why))
-                        }
-                        Err(e) => Some(local_failure(
-                            &format!("cannot read {}", path.display()),
-                            &e,
-                        )),
-                    };
-                    if let Some(f) = check() {
-                        return Err(f);
-                    }
+                    check_fingerprint(&path, &fp)?;
                     file.read_exact_at(buf.as_mut(), range.start).map_err(|e| {
                         local_failure(&format!("cannot read {}", path.display()), &e)
                     })?;
                     // A write during the read would leave a mixed part: look again.
-                    if let Some(f) = check() {
-                        return Err(f);
-                    }
+                    check_fingerprint(&path, &fp)?;
                     Ok(Bytes::from_owner(buf))
                 })
                 .await?
@@ -226,6 +212,25 @@ impl Source {
         }
     }
 
+    /// `range` of a file source, to be read in chunks rather than whole; `None` for other
+    /// sources.
+    pub(crate) fn file_range(&self, range: ByteRange) -> Option<FileRange> {
+        match self {
+            Source::File {
+                file,
+                path,
+                fingerprint,
+                ..
+            } => Some(FileRange {
+                file: Arc::clone(file),
+                path: Arc::new(path.clone()),
+                fingerprint: Arc::new(fingerprint.clone()),
+                range,
+            }),
+            _ => None,
+        }
+    }
+
     /// The server acknowledged `range`; a stream may forget it.
     pub(crate) async fn release(&self, range: ByteRange) {
         if let Source::Reader(w) = self {
@@ -241,6 +246,83 @@ impl Source {
                 w.start = end;
             }
         }
+    }
+}
+
+/// Fails when the file at `path` is no longer the version `fp` describes.
+fn check_fingerprint(path: &Path, fp: &SourceFingerprint) -> Result<(), Failure> {
+    match fingerprint(path) {
+        Ok(now) => match fp.difference(&now) {
+            Some(why) => Err(Failure::new(FailureKind::SourceChanged, why)),
+            None => Ok(()),
+        },
+        Err(e) => Err(local_failure(&format!("cannot read {}", path.display()), &e)),
+    }
+}
+
+/// Size of the reads of a [`FileRange`].
+pub(crate) const CHUNK: usize = 1 << 20;
+
+/// A range of a file source read a chunk at a time, so that memory stays at a few chunks
+/// whatever the range's size: hashed in one pass, streamed as a request body in another.
+#[derive(Clone)]
+pub(crate) struct FileRange {
+    file: Arc<File>,
+    path: Arc<PathBuf>,
+    fingerprint: Arc<SourceFingerprint>,
+    pub(crate) range: ByteRange,
+}
+
+impl FileRange {
+    pub(crate) fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Fails when the file changed since the transfer started (blocking).
+    pub(crate) fn check(&self) -> Result<(), Failure> {
+        check_fingerprint(&self.path, &self.fingerprint)
+    }
+
+    /// The `len` bytes at `at` (blocking).
+    pub(crate) fn read_chunk(&self, at: u64, len: usize) -> Result<Bytes, Failure> {
+        let mut buf = vec![0u8; len];
+        self.file
+            .read_exact_at(&mut buf, at)
+            .map_err(|e| local_failure(&format!("cannot read {}", self.path.display()), &e))?;
+        Ok(Bytes::from(buf))
+    }
+
+    /// The MD5 (when `md5`) and the checksum in `crc` (when given) of the range, read a
+    /// chunk at a time on a blocking thread, with the file checked before and after.
+    pub(crate) async fn hash(
+        &self,
+        crc: Option<s3_protocol::ChecksumAlgorithm>,
+        md5: bool,
+    ) -> Result<(Option<[u8; 16]>, Option<u32>), Failure> {
+        let this = self.clone();
+        blocking(move || {
+            this.check()?;
+            let mut md5 = md5.then(Md5State::new);
+            let mut crc = crc.map(s3_protocol::ChecksumHasher::new);
+            let mut buf = vec![0u8; CHUNK];
+            let mut at = this.range.start;
+            while at < this.range.end {
+                let n = (this.range.end - at).min(CHUNK as u64) as usize;
+                this.file.read_exact_at(&mut buf[..n], at).map_err(|e| {
+                    local_failure(&format!("cannot read {}", this.path.display()), &e)
+                })?;
+                if let Some(h) = md5.as_mut() {
+                    h.update(&buf[..n]);
+                }
+                if let Some(h) = crc.as_mut() {
+                    h.update(&buf[..n]);
+                }
+                at += n as u64;
+            }
+            this.check()?;
+            Ok((md5.map(|h| h.finalize()), crc.map(|h| h.finalize().value)))
+        })
+        .await?
     }
 }
 

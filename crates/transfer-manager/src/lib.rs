@@ -21,6 +21,7 @@
 #![forbid(unsafe_code)]
 
 mod aws_config;
+mod body;
 mod config;
 mod driver;
 mod error;
