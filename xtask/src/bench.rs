@@ -35,6 +35,8 @@ const BUCKET: &str = "bench";
 const AWS_VENV: &str = ".venv-bench";
 /// Concurrency levels of the sweep.
 const SWEEP: [u32; 5] = [1, 2, 4, 8, 16];
+/// `--part-size` of the scaling table's memory-budget row.
+const BIG_PART: u64 = GIB;
 /// Sizes of the scaling table (`--quick` drops the largest).
 const SCALING: [u64; 3] = [64 * MIB, GIB, 4 * GIB];
 
@@ -204,7 +206,7 @@ pub(crate) fn run(options: &BenchOptions) -> anyhow::Result<()> {
     let mut comparison = Vec::new();
     for tool in tools.iter().filter(|t| t.version.is_ok()) {
         for direction in [Direction::Up, Direction::Down] {
-            let row = bench.scenario(tool, direction, &main_file, None);
+            let row = bench.scenario(tool, direction, &main_file, Settings::default());
             print_row(&row);
             if tool.kind == ToolKind::S3tm
                 && let Err(e) = &row.result
@@ -233,19 +235,33 @@ pub(crate) fn run(options: &BenchOptions) -> anyhow::Result<()> {
         }
         let file = bench.make_file(size)?;
         for direction in [Direction::Up, Direction::Down] {
-            let row = bench.scenario(s3tm_tool, direction, &file, None);
+            let row = bench.scenario(s3tm_tool, direction, &file, Settings::default());
             print_row(&row);
             scaling.push(row);
         }
         bench.remove_file(&file);
     }
 
+    // The memory budget: an upload with parts far larger than it (one part of the whole
+    // file, streamed from it), whose peak RSS should stay near the defaults'.
+    let settings = Settings {
+        part_size: Some(BIG_PART),
+        ..Settings::default()
+    };
+    let row = bench.scenario(s3tm_tool, Direction::Up, &main_file, settings);
+    print_row(&row);
+    scaling.push(row);
+
     // 3. Concurrency sweep on the comparison's file.
     let mut sweep = Vec::new();
     if !options.quick {
         for concurrency in SWEEP {
             for direction in [Direction::Up, Direction::Down] {
-                let row = bench.scenario(s3tm_tool, direction, &main_file, Some(concurrency));
+                let settings = Settings {
+                    concurrency: Some(concurrency),
+                    ..Settings::default()
+                };
+                let row = bench.scenario(s3tm_tool, direction, &main_file, settings);
                 print_row(&row);
                 sweep.push(row);
             }
@@ -593,13 +609,37 @@ pub(crate) struct TestFile {
     key: String,
 }
 
-/// One row: a tool, a direction, a size and maybe a concurrency, with every run.
+/// s3tm flags a row sets instead of the defaults.
+#[derive(Debug, Clone, Copy, Default)]
+struct Settings {
+    concurrency: Option<u32>,
+    part_size: Option<u64>,
+}
+
+impl Settings {
+    /// ` concurrency 4`, ` --part-size 1 GiB`, or nothing.
+    fn label(self) -> String {
+        let mut label = String::new();
+        if let Some(c) = self.concurrency {
+            label.push_str(&format!(" concurrency {c}"));
+        }
+        if let Some(p) = self.part_size {
+            label.push_str(&format!(" --part-size {}", format_size(p)));
+        }
+        label
+    }
+}
+
+/// One row: a tool, a direction, a size and maybe a concurrency or part size, with every
+/// run.
 #[derive(Debug, Clone)]
 pub(crate) struct Row {
     pub(crate) tool: ToolKind,
     pub(crate) direction: Direction,
     pub(crate) size_bytes: u64,
     pub(crate) concurrency: Option<u32>,
+    /// `--part-size`, when not the default.
+    pub(crate) part_size: Option<u64>,
     pub(crate) result: Result<Vec<report::Sample>, String>,
 }
 
@@ -632,14 +672,15 @@ impl Bench {
         tool: &Tool,
         direction: Direction,
         file: &TestFile,
-        concurrency: Option<u32>,
+        settings: Settings,
     ) -> Row {
-        let result = self.scenario_runs(tool, direction, file, concurrency);
+        let result = self.scenario_runs(tool, direction, file, settings);
         Row {
             tool: tool.kind,
             direction,
             size_bytes: file.size_bytes,
-            concurrency,
+            concurrency: settings.concurrency,
+            part_size: settings.part_size,
             result: result.map_err(|e| format!("{e:#}")),
         }
     }
@@ -649,7 +690,7 @@ impl Bench {
         tool: &Tool,
         direction: Direction,
         file: &TestFile,
-        concurrency: Option<u32>,
+        settings: Settings,
     ) -> anyhow::Result<Vec<report::Sample>> {
         if direction == Direction::Down {
             self.ensure_download_source(tool, file)?;
@@ -659,12 +700,12 @@ impl Bench {
             tool.kind.name(),
             direction.name(),
             format_size(file.size_bytes),
-            concurrency.map_or(String::new(), |c| format!(" concurrency {c}"))
+            settings.label()
         );
         let mut samples = Vec::new();
         for run in 1..=self.runs {
             let sample = self
-                .one_run(tool, direction, file, concurrency, run)
+                .one_run(tool, direction, file, settings, run)
                 .with_context(|| format!("{label}, run {run}"))?;
             println!(
                 "    {label} run {run}: {:.2}s {:.0} MiB/s cpu {:.2}s rss {:.0} MiB server cpu {:.2}s",
@@ -688,7 +729,8 @@ impl Bench {
         if tool.kind != ToolKind::S3tm {
             bail!("the download source is put by s3tm, which runs first");
         }
-        let (args, _) = self.command(tool, Direction::Up, file, &file.key, None, 0)?;
+        let (args, _) =
+            self.command(tool, Direction::Up, file, &file.key, Settings::default(), 0)?;
         let (usage, stderr) = self.measure(tool, &args)?;
         if usage.code != 0 {
             bail!("putting the download source failed: {stderr}");
@@ -717,14 +759,14 @@ impl Bench {
         tool: &Tool,
         direction: Direction,
         file: &TestFile,
-        concurrency: Option<u32>,
+        settings: Settings,
         run: u32,
     ) -> anyhow::Result<report::Sample> {
         let key = match direction {
             Direction::Up => format!("up/{}/{}.bin", tool_slug(tool.kind), file.size_bytes),
             Direction::Down => file.key.clone(),
         };
-        let (args, download) = self.command(tool, direction, file, &key, concurrency, run)?;
+        let (args, download) = self.command(tool, direction, file, &key, settings, run)?;
         if let Some(dest) = &download {
             let _ = fs::remove_file(dest);
         }
@@ -793,7 +835,7 @@ impl Bench {
         direction: Direction,
         file: &TestFile,
         key: &str,
-        concurrency: Option<u32>,
+        settings: Settings,
         run: u32,
     ) -> anyhow::Result<(Vec<String>, Option<PathBuf>)> {
         let src = file.path.to_string_lossy().into_owned();
@@ -821,8 +863,11 @@ impl Bench {
                     "--state-dir".to_owned(),
                     state.to_string_lossy().into_owned(),
                 ];
-                if let Some(c) = concurrency {
+                if let Some(c) = settings.concurrency {
                     a.extend(["--concurrency".to_owned(), c.to_string()]);
+                }
+                if let Some(p) = settings.part_size {
+                    a.extend(["--part-size".to_owned(), p.to_string()]);
                 }
                 a
             }
@@ -916,8 +961,11 @@ fn print_row(row: &Row) {
                 row.tool.name(),
                 row.direction.name(),
                 format_size(row.size_bytes),
-                row.concurrency
-                    .map_or(String::new(), |c| format!(" concurrency {c}")),
+                Settings {
+                    concurrency: row.concurrency,
+                    part_size: row.part_size,
+                }
+                .label(),
                 stats.mib_s.median,
                 stats.mib_s.min,
                 stats.mib_s.max,

@@ -60,6 +60,9 @@ pub(crate) async fn cp(global: &Global, a: CpArgs) -> Result<u8, Failure> {
     if let Some(size) = a.part_size {
         config.part_size_bytes = size;
     }
+    if let Some(bytes) = a.max_memory {
+        config.max_memory_bytes = bytes;
+    }
     if let Some(n) = a.concurrency {
         config.set_max_in_flight(n.into());
     }
@@ -239,8 +242,11 @@ struct Managers {
 }
 
 impl Managers {
-    fn new(global: &Global) -> Result<Managers, Failure> {
-        let config = config(global)?;
+    fn new(global: &Global, max_memory: Option<u64>) -> Result<Managers, Failure> {
+        let mut config = config(global)?;
+        if let Some(bytes) = max_memory {
+            config.max_memory_bytes = bytes;
+        }
         let here = SavedEndpoint::of(&config);
         let first = manager(config.clone())?;
         Ok(Managers {
@@ -284,7 +290,7 @@ impl Managers {
 /// `s3tm resume ID` / `s3tm resume --all`.
 pub(crate) async fn resume(global: &Global, a: ResumeArgs) -> Result<u8, Failure> {
     let signals = Signals::new()?;
-    let mut managers = Managers::new(global)?;
+    let mut managers = Managers::new(global, a.max_memory)?;
     let manager = managers.first().clone();
     let out = Arc::new(Output::new(&a.output));
     let saved = saved_transfers(&manager)?;
@@ -459,7 +465,7 @@ pub(crate) fn ls(global: &Global, a: &LsArgs) -> Result<u8, Failure> {
 
 /// `s3tm cancel ID | --all | s3://bucket/key`.
 pub(crate) async fn cancel(global: &Global, a: CancelArgs) -> Result<u8, Failure> {
-    let mut managers = Managers::new(global)?;
+    let mut managers = Managers::new(global, None)?;
     let manager = managers.first().clone();
     let what = |t: &ResumableTransfer| match t.direction {
         Direction::Upload => format!(

@@ -110,6 +110,10 @@ pub(crate) struct CpArgs {
     /// Part size of uploads and range size of downloads: 8MiB, 16M, 8388608 (default 8MiB).
     #[arg(long, value_name = "SIZE", value_parser = args::parse_size)]
     pub(crate) part_size: Option<u64>,
+    /// Memory the part buffers of an upload may take, whatever the part size (default
+    /// 128MiB): fewer parts in flight, and a part larger than this streamed from the file.
+    #[arg(long, value_name = "SIZE", value_parser = args::parse_size)]
+    pub(crate) max_memory: Option<u64>,
     /// Requests in flight for this transfer (default 8 for uploads, 16 for downloads).
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
     pub(crate) concurrency: Option<u16>,
@@ -151,6 +155,10 @@ pub(crate) struct ResumeArgs {
     /// Every paused or interrupted transfer.
     #[arg(long)]
     pub(crate) all: bool,
+    /// Memory the part buffers of an upload may take, whatever the part size (default
+    /// 128MiB): fewer parts in flight, and a part larger than this streamed from the file.
+    #[arg(long, value_name = "SIZE", value_parser = args::parse_size)]
+    pub(crate) max_memory: Option<u64>,
     #[command(flatten)]
     pub(crate) output: OutputArgs,
 }

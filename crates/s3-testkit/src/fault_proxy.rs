@@ -534,8 +534,8 @@ impl FaultProxy {
                 };
                 let _ = stream.set_nodelay(true);
                 if accept_shared.throttle.is_limited() {
-                    let _ = socket2::SockRef::from(&stream)
-                        .set_recv_buffer_size(THROTTLED_RECV_BUFFER);
+                    let _ =
+                        socket2::SockRef::from(&stream).set_recv_buffer_size(THROTTLED_RECV_BUFFER);
                 }
                 let shared = Arc::clone(&accept_shared);
                 connections.spawn(async move {

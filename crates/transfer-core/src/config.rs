@@ -32,6 +32,11 @@ pub struct UploadConfig {
     pub part_size_bytes: u64,
     /// Parts in flight at most.
     pub max_in_flight: usize,
+    /// Memory the parts in flight may take (default 128 MiB). Parts in flight are limited
+    /// to as many whole parts as fit (see [`parts_in_flight`], at least one), and a part
+    /// larger than the budget alone is streamed from the source instead of held in memory
+    /// (the operation's `streamed` flag).
+    pub memory_budget_bytes: u64,
     /// Per-part checksum; `None` sends none.
     pub checksum: Option<ChecksumAlgorithm>,
     /// What cancel does to the server-side upload.
@@ -40,12 +45,33 @@ pub struct UploadConfig {
     pub retry: RetryConfig,
 }
 
+/// Default [`UploadConfig::memory_budget_bytes`].
+pub const DEFAULT_MEMORY_BUDGET_BYTES: u64 = 128 * MIB;
+
+impl UploadConfig {
+    /// Whether a part (or single PutObject) of `len_bytes` is larger than the memory
+    /// budget, and so is to be streamed from the source rather than read into memory.
+    pub fn streams_part(&self, len_bytes: u64) -> bool {
+        len_bytes > self.memory_budget_bytes
+    }
+}
+
+/// Parts of `part_size_bytes` an upload keeps in flight: as many as fit in the memory
+/// budget, at least one, and never more than `max_in_flight`.
+pub fn parts_in_flight(cfg: &UploadConfig, part_size_bytes: u64) -> usize {
+    let fit = cfg.memory_budget_bytes / part_size_bytes.max(1);
+    usize::try_from(fit)
+        .unwrap_or(usize::MAX)
+        .clamp(1, cfg.max_in_flight.max(1))
+}
+
 impl Default for UploadConfig {
     fn default() -> Self {
         UploadConfig {
             multipart_threshold_bytes: 8 * MIB,
             part_size_bytes: 8 * MIB,
             max_in_flight: 8,
+            memory_budget_bytes: DEFAULT_MEMORY_BUDGET_BYTES,
             checksum: Some(ChecksumAlgorithm::Crc32),
             cancel_policy: CancelPolicy::Abort,
             retry: RetryConfig::default(),
@@ -167,6 +193,30 @@ mod tests {
         assert!(u64::from(parts) <= MAX_PARTS);
         assert!(part_size_bytes <= MAX_PART_SIZE_BYTES);
         assert!(part_size_bytes * u64::from(parts) >= MAX_OBJECT_SIZE_BYTES);
+    }
+
+    #[test]
+    fn the_memory_budget_caps_parts_in_flight_and_streams_larger_parts() {
+        let cfg = UploadConfig {
+            memory_budget_bytes: 64 * MIB,
+            max_in_flight: 8,
+            ..Default::default()
+        };
+        assert_eq!(parts_in_flight(&cfg, 16 * MIB), 4);
+        assert!(!cfg.streams_part(16 * MIB));
+        assert_eq!(
+            parts_in_flight(&cfg, 5 * MIB),
+            8,
+            "never above max_in_flight"
+        );
+        assert_eq!(parts_in_flight(&cfg, 100 * MIB), 1, "at least one");
+        assert!(cfg.streams_part(100 * MIB));
+        let tiny = UploadConfig {
+            memory_budget_bytes: 0,
+            max_in_flight: 0,
+            ..Default::default()
+        };
+        assert_eq!(parts_in_flight(&tiny, 0), 1);
     }
 
     #[test]

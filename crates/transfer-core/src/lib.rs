@@ -57,8 +57,9 @@ pub use checkpoint::{
 };
 pub use checksum::{combine_checksums, multipart_etag};
 pub use config::{
-    CancelPolicy, DownloadConfig, MAX_OBJECT_SIZE_BYTES, MAX_PART_SIZE_BYTES, MAX_PARTS, MIB,
-    MIN_PART_SIZE_BYTES, UploadConfig, UploadPlan, part_count, part_size_for, plan_upload,
+    CancelPolicy, DEFAULT_MEMORY_BUDGET_BYTES, DownloadConfig, MAX_OBJECT_SIZE_BYTES,
+    MAX_PART_SIZE_BYTES, MAX_PARTS, MIB, MIN_PART_SIZE_BYTES, UploadConfig, UploadPlan, part_count,
+    part_size_for, parts_in_flight, plan_upload,
 };
 pub use download::{DownloadMachine, checksum, md5_digest};
 pub use error::TransferError;

@@ -22,6 +22,10 @@ pub enum OpKind {
         range: ByteRange,
         /// Checksum to compute over the body and send.
         checksum: Option<ChecksumAlgorithm>,
+        /// The range is larger than the memory budget: send it without holding it in
+        /// memory (for a file: hash it in a first pass, then stream it, checking that the
+        /// bytes sent hash the same).
+        streamed: bool,
     },
     /// CreateMultipartUpload. Answer: [`Outcome::UploadCreated`].
     CreateMultipartUpload {
@@ -41,6 +45,10 @@ pub enum OpKind {
         range: ByteRange,
         /// Checksum to compute over the body and send.
         checksum: Option<ChecksumAlgorithm>,
+        /// The part is larger than the memory budget: send it without holding it in
+        /// memory (for a file: hash it in a first pass, then stream it, checking that the
+        /// bytes sent hash the same).
+        streamed: bool,
     },
     /// One page of ListParts. Answer: [`Outcome::PartsListed`].
     ListParts {

@@ -102,7 +102,13 @@ pub struct UploadMachine {
 impl UploadMachine {
     /// Starts the upload of a file described by `source`.
     pub fn new(cfg: UploadConfig, source: SourceFingerprint, now: Time) -> Self {
-        let engine = Engine::new(cfg.retry.clone(), cfg.max_in_flight, now);
+        let in_flight = match crate::plan_upload(source.size_bytes, &cfg) {
+            Ok(UploadPlan::Multipart {
+                part_size_bytes, ..
+            }) => crate::parts_in_flight(&cfg, part_size_bytes),
+            _ => cfg.max_in_flight,
+        };
+        let engine = Engine::new(cfg.retry.clone(), in_flight, now);
         let mut m = UploadMachine {
             plan: UploadPlan::Single,
             engine,
@@ -157,7 +163,8 @@ impl UploadMachine {
         // The parts already sent fix the checksum algorithm and the part size.
         cfg.checksum = cp.checksum;
         let parts = part_count(cp.source.size_bytes, cp.part_size_bytes);
-        let engine = Engine::new(cfg.retry.clone(), cfg.max_in_flight, now);
+        let in_flight = crate::parts_in_flight(&cfg, cp.part_size_bytes);
+        let engine = Engine::new(cfg.retry.clone(), in_flight, now);
         let mut m = UploadMachine {
             cfg,
             plan: UploadPlan::Multipart {
@@ -290,6 +297,7 @@ impl UploadMachine {
             Task::Put => OpKind::PutObject {
                 range: self.part_range(1),
                 checksum: self.cfg.checksum,
+                streamed: self.cfg.streams_part(self.part_range(1).len_bytes()),
             },
             Task::Create => OpKind::CreateMultipartUpload {
                 checksum: self.cfg.checksum,
@@ -305,6 +313,7 @@ impl UploadMachine {
                 part: PartNumber(*number),
                 range: self.part_range(*number),
                 checksum: self.cfg.checksum,
+                streamed: self.cfg.streams_part(self.part_range(*number).len_bytes()),
             },
             Task::List => OpKind::ListParts {
                 upload_id,

@@ -96,6 +96,8 @@ impl World {
             multipart_threshold_bytes: 5 * MIB,
             part_size_bytes: part_size,
             max_in_flight,
+            // The model checks the protocol; parts in flight are `max_in_flight` exactly.
+            memory_budget_bytes: u64::MAX,
             checksum,
             cancel_policy: CancelPolicy::Abort,
             retry: retry_budget(seed, attempts),
@@ -260,6 +262,7 @@ impl World {
             OpKind::PutObject {
                 range,
                 checksum: alg,
+                ..
             } => {
                 assert_eq!(*range, ByteRange::new(0, self.source().len() as u64));
                 let bytes = match self.read(*range) {
@@ -287,6 +290,7 @@ impl World {
                 part,
                 range,
                 checksum: alg,
+                ..
             } => {
                 assert!(
                     !self.must_not_resend.contains(&part.0),

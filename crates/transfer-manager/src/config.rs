@@ -50,7 +50,8 @@ pub struct Config {
     /// Credentials; requests are sent unsigned (anonymous) when `None`.
     pub credentials: Option<Credentials>,
     /// Requests in flight per upload (default 8). Each holds one part in memory, so an
-    /// upload holds at most this × `part_size_bytes` of the file.
+    /// upload holds at most this × `part_size_bytes` of the file, and never more than
+    /// `max_memory_bytes`.
     pub max_in_flight_per_upload: usize,
     /// Ranged GETs in flight per download (default 16). A range streams to the file and
     /// holds at most a few MiB, so downloads can afford more than uploads; and the MD5
@@ -61,6 +62,13 @@ pub struct Config {
     pub max_in_flight_total: usize,
     /// Part and range size asked for (default 8 MiB; raised as S3's limits require).
     pub part_size_bytes: u64,
+    /// Memory the part buffers of one upload may take (default 128 MiB), whatever the
+    /// part size: an upload keeps only as many parts in flight as fit (at least one), and
+    /// a part larger than this alone is not held in memory but streamed from the file,
+    /// after a first pass over it computes its checksum (the file is read twice, and a
+    /// change between the two reads fails the part). Streams (`upload_reader`) cannot be
+    /// read twice and hold their parts whole.
+    pub max_memory_bytes: u64,
     /// Files this size or larger are uploaded in parts (default 8 MiB).
     pub multipart_threshold_bytes: u64,
     /// Per-part checksum of uploads (default CRC32; `None` sends none).
@@ -98,6 +106,7 @@ impl Config {
             max_in_flight_per_download: 16,
             max_in_flight_total: 64,
             part_size_bytes: 8 * MIB,
+            max_memory_bytes: transfer_core::DEFAULT_MEMORY_BUDGET_BYTES,
             multipart_threshold_bytes: 8 * MIB,
             checksum: Some(ChecksumAlgorithm::Crc32),
             cancel_policy: CancelPolicy::Abort,

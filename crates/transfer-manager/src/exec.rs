@@ -111,19 +111,24 @@ impl OpContext {
         let s3 = self.http.s3();
         let (bucket, key) = (self.bucket.clone(), self.key.clone());
         match kind {
-            OpKind::PutObject { range, checksum } => {
-                let data = self.source()?.read(range).await?;
-                let sum = checksum.map(|a| proto_alg(a).checksum(&data));
+            OpKind::PutObject {
+                range,
+                checksum,
+                streamed,
+            } => {
+                let (data, sum) = self
+                    .part_body(self.source()?, range, checksum, streamed)
+                    .await?;
                 let mut put = p::PutObject::new(
                     bucket,
                     key,
                     p::RequestBody::External {
-                        content_length: data.len() as u64,
+                        content_length: data.len(),
                     },
                 );
                 put.checksum = sum;
                 let req = put.build(s3).map_err(build_failure)?;
-                let (status, headers, body) = self.send_with_body(req, Payload::Bytes(data)).await?;
+                let (status, headers, body) = self.send_with_body(req, data).await?;
                 let out = p::parse_put_object(status, &headers, &body).map_err(response_failure)?;
                 Ok(Outcome::ObjectPut {
                     etag: ETag(out.etag.as_str().to_owned()),
@@ -154,23 +159,23 @@ impl OpContext {
                 part,
                 range,
                 checksum,
+                streamed,
             } => {
                 let source = self.source()?;
-                let data = source.read(range).await?;
-                let sum = checksum.map(|a| proto_alg(a).checksum(&data));
+                let (data, sum) = self.part_body(source, range, checksum, streamed).await?;
                 let up = p::UploadPart {
                     bucket,
                     key,
                     upload_id: p::UploadId::new(upload_id.0),
                     part_number: part_number(part)?,
                     body: p::RequestBody::External {
-                        content_length: data.len() as u64,
+                        content_length: data.len(),
                     },
                     checksum: sum,
                     content_md5: None,
                 };
                 let req = up.build(s3).map_err(build_failure)?;
-                let (status, headers, body) = self.send_with_body(req, Payload::Bytes(data)).await?;
+                let (status, headers, body) = self.send_with_body(req, data).await?;
                 let out =
                     p::parse_upload_part(status, &headers, &body).map_err(response_failure)?;
                 source.release(range).await;
@@ -407,17 +412,45 @@ impl OpContext {
         }
     }
 
+    /// The body of a part (or single PutObject) of `range`, and its checksum. In memory;
+    /// or, for a `streamed` part of a file, hashed in a first pass read a chunk at a time
+    /// (the checksum header must be known before the body is sent) and then streamed from
+    /// the file again, so that memory stays at a few chunks whatever the part size. A
+    /// stream (or bytes in memory) cannot be read twice and is held whole.
+    async fn part_body(
+        &self,
+        source: &Source,
+        range: ByteRange,
+        checksum: Option<ChecksumAlgorithm>,
+        streamed: bool,
+    ) -> Result<(Payload, Option<p::Checksum>), Failure> {
+        if streamed && let Some(file_range) = source.file_range(range) {
+            let algorithm = checksum.map(proto_alg);
+            let (_, crc) = file_range.hash(algorithm, false).await?;
+            let checksum = algorithm.zip(crc);
+            let sum = checksum.map(|(algorithm, value)| p::Checksum { algorithm, value });
+            return Ok((
+                Payload::Streamed {
+                    range: file_range,
+                    checksum,
+                },
+                sum,
+            ));
+        }
+        let data = source.read(range).await?;
+        let sum = checksum.map(|a| proto_alg(a).checksum(&data));
+        Ok((Payload::Bytes(data), sum))
+    }
+
     /// MD5 (and the CRC, when asked for) of `range` of the source: a part the server has
     /// that no checkpoint recorded, or a part sent earlier that is checked again before
-    /// the upload completes. Read a few MiB at a time (each read checked against the
-    /// source's fingerprint), so memory does not grow with the part size, and hashed on
-    /// a blocking thread.
+    /// the upload completes. A file is read a chunk at a time on a blocking thread, so a
+    /// part of any size costs a few MiB of memory.
     async fn hash_source(
         &self,
         range: ByteRange,
         checksum: Option<ChecksumAlgorithm>,
     ) -> Result<([u8; 16], Option<u32>), Failure> {
-        const CHUNK: u64 = 8 << 20;
         let source = self.source()?;
         if matches!(source, Source::Reader(_)) {
             return Err(Failure::new(
@@ -425,27 +458,19 @@ impl OpContext {
                 "a streamed source is read once: the part is sent again",
             ));
         }
-        let mut md5 = Md5State::new();
-        let mut crc = checksum.map(|a| p::ChecksumHasher::new(proto_alg(a)));
-        let mut at = range.start;
-        loop {
-            let end = range.end.min(at.saturating_add(CHUNK));
-            let data = source.read(ByteRange::new(at, end)).await?;
-            (md5, crc) = tokio::task::spawn_blocking(move || {
-                md5.update(&data);
-                if let Some(h) = crc.as_mut() {
-                    h.update(&data);
-                }
-                (md5, crc)
-            })
-            .await
-            .map_err(|e| Failure::new(FailureKind::LocalIo, format!("hashing task failed: {e}")))?;
-            at = end;
-            if at >= range.end {
-                break;
-            }
+        if let Some(file_range) = source.file_range(range) {
+            let (md5, crc) = file_range.hash(checksum.map(proto_alg), true).await?;
+            return Ok((md5.unwrap_or_default(), crc));
         }
-        Ok((md5.finalize(), crc.map(|h| h.finalize().value)))
+        let data = source.read(range).await?;
+        tokio::task::spawn_blocking(move || {
+            let mut md5 = Md5State::new();
+            md5.update(&data);
+            let crc = checksum.map(|a| proto_alg(a).checksum(&data).value);
+            (md5.finalize(), crc)
+        })
+        .await
+        .map_err(|e| Failure::new(FailureKind::LocalIo, format!("hashing task failed: {e}")))
     }
 
     /// What `hashes` asks for over `range` of the partial file: ranges carried over from

@@ -256,7 +256,10 @@ fn check_fingerprint(path: &Path, fp: &SourceFingerprint) -> Result<(), Failure>
             Some(why) => Err(Failure::new(FailureKind::SourceChanged, why)),
             None => Ok(()),
         },
-        Err(e) => Err(local_failure(&format!("cannot read {}", path.display()), &e)),
+        Err(e) => Err(local_failure(
+            &format!("cannot read {}", path.display()),
+            &e,
+        )),
     }
 }
 

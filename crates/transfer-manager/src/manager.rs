@@ -176,6 +176,7 @@ impl TransferManager {
             multipart_threshold_bytes: c.multipart_threshold_bytes,
             part_size_bytes: c.part_size_bytes,
             max_in_flight: c.max_in_flight_per_upload,
+            memory_budget_bytes: c.max_memory_bytes,
             checksum: c.checksum,
             cancel_policy: c.cancel_policy,
             retry,

@@ -444,9 +444,14 @@ impl Results {
              |---|---|---|---|---|---|---|\n"
         );
         for row in rows {
-            let key = match row.concurrency {
-                Some(c) => c.to_string(),
-                None => format_size(row.size_bytes),
+            let key = match (row.concurrency, row.part_size) {
+                (Some(c), _) => c.to_string(),
+                (None, Some(p)) => format!(
+                    "{} upload, `--part-size {}`",
+                    format_size(row.size_bytes),
+                    format_size(p).replace(' ', "")
+                ),
+                (None, None) => format_size(row.size_bytes),
             };
             let _ = match stats(row) {
                 Some(s) => writeln!(
@@ -532,6 +537,8 @@ impl Results {
         let rss: Vec<(u64, f64)> = self
             .scaling
             .iter()
+            // The targets are about the defaults; a row with another part size is not.
+            .filter(|r| r.part_size.is_none())
             .chain(self.comparison.iter().filter(|r| r.tool == ToolKind::S3tm))
             .filter_map(|r| stats(r).map(|s| (r.size_bytes, s.rss_mib.max)))
             .collect();
@@ -724,7 +731,8 @@ impl Results {
         if !self.scaling.is_empty() {
             let _ = writeln!(
                 d,
-                "\n## Scaling (s3tm, defaults)\n\n{}",
+                "\n## Scaling (s3tm, defaults; the last row an upload with parts far larger than \
+                 the 128 MiB memory budget, streamed from the file)\n\n{}",
                 Self::s3tm_table(&self.scaling, "size")
             );
         }
