@@ -92,9 +92,11 @@ pub(crate) enum Payload {
     Bytes(Bytes),
     /// A range of the source file, read again chunk by chunk as it is sent; its checksum
     /// was computed by a first pass, and a second pass that sees other bytes (or a changed
-    /// file) fails the request with [`FailureKind::SourceChanged`].
+    /// file) fails the request with [`FailureKind::SourceChanged`] before the last chunk
+    /// is sent.
     Streamed {
         range: FileRange,
+        /// What the first pass computed, which the bytes sent must hash to.
         checksum: Option<(p::ChecksumAlgorithm, u32)>,
     },
 }

@@ -81,7 +81,10 @@ pub struct Config {
     pub state: StateStore,
     /// Time allowed to open a connection.
     pub connect_timeout: Duration,
-    /// Longest wait for response headers or the next body bytes.
+    /// Longest silence allowed of a request (default 60 s): no request body bytes
+    /// taken by the connection, no response headers after the last of them, or no
+    /// response body bytes. A part may take any time to cross a slow link as long as its
+    /// bytes keep moving.
     pub read_timeout: Duration,
     /// A PEM file of the certificate authorities to trust instead of the built-in (Mozilla)
     /// roots, for servers with certificates from a private authority.

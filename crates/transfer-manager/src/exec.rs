@@ -425,14 +425,18 @@ impl OpContext {
         streamed: bool,
     ) -> Result<(Payload, Option<p::Checksum>), Failure> {
         if streamed && let Some(file_range) = source.file_range(range) {
-            let algorithm = checksum.map(proto_alg);
-            let (_, crc) = file_range.hash(algorithm, false).await?;
-            let checksum = algorithm.zip(crc);
-            let sum = checksum.map(|(algorithm, value)| p::Checksum { algorithm, value });
+            // Without a checksum to send, a CRC32 still tells whether the second pass read
+            // the bytes the first one did.
+            let algorithm = checksum.map_or(p::ChecksumAlgorithm::Crc32, proto_alg);
+            let (_, crc) = file_range.hash(Some(algorithm), false).await?;
+            let verify = crc.map(|value| (algorithm, value));
+            let sum = verify
+                .filter(|_| checksum.is_some())
+                .map(|(algorithm, value)| p::Checksum { algorithm, value });
             return Ok((
                 Payload::Streamed {
                     range: file_range,
-                    checksum,
+                    checksum: verify,
                 },
                 sum,
             ));

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use s3_testkit::FaultProxy;
-use transfer_manager::{ErrorKind, TransferManager};
+use transfer_manager::{ChecksumAlgorithm, ErrorKind, TransferManager};
 
 const BUDGET: u64 = 8 * MIB;
 const PART: u64 = 12 * MIB;
@@ -24,6 +24,7 @@ fn budget_manager(
     server: &s3_testkit::S3sFsServer,
     proxy: &FaultProxy,
     dir: &tempfile::TempDir,
+    checksum: Option<ChecksumAlgorithm>,
 ) -> TransferManager {
     manager_with(
         &proxy.endpoint(),
@@ -34,6 +35,7 @@ fn budget_manager(
         |c| {
             c.part_size_bytes = PART;
             c.max_memory_bytes = BUDGET;
+            c.checksum = checksum;
         },
     )
 }
@@ -41,7 +43,7 @@ fn budget_manager(
 #[tokio::test]
 async fn parts_larger_than_the_budget_are_streamed_whole_and_exact() {
     let (server, proxy, dir) = setup().await;
-    let tm = budget_manager(&server, &proxy, &dir);
+    let tm = budget_manager(&server, &proxy, &dir, Some(ChecksumAlgorithm::Crc32));
     let src = random_file(dir.path(), "src", 30 * MIB, 41);
     upload(&tm, "bucket", "k", &src).await.unwrap();
 
@@ -68,10 +70,19 @@ async fn parts_larger_than_the_budget_are_streamed_whole_and_exact() {
 
 #[tokio::test]
 async fn a_streamed_part_whose_bytes_change_after_the_checksum_pass_fails() {
+    change_while_sending(Some(ChecksumAlgorithm::Crc32)).await;
+}
+
+#[tokio::test]
+async fn without_checksums_a_streamed_part_is_still_checked() {
+    change_while_sending(None).await;
+}
+
+async fn change_while_sending(checksum: Option<ChecksumAlgorithm>) {
     let (server, proxy, dir) = setup().await;
     // Slow enough to change the file while the first part is on its way.
     proxy.limit_bandwidth(8 * MIB);
-    let tm = budget_manager(&server, &proxy, &dir);
+    let tm = budget_manager(&server, &proxy, &dir, checksum);
     let src = random_file(dir.path(), "src", 24 * MIB, 42);
     let modified = std::fs::metadata(&src).unwrap().modified().unwrap();
     let handle = tm.upload_file("bucket", "k", &src).await.unwrap();
