@@ -19,6 +19,7 @@ fn parts_started(size_bytes: u64, part_size_bytes: u64, budget: u64) -> Vec<(u64
         size_bytes,
         modified_unix_nanos: 1,
         inode: Some(1),
+        changed_unix_nanos: None,
     };
     let mut m = UploadMachine::new(cfg, source, Time::ZERO);
     let create = m.poll_operation().expect("CreateMultipartUpload");
@@ -78,6 +79,7 @@ fn a_put_larger_than_the_budget_is_streamed() {
         size_bytes: 20 * MIB,
         modified_unix_nanos: 1,
         inode: Some(1),
+        changed_unix_nanos: None,
     };
     let mut m = UploadMachine::new(cfg, source, Time::ZERO);
     let put = m.poll_operation().expect("PutObject");
