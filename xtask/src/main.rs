@@ -21,6 +21,7 @@
 mod bench;
 mod demo;
 mod flags;
+mod moto;
 mod proptest;
 mod serve;
 mod step;

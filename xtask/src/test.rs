@@ -16,6 +16,7 @@ pub(crate) const DEFAULT_PROPTEST_CASES: u32 = 512;
 pub(crate) fn run() -> anyhow::Result<()> {
     let ci = is_ci(std::env::var("CI").ok().as_deref());
     let cases = proptest_cases(std::env::var("PROPTEST_CASES").ok().as_deref(), ci)?;
+    let moto = crate::moto::provision(&crate::project_root(), ci)?;
     let steps = [
         Step::cargo("fmt", ["fmt", "--all", "--check"]),
         Step::cargo(
@@ -30,7 +31,10 @@ pub(crate) fn run() -> anyhow::Result<()> {
             ],
         ),
         ci_seed(
-            Step::cargo("test", ["test", "--workspace"]).env("PROPTEST_CASES", cases),
+            with_moto(
+                Step::cargo("test", ["test", "--workspace"]).env("PROPTEST_CASES", cases),
+                moto.as_deref(),
+            ),
             ci,
         ),
     ];
@@ -39,6 +43,14 @@ pub(crate) fn run() -> anyhow::Result<()> {
     }
     println!("==> all {} steps passed", steps.len());
     Ok(())
+}
+
+/// The tests find the provisioned moto through `S3TM_MOTO_SERVER`.
+fn with_moto(step: Step, moto: Option<&std::path::Path>) -> Step {
+    match moto {
+        Some(server) => step.env("S3TM_MOTO_SERVER", server.display()),
+        None => step,
+    }
 }
 
 /// The property tests' seed under `CI` unless `PROPTEST_RNG_SEED` is set: a CI verdict

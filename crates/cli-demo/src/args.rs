@@ -169,6 +169,12 @@ pub(crate) fn parse_age(s: &str) -> Result<Duration, String> {
         .map_err(|e| format!("`{s}` is not an age ({e}; examples: 7d, 12h, 30m)"))
 }
 
+/// Parses a duration such as `5s`, `500ms` or `1m`.
+pub(crate) fn parse_duration(s: &str) -> Result<Duration, String> {
+    humantime::parse_duration(s.trim())
+        .map_err(|e| format!("`{s}` is not a duration ({e}; examples: 5s, 500ms, 1m)"))
+}
+
 /// Seconds since the Unix epoch of an S3 timestamp (`2024-05-01T12:30:00.000Z`, RFC 3339
 /// in UTC, as ListMultipartUploads writes `Initiated`). `None` when it is not one.
 pub(crate) fn parse_s3_timestamp(s: &str) -> Option<i64> {

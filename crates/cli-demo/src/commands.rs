@@ -6,8 +6,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde_json::json;
 use transfer_manager::{
-    ChecksumAlgorithm, Config, Direction, ErrorKind, ResumableTransfer, SavedEndpoint, StateStore,
-    TransferId, TransferManager,
+    ChecksumAlgorithm, Config, Direction, ErrorKind, ResumableTransfer, SavedEndpoint, SavedState,
+    StateStore, TransferId, TransferManager, UnreadableTransfer,
 };
 
 use crate::args::{
@@ -35,6 +35,9 @@ fn config(global: &Global) -> Result<Config, Failure> {
     }
     if let Some(pem) = &global.ca_bundle {
         c.ca_bundle = Some(pem.clone());
+    }
+    if let Some(wait) = global.pause_timeout {
+        c.pause_timeout = wait;
     }
     Ok(c)
 }
@@ -293,7 +296,23 @@ pub(crate) async fn resume(global: &Global, a: ResumeArgs) -> Result<u8, Failure
     let mut managers = Managers::new(global, a.max_memory)?;
     let manager = managers.first().clone();
     let out = Arc::new(Output::new(&a.output));
-    let saved = saved_transfers(&manager)?;
+    let (saved, unreadable) = saved_and_unreadable(&manager)?;
+    // A record that cannot be read cannot be resumed: say so, and why.
+    let mut failed = 0;
+    for u in &unreadable {
+        if a.id.as_deref().is_none_or(|id| id == u.id.as_str()) {
+            let line = format!(
+                "transfer {} cannot be resumed: {}; `s3tm cancel {}` removes it",
+                u.id, u.error, u.id
+            );
+            if a.all {
+                out.error(&line);
+                failed += 1;
+            } else {
+                return Err(Failure::new(line));
+            }
+        }
+    }
     let chosen: Vec<ResumableTransfer> = match &a.id {
         Some(id) => {
             let id = parse_id(id)?;
@@ -307,14 +326,16 @@ pub(crate) async fn resume(global: &Global, a: ResumeArgs) -> Result<u8, Failure
                 }
             }
         }
-        None => saved.into_iter().filter(|t| t.state != "running").collect(),
+        None => saved
+            .into_iter()
+            .filter(|t| t.state != SavedState::Running)
+            .collect(),
     };
-    if chosen.is_empty() {
+    if chosen.is_empty() && failed == 0 {
         out.note("nothing to resume");
         return Ok(exit::DONE);
     }
     let mut jobs = Vec::new();
-    let mut failed = 0;
     for t in chosen {
         out.note(&format!(
             "resuming {} {} from {} of {}",
@@ -377,12 +398,20 @@ fn parse_id(id: &str) -> Result<TransferId, Failure> {
 
 /// Every saved transfer; unreadable records are reported on stderr.
 fn saved_transfers(manager: &TransferManager) -> Result<Vec<ResumableTransfer>, Failure> {
-    let (mut saved, unreadable) = manager.list_resumable()?;
+    let (saved, unreadable) = saved_and_unreadable(manager)?;
     for u in unreadable {
         eprintln!("s3tm: warning: transfer {}: {}", u.id, u.error);
     }
-    saved.sort_by_key(|t| t.created_unix_ms);
     Ok(saved)
+}
+
+/// The saved transfers, oldest first, and the records that cannot be read.
+fn saved_and_unreadable(
+    manager: &TransferManager,
+) -> Result<(Vec<ResumableTransfer>, Vec<UnreadableTransfer>), Failure> {
+    let (mut saved, unreadable) = manager.list_resumable()?;
+    saved.sort_by_key(|t| t.created_unix_ms);
+    Ok((saved, unreadable))
 }
 
 fn now_unix_ms() -> u64 {
@@ -409,7 +438,7 @@ pub(crate) fn ls(global: &Global, a: &LsArgs) -> Result<u8, Failure> {
                     "path": t.local_path,
                     "bytes_done": t.bytes_done,
                     "bytes_total": t.bytes_total,
-                    "state": t.state,
+                    "state": t.state.as_str(),
                     "age_secs": age(t).as_secs(),
                     "created_unix_ms": t.created_unix_ms,
                     "updated_unix_ms": t.updated_unix_ms,
@@ -431,7 +460,7 @@ pub(crate) fn ls(global: &Global, a: &LsArgs) -> Result<u8, Failure> {
             [
                 t.id.to_string(),
                 direction_name(t.direction).to_owned(),
-                t.state.clone(),
+                t.state.to_string(),
                 format!(
                     "{}/{}{percent}",
                     human_bytes(t.bytes_done),
@@ -481,8 +510,9 @@ pub(crate) async fn cancel(global: &Global, a: CancelArgs) -> Result<u8, Failure
     };
     if a.all {
         let saved = saved_transfers(&manager)?;
-        let (running, idle): (Vec<_>, Vec<_>) =
-            saved.into_iter().partition(|t| t.state == "running");
+        let (running, idle): (Vec<_>, Vec<_>) = saved
+            .into_iter()
+            .partition(|t| t.state == SavedState::Running);
         for t in &running {
             eprintln!(
                 "s3tm: skipping {} {}: it is running",
@@ -519,19 +549,35 @@ pub(crate) async fn cancel(global: &Global, a: CancelArgs) -> Result<u8, Failure
     let target = a.target.as_deref().unwrap_or_default();
     if target.starts_with("s3://") {
         let url = S3Url::parse(target).map_err(Failure::usage)?;
-        let n = manager.cancel_object(&url.bucket, &url.key).await?;
-        if n == 0 {
+        let results = manager.cancel_object(&url.bucket, &url.key).await?;
+        if results.is_empty() {
             return Err(Failure::new(format!(
                 "no saved transfer of {url}; `{}` lists them",
                 list_command(global)
             )));
         }
-        println!("cancelled {n} transfer(s) of {url}");
-        return Ok(exit::DONE);
+        let mut failed = 0;
+        for (id, result) in &results {
+            match result {
+                Ok(()) => println!("cancelled {id} of {url}"),
+                Err(e) => {
+                    eprintln!("s3tm: error: {id}: {}", explain(e, None));
+                    failed += 1;
+                }
+            }
+        }
+        return match failed {
+            0 => Ok(exit::DONE),
+            n => Err(Failure::new(format!(
+                "{n} of {} cancels failed",
+                results.len()
+            ))),
+        };
     }
     let id = parse_id(target)?;
-    let saved = saved_transfers(&manager)?;
+    let (saved, unreadable) = saved_and_unreadable(&manager)?;
     let known = saved.iter().find(|t| t.id == id).cloned();
+    let corrupt = unreadable.iter().any(|u| u.id == id);
     let manager = managers.for_saved(&id)?;
     manager.cancel_saved(&id).await.map_err(|e| {
         let mut m = explain(&e, None);
@@ -542,6 +588,11 @@ pub(crate) async fn cancel(global: &Global, a: CancelArgs) -> Result<u8, Failure
     })?;
     match known {
         Some(t) => println!("cancelled {}", what(&t)),
+        None if corrupt => println!(
+            "cancelled {id}: its unreadable checkpoint was removed; what it named may remain: \
+             a partial file next to a download's destination (`*.s3tm-partial`, remove it by \
+             hand), or an unfinished multipart upload (`s3tm clean s3://BUCKET` finds it)"
+        ),
         None => println!("cancelled {id}"),
     }
     Ok(exit::DONE)
@@ -572,7 +623,7 @@ pub(crate) async fn clean(global: &Global, a: CleanArgs) -> Result<u8, Failure> 
             kept += 1;
             continue;
         }
-        if let Some(min_age) = a.older_than {
+        if let Some(min_age) = Some(a.older_than).filter(|d| !d.is_zero()) {
             let age = u
                 .initiated
                 .as_deref()

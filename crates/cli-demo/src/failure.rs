@@ -84,7 +84,7 @@ pub(crate) fn explain(e: &transfer_manager::Error, retry: Option<(&str, &str)>) 
         ErrorKind::Network if !says(&["check", "is the server"]) => {
             Some("check --endpoint-url and the network")
         }
-        ErrorKind::Locked if !says(&["stop", "wait"]) => {
+        ErrorKind::Locked if !says(&["stop", "wait", "s3tm resume", "s3tm cancel"]) => {
             Some("another s3tm is running this transfer; stop it first or wait for it")
         }
         _ => None,

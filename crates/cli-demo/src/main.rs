@@ -82,6 +82,10 @@ pub(crate) struct Global {
     /// Warnings (a checkpoint that could not be saved) are shown either way; secrets never.
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     pub(crate) verbose: u8,
+    /// How long Ctrl-C waits for parts and ranges in flight (default 5s); those still
+    /// running then are cut off and sent again on resume.
+    #[arg(long, global = true, value_name = "DURATION", value_parser = args::parse_duration)]
+    pub(crate) pause_timeout: Option<Duration>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -185,9 +189,11 @@ pub(crate) struct CancelArgs {
 pub(crate) struct CleanArgs {
     /// s3://bucket or s3://bucket/prefix.
     pub(crate) url: String,
-    /// Only uploads started longer ago than this: 7d, 12h, 30m (default: all).
-    #[arg(long, value_name = "AGE", value_parser = args::parse_age)]
-    pub(crate) older_than: Option<Duration>,
+    /// Only uploads started longer ago than this: 7d, 12h, 30m. The default, 24h, leaves
+    /// alone the uploads another tool (or another s3tm) may still be sending; `0` takes
+    /// every upload that no saved s3tm transfer here can resume.
+    #[arg(long, value_name = "AGE", value_parser = args::parse_age, default_value = "24h")]
+    pub(crate) older_than: Duration,
     /// Show what would be aborted, abort nothing.
     #[arg(long)]
     pub(crate) dry_run: bool,

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use serde_json::json;
 use tokio::sync::{broadcast, mpsc};
 use transfer_manager::{
-    Direction, Event, TransferHandle, TransferId, TransferManager, TransferOutcome,
+    Direction, ErrorKind, Event, TransferHandle, TransferId, TransferManager, TransferOutcome,
 };
 
 use crate::args::{human_bytes, shell_quote};
@@ -181,7 +181,9 @@ async fn watch(
                 if p.bytes_total > 0 {
                     bar.set_length(p.bytes_total);
                 }
-                bar.set_position(p.bytes_done);
+                // Bytes on the wire move the bar within a part; only durable ones count in
+                // the summary and the checkpoint.
+                bar.set_position(p.bytes_done + p.bytes_moving);
             }
             event = events.recv(), if events_open => match event {
                 Ok(Event::Retrying { op, attempt, delay, failure }) => {
@@ -204,7 +206,7 @@ async fn watch(
                 let p = *progress.borrow();
                 if p != last_sent {
                     last_sent = p;
-                    out.event("progress", json!({"id": id.as_str(), "bytes_done": p.bytes_done, "bytes_total": p.bytes_total}));
+                    out.event("progress", json!({"id": id.as_str(), "bytes_done": p.bytes_done, "bytes_moving": p.bytes_moving, "bytes_total": p.bytes_total}));
                 }
             }
         }
@@ -278,18 +280,24 @@ async fn pause(
     };
     let started = Instant::now();
     out.note("pausing: letting requests in flight finish and saving the checkpoint (press Ctrl-C again to quit at once)");
+    let mut reports = std::collections::HashMap::new();
     tokio::select! {
-        failures = async {
-            let mut failures = Vec::new();
+        results = async {
+            let mut results = Vec::new();
             for m in managers {
-                if let Err(e) = m.pause_all().await {
-                    failures.push(e);
-                }
+                results.extend(m.pause_all().await);
             }
-            failures
+            results
         } => {
-            for e in failures {
-                out.error(&format!("pausing failed: {}", explain(&e, None)));
+            for (id, result) in results {
+                match result {
+                    Ok(report) => {
+                        reports.insert(id, report);
+                    }
+                    // Streams are reported as stopped, ended transfers by their end, below.
+                    Err(e) if matches!(e.kind(), ErrorKind::Unsupported | ErrorKind::Finished) => {}
+                    Err(e) => out.error(&format!("pausing {id} failed: {}", explain(&e, None))),
+                }
             }
         }
         () = signals.next() => {
@@ -362,22 +370,40 @@ async fn pause(
             p.bytes_total = t.bytes_total;
         }
         let command = resume_command(global, w.id.as_str());
+        let report = reports.get(&w.id).copied().unwrap_or_default();
         out.event(
             "paused",
             json!({
                 "id": w.id.as_str(),
                 "bytes_done": p.bytes_done,
                 "bytes_total": p.bytes_total,
+                "requests_cut": report.requests_cut,
+                "bytes_to_resend": report.bytes_to_resend,
                 "resume_command": command,
             }),
         );
+        let settled = if report.requests_cut > 0 {
+            format!(
+                "{} still in flight after {:.1}s were cut off: {} will be sent again on resume",
+                match report.requests_cut {
+                    1 => "1 request".to_owned(),
+                    n => format!("{n} requests"),
+                },
+                report.waited.as_secs_f64(),
+                human_bytes(report.bytes_to_resend),
+            )
+        } else {
+            format!(
+                "requests in flight settled in {:.1}s",
+                started.elapsed().as_secs_f64()
+            )
+        };
         out.note(&format!(
-            "paused {} {} at {} of {} (requests in flight settled in {:.1}s); the checkpoint is saved",
+            "paused {} {} at {} of {} ({settled}); the checkpoint is saved",
             direction_name(w.direction),
             w.id,
             human_bytes(p.bytes_done),
             human_bytes(p.bytes_total),
-            started.elapsed().as_secs_f64(),
         ));
         out.note(&format!("to resume: {command}"));
     }

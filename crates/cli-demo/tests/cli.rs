@@ -1167,3 +1167,150 @@ async fn verbose_flags_and_rust_log_show_the_request_log() {
         );
     }
 }
+
+/// The same `cp` of a paused download against another endpoint is another transfer; the
+/// refusal names the server the paused one belongs to, and no one else is running it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_paused_download_rerun_against_another_endpoint_names_its_server() {
+    let env = Env::new().await;
+    let src = env.path("src.bin");
+    random_file(&src, 20 * MIB, 35);
+    let up = env.run(&["cp", "--part-size", "5MiB", "src.bin", "s3://bucket/obj"]);
+    assert_eq!(up.code, Some(0), "upload failed: {}", up.stderr);
+    env.slow_down(Duration::from_millis(250));
+    let cp = [
+        "cp",
+        "--part-size",
+        "5MiB",
+        "--concurrency",
+        "1",
+        "s3://bucket/obj",
+        "copy.bin",
+    ];
+    paused_cp(&env, &cp, "obj");
+
+    let direct = env.server.endpoint();
+    let mut args = vec!["--endpoint-url", direct.as_str(), "--path-style"];
+    args.extend(cp);
+    let run = finish(env.s3tm_without_endpoint(&args).spawn().unwrap());
+    assert_eq!(run.code, Some(1), "{}", run.stderr);
+    let errors = run.error_lines();
+    assert_eq!(errors.len(), 1, "{}", run.stderr);
+    assert!(
+        errors[0].contains(&env.proxy.endpoint()) && errors[0].contains("saved against"),
+        "names the paused download's server: {}",
+        errors[0]
+    );
+    assert!(
+        !errors[0].contains("another s3tm is running"),
+        "nothing else is running it: {}",
+        errors[0]
+    );
+}
+
+/// A corrupt checkpoint: `resume ID` names the corruption (not "no saved transfer"),
+/// `resume --all` fails because of it, and `cancel ID` removes it, saying what it could
+/// not clean up: nothing in a record that fails its checksum is trusted, not even the
+/// path of a partial file to delete.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_corrupt_checkpoint_is_named_by_resume_and_removed_by_cancel() {
+    let env = Env::new().await;
+    let src = env.path("src.bin");
+    random_file(&src, 20 * MIB, 36);
+    let up = env.run(&["cp", "--part-size", "5MiB", "src.bin", "s3://bucket/obj"]);
+    assert_eq!(up.code, Some(0), "upload failed: {}", up.stderr);
+    env.slow_down(Duration::from_millis(250));
+    let cp = [
+        "cp",
+        "--part-size",
+        "5MiB",
+        "--concurrency",
+        "1",
+        "s3://bucket/obj",
+        "copy.bin",
+    ];
+    let paused = paused_cp(&env, &cp, "obj");
+    let id = paused["id"].as_str().unwrap().to_owned();
+    let record = env.state_dir().join(format!("{id}.record"));
+    let mut bytes = std::fs::read(&record).unwrap();
+    let last = bytes.len() - 10;
+    bytes[last] ^= 0xff;
+    std::fs::write(&record, &bytes).unwrap();
+
+    let resumed = env.run(&["resume", &id]);
+    assert_eq!(resumed.code, Some(1), "{}", resumed.stderr);
+    assert!(
+        resumed.stderr.contains("corrupt") && !resumed.stderr.contains("no saved transfer"),
+        "{}",
+        resumed.stderr
+    );
+    let all = env.run(&["resume", "--all"]);
+    assert_eq!(
+        all.code,
+        Some(1),
+        "a transfer could not be resumed: {}",
+        all.stderr
+    );
+
+    let cancelled = env.run(&["cancel", &id]);
+    assert_eq!(cancelled.code, Some(0), "{}", cancelled.stderr);
+    assert!(!record.exists(), "the corrupt record was kept");
+    assert!(
+        cancelled.stdout.contains("s3tm-partial") && cancelled.stdout.contains("s3tm clean"),
+        "says what may remain: {}",
+        cancelled.stdout
+    );
+    let listed = env.run(&["ls", "--json"]);
+    assert!(listed.stdout.trim().is_empty() && !listed.stderr.contains("warning"));
+}
+
+/// On a slow link, Ctrl-C does not wait for whole ranges to cross: after
+/// `--pause-timeout` the ranges still in flight are cut off, the message says how much
+/// will be fetched again, and the same `cp` then completes the download.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pause_on_a_slow_link_cuts_what_is_still_in_flight() {
+    let env = Env::new().await;
+    let src = env.path("src.bin");
+    random_file(&src, 20 * MIB, 37);
+    let up = env.run(&["cp", "--part-size", "5MiB", "src.bin", "s3://bucket/obj"]);
+    assert_eq!(up.code, Some(0), "upload failed: {}", up.stderr);
+    env.proxy.limit_bandwidth(MIB);
+    let cp = [
+        "--pause-timeout",
+        "1s",
+        "cp",
+        "--json",
+        "--part-size",
+        "5MiB",
+        "--concurrency",
+        "2",
+        "s3://bucket/obj",
+        "copy.bin",
+    ];
+    let start = env.proxy.body_bytes();
+    let child = env.s3tm(&cp).spawn().unwrap();
+    let deadline = Instant::now() + TIMEOUT;
+    while env.proxy.body_bytes().to_client - start.to_client < MIB {
+        assert!(Instant::now() < deadline, "nothing was fetched");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    signal(&child, "-INT");
+    let paused = finish(child);
+    assert_eq!(paused.code, Some(130), "{}", paused.stderr);
+    let line = json_lines(&paused.stdout)
+        .into_iter()
+        .find(|e| e["event"] == "paused")
+        .unwrap_or_else(|| panic!("no paused line: {}", paused.stdout));
+    assert_eq!(line["requests_cut"], 2, "{line}");
+    assert_eq!(line["bytes_to_resend"], 10 * MIB, "{line}");
+    assert!(
+        paused.stderr.contains("cut off") && paused.stderr.contains("sent again"),
+        "{}",
+        paused.stderr
+    );
+
+    env.proxy.limit_bandwidth(0);
+    let resumed = env.run(&cp[2..]);
+    assert_eq!(resumed.code, Some(0), "{}", resumed.stderr);
+    assert_eq!(sha256(&env.path("copy.bin")), sha256(&src));
+}

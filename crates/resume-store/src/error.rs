@@ -48,7 +48,7 @@ pub enum StoreError {
     },
 
     /// No record exists for this transfer.
-    #[error("no saved transfer with id {id}; `s3tm list` shows the saved ones")]
+    #[error("no saved transfer with id {id}; `s3tm ls` shows the saved ones")]
     NotFound {
         /// The transfer that was asked for.
         id: String,

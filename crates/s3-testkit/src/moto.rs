@@ -42,7 +42,9 @@ const PORT_ATTEMPTS: usize = 3;
 #[derive(Debug, thiserror::Error)]
 pub enum MotoError {
     /// No `moto_server` executable was found; the message lists where it was looked for.
-    #[error("moto_server not found (looked at {searched}); run .ci/run or set S3TM_MOTO_SERVER")]
+    #[error(
+        "moto_server not found (looked at {searched}); run `cargo xtask test` once, or set S3TM_MOTO_SERVER"
+    )]
     NotFound {
         /// The places searched, in order.
         searched: String,
@@ -167,13 +169,21 @@ impl MotoServer {
     }
 }
 
-/// True when a test needing moto must fail rather than skip: under CI (`CI=true`).
+/// True when a test needing moto must fail rather than skip: under CI (see [`in_ci`]).
 pub fn moto_required() -> bool {
-    std::env::var("CI").is_ok_and(|v| v == "true")
+    in_ci()
 }
 
-/// Where `moto_server` is: `$S3TM_MOTO_SERVER`, else `<workspace>/.venv/bin/moto_server`
-/// (where `.ci/run` installs it), else `moto_server` on `PATH`.
+/// Whether this runs under CI: `CI` set to anything but empty, `0` or `false` (GitHub
+/// Actions and GitLab set `true`, others `1`). A test that cannot run must then fail
+/// instead of skipping.
+pub fn in_ci() -> bool {
+    std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "0" && !v.eq_ignore_ascii_case("false"))
+}
+
+/// Where `moto_server` is: `$S3TM_MOTO_SERVER`, else
+/// `<workspace>/target/moto-venv/bin/moto_server` (where `cargo xtask test` installs the
+/// pinned version), else `moto_server` on `PATH`.
 ///
 /// # Errors
 ///
@@ -181,7 +191,7 @@ pub fn moto_required() -> bool {
 pub fn find_moto_server() -> Result<PathBuf, MotoError> {
     locate(
         std::env::var_os(MOTO_SERVER_ENV).map(PathBuf::from),
-        &Path::new(env!("CARGO_MANIFEST_DIR")).join("../../.venv/bin/moto_server"),
+        &Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/moto-venv/bin/moto_server"),
         std::env::var_os("PATH").as_deref(),
     )
 }
@@ -260,7 +270,7 @@ pub async fn moto_or_skip(test_name: &str) -> Option<MotoServer> {
             // of passing tests, which would hide the skip.
             let _ = writeln!(
                 io::stderr(),
-                "SKIPPED {test_name}: moto_server not found (run .ci/run or set {MOTO_SERVER_ENV})"
+                "SKIPPED {test_name}: moto_server not found (run `cargo xtask test` once, or set {MOTO_SERVER_ENV})"
             );
             None
         }

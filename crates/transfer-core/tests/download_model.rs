@@ -475,17 +475,7 @@ impl World {
         self.cancelled = false;
         self.progress_floor = 0;
         self.now = self.now + std::time::Duration::from_secs(1);
-        // What the disk holds: one of the newest checkpoints, not older than the last the
-        // driver waited for.
-        let kept = self
-            .history
-            .len()
-            .saturating_sub(lost)
-            .max(self.durable)
-            .min(self.history.len());
-        self.history.truncate(kept);
-        self.durable = kept;
-        self.last_checkpoint = self.history.last().cloned();
+        self.last_checkpoint = surviving(&mut self.history, &mut self.durable, lost);
         self.machine = match self.last_checkpoint.clone() {
             Some(cp) => DownloadMachine::from_checkpoint(self.cfg.clone(), cp, self.now),
             None => DownloadMachine::new(self.cfg.clone(), PARTIAL.into(), self.now),

@@ -510,17 +510,8 @@ impl World {
                 let _ = self.apply(&op);
             }
         }
-        // What the disk holds: one of the newest checkpoints, not older than the last the
-        // driver waited for. An upload only a lost checkpoint named is left behind.
-        let kept = self
-            .history
-            .len()
-            .saturating_sub(lost)
-            .max(self.durable)
-            .min(self.history.len());
-        self.history.truncate(kept);
-        self.durable = kept;
-        self.last_checkpoint = self.history.last().cloned();
+        // An upload only a lost checkpoint named is left behind.
+        self.last_checkpoint = surviving(&mut self.history, &mut self.durable, lost);
         self.recorded_uploads = self
             .history
             .iter()

@@ -25,6 +25,18 @@ use crate::io::{CHUNK, FileRange};
 /// milliseconds even on a slow link shared by many requests.
 pub(crate) const FRAME: usize = 64 << 10;
 
+tokio::task_local! {
+    /// Bytes the current part or range has moved on the wire (request body bytes taken,
+    /// response body bytes received): the driver scopes one per data operation, so
+    /// progress moves within a part, not once per part.
+    pub(crate) static WIRE: Arc<AtomicU64>;
+}
+
+/// Adds `len` to the current operation's [`WIRE`] counter, if it has one.
+pub(crate) fn on_wire(len: usize) {
+    let _ = WIRE.try_with(|w| w.fetch_add(len as u64, Ordering::Relaxed));
+}
+
 /// What a request body has done so far, shared between the body and the waiting code.
 #[derive(Debug)]
 pub(crate) struct Progress {
@@ -37,6 +49,9 @@ pub(crate) struct Progress {
     sent: AtomicU64,
     /// Why a streamed body stopped (a changed source, a read error).
     failure: Mutex<Option<Failure>>,
+    /// The operation's [`WIRE`] counter (hyper polls the body from its connection's
+    /// task, outside the operation's scope, so it is taken when the body is made).
+    wire: Option<Arc<AtomicU64>>,
 }
 
 impl Progress {
@@ -47,6 +62,7 @@ impl Progress {
             finished: AtomicBool::new(false),
             sent: AtomicU64::new(0),
             failure: Mutex::new(None),
+            wire: WIRE.try_with(Arc::clone).ok(),
         })
     }
 
@@ -54,6 +70,9 @@ impl Progress {
         let micros = u64::try_from(self.origin.elapsed().as_micros()).unwrap_or(u64::MAX);
         self.last_micros.store(micros, Ordering::Relaxed);
         self.sent.fetch_add(len as u64, Ordering::Relaxed);
+        if let Some(w) = &self.wire {
+            w.fetch_add(len as u64, Ordering::Relaxed);
+        }
         if finished {
             self.finished.store(true, Ordering::Relaxed);
         }

@@ -86,6 +86,12 @@ pub struct Config {
     /// response body bytes. A part may take any time to cross a slow link as long as its
     /// bytes keep moving.
     pub read_timeout: Duration,
+    /// How long a pause waits for the parts and ranges in flight (default 5 s). Those
+    /// still running then are cut off and sent again on resume, so a pause on a slow link
+    /// takes seconds, not the minutes a part may need; [`PauseReport`] says how much.
+    ///
+    /// [`PauseReport`]: crate::PauseReport
+    pub pause_timeout: Duration,
     /// A PEM file of the certificate authorities to trust instead of the built-in (Mozilla)
     /// roots, for servers with certificates from a private authority.
     pub ca_bundle: Option<PathBuf>,
@@ -117,6 +123,7 @@ impl Config {
             state: StateStore::Default,
             connect_timeout: Duration::from_secs(10),
             read_timeout: Duration::from_secs(60),
+            pause_timeout: Duration::from_secs(5),
             ca_bundle: None,
         }
     }

@@ -4,6 +4,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
 use resume_store::{Lease, RecordMeta, TransferId, TransferState as StoreState};
@@ -11,12 +12,12 @@ use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use tokio::task::JoinSet;
 use tracing::Instrument;
 use transfer_core::{
-    Checkpoint, Completion, Event, OpId, Outcome, Time, TransferError, TransferMachine,
+    Checkpoint, Completion, Event, OpId, OpKind, Outcome, Time, TransferError, TransferMachine,
 };
 
 use crate::error::from_transfer;
 use crate::exec::OpContext;
-use crate::handle::{Command, Progress, TransferOutcome, TransferState};
+use crate::handle::{Command, PauseReport, Progress, TransferOutcome, TransferState};
 use crate::persist::{Persister, Stored, now_unix_ms, record};
 use crate::{Error, ErrorKind};
 
@@ -40,6 +41,8 @@ pub(crate) struct Driver {
     pub(crate) resumed: bool,
     /// "upload s3://b/k" or similar, for error messages.
     pub(crate) what: String,
+    /// How long a pause waits for the parts and ranges in flight before cutting them.
+    pub(crate) pause_timeout: std::time::Duration,
 }
 
 impl Driver {
@@ -56,7 +59,16 @@ impl Driver {
         // Wall time during which bytes carried over from an earlier run were being read
         // back and hashed (for the report; the reads run beside each other).
         let mut rechecks = Rechecks::default();
-        let mut pause_waiters: Vec<oneshot::Sender<Result<(), Error>>> = Vec::new();
+        let mut pause_waiters: Vec<oneshot::Sender<Result<PauseReport, Error>>> = Vec::new();
+        // Parts and ranges in flight, which a pause that waited long enough cuts off.
+        let mut cuttable: HashMap<OpId, (tokio::task::AbortHandle, u64)> = HashMap::new();
+        // A pause under way: when it began, when it cuts, and what it cut.
+        let mut pausing: Option<(Instant, Option<Instant>)> = None;
+        let mut cut = PauseReport::default();
+        // Bytes each part or range in flight has moved on the wire, for progress.
+        let mut moving: HashMap<OpId, Arc<AtomicU64>> = HashMap::new();
+        let mut tick = tokio::time::interval(std::time::Duration::from_millis(250));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut commands_open = true;
         let mut state = TransferState::Running;
         loop {
@@ -72,20 +84,37 @@ impl Driver {
                     }
                 }
                 rechecks.started(&op);
+                let data_bytes = match &op.kind {
+                    OpKind::UploadPart { range, .. }
+                    | OpKind::PutObject { range, .. }
+                    | OpKind::GetRange { range, .. } => Some(range.len_bytes()),
+                    _ => None,
+                };
+                let op_id = op.id;
                 let ctx = self.ctx.clone();
                 let name = op.kind.name();
                 let span = tracing::debug_span!("request", op = name, id = op.id.0);
+                let wire = Arc::new(AtomicU64::new(0));
+                if data_bytes.is_some() {
+                    moving.insert(op_id, wire.clone());
+                }
                 let handle = tasks.spawn(
-                    async move {
-                        let outcome = ctx.execute(op.kind).await;
-                        if let Outcome::Failed(f) = &outcome {
-                            tracing::debug!(status = ?f.status, code = ?f.code, message = %f.message, "failed");
+                    crate::body::WIRE.scope(
+                        wire,
+                        async move {
+                            let outcome = ctx.execute(op.kind).await;
+                            if let Outcome::Failed(f) = &outcome {
+                                tracing::debug!(status = ?f.status, code = ?f.code, message = %f.message, "failed");
+                            }
+                            (op.id, outcome)
                         }
-                        (op.id, outcome)
-                    }
-                    .instrument(span),
+                        .instrument(span),
+                    ),
                 );
-                op_of_task.insert(handle.id(), op.id);
+                op_of_task.insert(handle.id(), op_id);
+                if let Some(bytes) = data_bytes {
+                    cuttable.insert(op_id, (handle, bytes));
+                }
             }
             while let Some(cp) = self.machine.poll_checkpoint() {
                 self.persist(Some(cp), StoreState::Running);
@@ -97,14 +126,28 @@ impl Driver {
                     Event::Paused => {
                         state = TransferState::Paused;
                         // Before `pause()` resolves, the watch must show what was saved.
-                        self.publish(state);
+                        self.publish(state, &moving);
                         self.persist(None, StoreState::Paused);
                         let flushed = self.flush().await;
                         if !commands_open {
                             return Err(self.left_paused());
                         }
+                        let report = PauseReport {
+                            waited: pausing
+                                .take()
+                                .map(|(since, _)| since.elapsed())
+                                .unwrap_or_default(),
+                            ..std::mem::take(&mut cut)
+                        };
+                        if report.requests_cut > 0 {
+                            tracing::info!(
+                                requests = report.requests_cut,
+                                bytes = report.bytes_to_resend,
+                                "pause cut requests still in flight"
+                            );
+                        }
                         for w in pause_waiters.drain(..) {
-                            let _ = w.send(flushed.as_ref().map(|_| ()).map_err(clone_err));
+                            let _ = w.send(flushed.as_ref().map(|_| report).map_err(Error::clone));
                         }
                     }
                     Event::Retrying {
@@ -124,7 +167,7 @@ impl Driver {
                 }
                 let _ = self.events.send(event.clone());
             }
-            self.publish(state);
+            self.publish(state, &moving);
             if let Some(end) = ending {
                 tasks.abort_all();
                 return self.finish(end, started, rechecks.total()).await;
@@ -133,6 +176,13 @@ impl Driver {
             let sleep = async {
                 match deadline {
                     Some(t) => tokio::time::sleep_until((started + t.as_duration()).into()).await,
+                    None => std::future::pending().await,
+                }
+            };
+            let cut_at = pausing.and_then(|(_, at)| at);
+            let pause_wait_over = async {
+                match cut_at {
+                    Some(at) => tokio::time::sleep_until(at.into()).await,
                     None => std::future::pending().await,
                 }
             };
@@ -148,10 +198,25 @@ impl Driver {
                         },
                     };
                     op_of_task.retain(|_, o| *o != op);
+                    cuttable.remove(&op);
+                    moving.remove(&op);
                     rechecks.ended(op);
                     self.machine.handle_outcome(now(), op, outcome);
                 }
                 () = sleep => self.machine.handle_timeout(now()),
+                _ = tick.tick(), if !moving.is_empty() => {}
+                () = pause_wait_over => {
+                    // The pause waited long enough: cut the parts and ranges still moving;
+                    // they come back as Dropped and are sent again on resume.
+                    for (_, (handle, bytes)) in cuttable.drain() {
+                        handle.abort();
+                        cut.requests_cut += 1;
+                        cut.bytes_to_resend += bytes;
+                    }
+                    if let Some((_, at)) = pausing.as_mut() {
+                        *at = None;
+                    }
+                }
                 cmd = self.commands.recv(), if commands_open => match cmd {
                     Some(Command::Pause(reply)) => {
                         if self.persistence.is_none() {
@@ -161,14 +226,18 @@ impl Driver {
                                 "uploads from memory or a reader and downloads into a writer cannot be paused; cancel them instead",
                             )));
                         } else if self.machine.is_paused() {
-                            let _ = reply.send(Ok(()));
+                            let _ = reply.send(Ok(PauseReport::default()));
                         } else {
                             state = TransferState::Pausing;
                             pause_waiters.push(reply);
+                            let begun = Instant::now();
+                            pausing.get_or_insert((begun, Some(begun + self.pause_timeout)));
                             self.machine.pause(now());
                         }
                     }
                     Some(Command::Resume) => {
+                        pausing = None;
+                        cut = PauseReport::default();
                         state = TransferState::Running;
                         self.persist(None, StoreState::Running);
                         self.machine.resume(now());
@@ -206,10 +275,16 @@ impl Driver {
         }
     }
 
-    fn publish(&self, state: TransferState) {
+    fn publish(&self, state: TransferState, moving: &HashMap<OpId, Arc<AtomicU64>>) {
         let (bytes_done, bytes_total) = self.machine.progress();
+        let bytes_moving = moving
+            .values()
+            .map(|w| w.load(Ordering::Relaxed))
+            .sum::<u64>()
+            .min(bytes_total.saturating_sub(bytes_done));
         let p = Progress {
             bytes_done,
+            bytes_moving,
             bytes_total,
             state,
         };
@@ -266,11 +341,14 @@ impl Driver {
             p.persister.remove(self.id.clone());
         }
         let flushed = self.flush().await;
-        self.publish(match &end {
-            End::Completed(_) => TransferState::Completed,
-            End::Failed(_) => TransferState::Failed,
-            End::Cancelled => TransferState::Cancelled,
-        });
+        self.publish(
+            match &end {
+                End::Completed(_) => TransferState::Completed,
+                End::Failed(_) => TransferState::Failed,
+                End::Cancelled => TransferState::Cancelled,
+            },
+            &HashMap::new(),
+        );
         match end {
             End::Completed(c) => {
                 // The object is complete and verified whatever became of the checkpoints:
@@ -354,8 +432,4 @@ enum End {
     Completed(Completion),
     Failed(TransferError),
     Cancelled,
-}
-
-fn clone_err(e: &Error) -> Error {
-    Error::new(e.kind(), e.to_string())
 }

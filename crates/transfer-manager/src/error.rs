@@ -31,16 +31,23 @@ pub enum ErrorKind {
     Paused,
     /// The operation is not possible for this kind of transfer (pausing a stream).
     Unsupported,
+    /// The transfer's task panicked: a bug in s3tm.
+    Panicked,
+    /// The transfer had already ended (completed, failed or was cancelled) when a command
+    /// reached it; the message says which, and `join` returns the outcome.
+    Finished,
     /// The server refused the request for another reason.
     Remote,
 }
 
 /// An error of the transfer manager: a [`kind`](Error::kind), a message that names what
-/// failed (bucket, key, file) and what to do, and the underlying cause.
+/// failed (bucket, key, file) and what to do, and the underlying cause. Cloning shares the
+/// cause, so every handle of a transfer can be told how it ended.
+#[derive(Clone)]
 pub struct Error {
     kind: ErrorKind,
     message: String,
-    source: Option<Box<dyn std::error::Error + Send + Sync>>,
+    source: Option<std::sync::Arc<dyn std::error::Error + Send + Sync>>,
     /// The driver kept the transfer's record in the store.
     checkpoint_kept: bool,
 }
@@ -63,7 +70,7 @@ impl Error {
         Error {
             kind,
             message: message.into(),
-            source: Some(Box::new(source)),
+            source: Some(std::sync::Arc::new(source)),
             checkpoint_kept: false,
         }
     }

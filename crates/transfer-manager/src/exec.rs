@@ -372,6 +372,7 @@ impl OpContext {
                     if let Some(lane) = &md5 {
                         lane.push(data.clone()).await?;
                     }
+                    crate::body::on_wire(data.len());
                     buffered += data.len();
                     frames.push(data);
                     if buffered >= FLUSH && matches!(sink, Sink::File { .. }) {

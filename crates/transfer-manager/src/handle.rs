@@ -2,7 +2,6 @@ use std::time::Duration;
 
 use resume_store::{Direction, TransferId};
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
-use tokio::task::JoinHandle;
 use transfer_core::{Event, Verified};
 
 use crate::{Error, ErrorKind};
@@ -30,6 +29,10 @@ pub enum TransferState {
 pub struct Progress {
     /// Bytes durably done.
     pub bytes_done: u64,
+    /// Bytes of the parts or ranges in flight that have crossed the wire so far: not
+    /// durable (a part counts in `bytes_done` once it completes, and a part cut off is
+    /// sent again), but they show a transfer moving within a part.
+    pub bytes_moving: u64,
     /// Bytes in all (zero until a download knows its size).
     pub bytes_total: u64,
     /// Where it stands.
@@ -73,14 +76,31 @@ pub struct TransferOutcome {
     pub resumed: bool,
 }
 
+/// What a pause found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct PauseReport {
+    /// Parts or ranges still in flight when the pause's wait ([`Config::pause_timeout`])
+    /// ran out, cut off.
+    ///
+    /// [`Config::pause_timeout`]: crate::Config::pause_timeout
+    pub requests_cut: usize,
+    /// Their bytes, which a resume sends or fetches again.
+    pub bytes_to_resend: u64,
+    /// How long the pause took, until the checkpoint was durable.
+    pub waited: Duration,
+}
+
 pub(crate) enum Command {
-    Pause(oneshot::Sender<Result<(), Error>>),
+    Pause(oneshot::Sender<Result<PauseReport, Error>>),
     Resume,
     Cancel,
 }
 
-/// A running transfer. Dropping the handle does not stop it.
-#[derive(Debug)]
+/// A running transfer. Dropping the handle does not stop it; a transfer can have several
+/// handles (cloned, or had again by id from [`TransferManager::handle`]).
+///
+/// [`TransferManager::handle`]: crate::TransferManager::handle
+#[derive(Debug, Clone)]
 pub struct TransferHandle {
     pub(crate) id: TransferId,
     pub(crate) direction: Direction,
@@ -88,7 +108,36 @@ pub struct TransferHandle {
     pub(crate) commands: mpsc::UnboundedSender<Command>,
     pub(crate) progress: watch::Receiver<Progress>,
     pub(crate) events: broadcast::Sender<Event>,
-    pub(crate) task: JoinHandle<Result<TransferOutcome, Error>>,
+    /// How the transfer ended, once it has.
+    pub(crate) end: watch::Receiver<Option<Result<TransferOutcome, Error>>>,
+}
+
+/// How a transfer's task ended, as the public result: a panic is a bug, said as such.
+pub(crate) fn task_result(
+    id: &TransferId,
+    joined: Result<Result<TransferOutcome, Error>, tokio::task::JoinError>,
+) -> Result<TransferOutcome, Error> {
+    match joined {
+        Ok(r) => r,
+        Err(e) if e.is_panic() => {
+            let payload = e.into_panic();
+            let what = payload
+                .downcast_ref::<&str>()
+                .map(|s| (*s).to_owned())
+                .or_else(|| payload.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "no message".to_owned());
+            Err(Error::new(
+                ErrorKind::Panicked,
+                format!(
+                    "transfer {id} panicked ({what}): a bug in s3tm, please report it; its last saved checkpoint is kept"
+                ),
+            ))
+        }
+        Err(e) => Err(Error::new(
+            ErrorKind::Cancelled,
+            format!("transfer {id} was stopped: {e}"),
+        )),
+    }
 }
 
 impl TransferHandle {
@@ -119,9 +168,17 @@ impl TransferHandle {
         self.events.subscribe()
     }
 
-    /// Pauses: no new requests; resolves once in-flight requests have settled and the
-    /// checkpoint is durable. Streams cannot be paused.
-    pub async fn pause(&self) -> Result<(), Error> {
+    /// Pauses: no new requests; resolves once in-flight requests have settled (those still
+    /// running after [`Config::pause_timeout`] are cut off, to be sent again on resume)
+    /// and the checkpoint is durable. Streams cannot be paused.
+    ///
+    /// [`Config::pause_timeout`]: crate::Config::pause_timeout
+    ///
+    /// The requests in flight may finish the transfer meanwhile (a single PutObject, below
+    /// the multipart threshold, always pauses by finishing): the answer is then an error
+    /// of kind [`ErrorKind::Finished`] that says how it ended, and [`join`](Self::join)
+    /// returns its outcome.
+    pub async fn pause(&self) -> Result<PauseReport, Error> {
         if !self.resumable {
             return Err(Error::new(
                 ErrorKind::Unsupported,
@@ -130,7 +187,7 @@ impl TransferHandle {
         }
         let (tx, rx) = oneshot::channel();
         self.send(Command::Pause(tx))?;
-        rx.await.unwrap_or_else(|_| Err(finished()))
+        rx.await.unwrap_or_else(|_| Err(self.finished()))
     }
 
     /// Continues after [`pause`](Self::pause).
@@ -144,22 +201,42 @@ impl TransferHandle {
         self.send(Command::Cancel)
     }
 
-    /// Waits for the end.
+    /// Waits for the end. Every handle of a transfer (see [`TransferManager::handle`])
+    /// gets the same answer.
+    ///
+    /// [`TransferManager::handle`]: crate::TransferManager::handle
     pub async fn join(self) -> Result<TransferOutcome, Error> {
-        match self.task.await {
-            Ok(r) => r,
-            Err(e) => Err(Error::new(
-                ErrorKind::Remote,
-                format!("transfer task failed: {e}"),
-            )),
+        let mut end = self.end;
+        loop {
+            if let Some(result) = end.borrow_and_update().clone() {
+                return result;
+            }
+            if end.changed().await.is_err() {
+                return end.borrow().clone().unwrap_or_else(|| {
+                    Err(Error::new(
+                        ErrorKind::Cancelled,
+                        format!("transfer {} was stopped with its runtime", self.id),
+                    ))
+                });
+            }
         }
     }
 
     fn send(&self, c: Command) -> Result<(), Error> {
-        self.commands.send(c).map_err(|_| finished())
+        self.commands.send(c).map_err(|_| self.finished())
     }
-}
 
-fn finished() -> Error {
-    Error::new(ErrorKind::InvalidInput, "the transfer has already finished")
+    /// The answer to a command for a transfer that has ended, saying how it ended.
+    fn finished(&self) -> Error {
+        let how = match self.progress.borrow().state {
+            TransferState::Completed => "completed",
+            TransferState::Failed => "failed",
+            TransferState::Cancelled => "was cancelled",
+            _ => "has ended",
+        };
+        Error::new(
+            ErrorKind::Finished,
+            format!("transfer {} {how}; `join` returns how it ended", self.id),
+        )
+    }
 }

@@ -35,12 +35,18 @@ mod persist;
 
 pub use config::{Config, StateStore};
 pub use error::{Error, ErrorKind};
-pub use handle::{Progress, TransferHandle, TransferOutcome, TransferState};
+pub use handle::{PauseReport, Progress, TransferHandle, TransferOutcome, TransferState};
 pub use manager::{
-    MultipartUploadInfo, PARTIAL_SUFFIX, ResumableTransfer, TransferManager, UnreadableTransfer,
-    partial_path,
+    MultipartUploadInfo, PARTIAL_SUFFIX, ResumableTransfer, SavedState, TransferManager,
+    UnreadableTransfer, partial_path,
 };
 pub use persist::SavedEndpoint;
-pub use resume_store::{Direction, TransferId};
+/// The checkpoint store: the [`ResumeStore`] trait a custom store implements (see
+/// [`StateStore::Custom`]), its record types and the conformance suite's errors.
+pub use resume_store as store;
+pub use resume_store::{Direction, FileStore, MemoryStore, ResumeStore, TransferId};
 pub use s3_protocol::Credentials;
-pub use transfer_core::{CancelPolicy, ChecksumAlgorithm, Event, RetryConfig, Verified};
+pub use transfer_core::{
+    ByteRange, CancelPolicy, ChecksumAlgorithm, Completion, ETag, Event, Failure, FailureKind,
+    RetryConfig, TransferError, Verified,
+};

@@ -43,13 +43,48 @@ pub struct ResumableTransfer {
     pub bytes_done: u64,
     /// Bytes in all.
     pub bytes_total: u64,
-    /// `running` (in this or another process), `paused`, `interrupted` (its process
-    /// died) or `failed`.
-    pub state: String,
+    /// Running (here or in another process), paused, interrupted (its process died) or
+    /// failed.
+    pub state: SavedState,
     /// When it started, milliseconds since the Unix epoch.
     pub created_unix_ms: u64,
     /// When its checkpoint was last written.
     pub updated_unix_ms: u64,
+}
+
+/// Where a saved transfer stands.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum SavedState {
+    /// Running, in this process or another (which holds its lease).
+    Running,
+    /// Paused; the checkpoint is durable.
+    Paused,
+    /// Its process died (a crash, `kill -9`, a reboot); the last checkpoint resumes it.
+    Interrupted,
+    /// It failed with a checkpoint worth resuming.
+    Failed,
+    /// A state written by a newer s3tm.
+    Unknown(String),
+}
+
+impl SavedState {
+    /// `running`, `paused`, `interrupted`, `failed`, or the unknown state's name.
+    pub fn as_str(&self) -> &str {
+        match self {
+            SavedState::Running => "running",
+            SavedState::Paused => "paused",
+            SavedState::Interrupted => "interrupted",
+            SavedState::Failed => "failed",
+            SavedState::Unknown(s) => s,
+        }
+    }
+}
+
+impl std::fmt::Display for SavedState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 /// A record the store could not read, as [`TransferManager::list_resumable`] reports it.
@@ -62,7 +97,8 @@ pub struct UnreadableTransfer {
 }
 
 struct Active {
-    commands: mpsc::UnboundedSender<Command>,
+    /// A handle of its own, from which others are had again by id.
+    handle: TransferHandle,
     bucket: String,
     key: String,
 }
@@ -420,8 +456,19 @@ impl TransferManager {
 
     /// Stops a recorded transfer that is not running here: aborts its multipart upload or
     /// removes its partial file, then forgets it.
+    ///
+    /// A record that cannot be read (corrupt, or a checkpoint this build cannot decode)
+    /// is removed too, after what it still tells is cleaned up: a download's partial file
+    /// (if it is s3tm's own). The multipart upload an unreadable upload record named
+    /// cannot be known: `s3tm clean` (or [`list_multipart_uploads`]) finds it. A record
+    /// of a newer s3tm is refused: that version can cancel it properly.
+    ///
+    /// [`list_multipart_uploads`]: Self::list_multipart_uploads
     pub async fn cancel_saved(&self, id: &TransferId) -> Result<(), Error> {
-        if self.signal(|tid, _| tid == id, || Command::Cancel) > 0 {
+        if let Some(h) = self.handle(id) {
+            return Self::cancel_and_wait(h).await.1;
+        }
+        if self.forget_if_unreadable(id).await? {
             return Ok(());
         }
         let mut setup = self.rebuild_for_cancel(id).await?;
@@ -439,6 +486,43 @@ impl TransferManager {
             Err(e) if e.kind() == ErrorKind::Cancelled => Ok(()),
             Err(e) => Err(e),
         }
+    }
+
+    /// Removes the record of `id` if it cannot be read (see [`cancel_saved`]); whether it
+    /// did.
+    ///
+    /// [`cancel_saved`]: Self::cancel_saved
+    async fn forget_if_unreadable(&self, id: &TransferId) -> Result<bool, Error> {
+        let store = self.inner.store.clone();
+        let id2 = id.clone();
+        let (lease, loaded) = tokio::task::spawn_blocking(move || {
+            let lease = store.lease(&id2)?;
+            Ok::<_, StoreError>((lease, store.load(&id2)))
+        })
+        .await
+        .map_err(|e| Error::new(ErrorKind::LocalIo, e.to_string()))?
+        .map_err(Error::store)?;
+        let partial = match loaded {
+            Err(StoreError::Corrupt { .. }) => None,
+            Ok(Some(rec)) if rec.payload_version <= STORED_VERSION && decode(&rec).is_err() => {
+                (rec.meta.direction == Direction::Download)
+                    .then(|| (partial_path(&rec.meta.local_path), rec.meta.local_path))
+            }
+            _ => return Ok(false),
+        };
+        if let Some((partial, dest)) = partial {
+            Sink::file(partial, dest).delete().await.map_err(|f| {
+                Error::new(ErrorKind::LocalIo, format!("transfer {id}: {}", f.message))
+            })?;
+        }
+        let store = self.inner.store.clone();
+        let id2 = id.clone();
+        tokio::task::spawn_blocking(move || store.remove(&id2))
+            .await
+            .map_err(|e| Error::new(ErrorKind::LocalIo, e.to_string()))?
+            .map_err(Error::store)?;
+        drop(lease);
+        Ok(true)
     }
 
     async fn rebuild(&self, id: &TransferId) -> Result<Setup, Error> {
@@ -711,6 +795,7 @@ impl TransferManager {
         let (total_done, total) = s.machine.progress();
         let (progress_tx, progress_rx) = watch::channel(Progress {
             bytes_done: total_done,
+            bytes_moving: 0,
             bytes_total: total,
             state: TransferState::Running,
         });
@@ -736,12 +821,23 @@ impl TransferManager {
             commands: cmd_rx,
             resumed: s.resumed,
             what,
+            pause_timeout: self.inner.config.pause_timeout,
+        };
+        let (end_tx, end_rx) = watch::channel(None);
+        let handle = TransferHandle {
+            id: s.id.clone(),
+            direction: s.direction,
+            resumable,
+            commands: cmd_tx,
+            progress: progress_rx,
+            events,
+            end: end_rx,
         };
         if let Ok(mut a) = self.inner.active.lock() {
             a.insert(
                 s.id.clone(),
                 Active {
-                    commands: cmd_tx.clone(),
+                    handle: handle.clone(),
                     bucket: s.bucket,
                     key: s.key,
                 },
@@ -751,24 +847,74 @@ impl TransferManager {
         // command channels that let a paused transfer end) alive.
         let inner = Arc::downgrade(&self.inner);
         let id = s.id.clone();
-        let task = tokio::spawn(async move {
-            let result = driver.run().await;
+        let task = tokio::spawn(driver.run());
+        tokio::spawn(async move {
+            let result = crate::handle::task_result(&id, task.await);
             if let Some(inner) = inner.upgrade()
                 && let Ok(mut a) = inner.active.lock()
             {
                 a.remove(&id);
             }
-            result
+            let _ = end_tx.send(Some(result));
         });
-        Ok(TransferHandle {
-            id: s.id,
-            direction: s.direction,
-            resumable,
-            commands: cmd_tx,
-            progress: progress_rx,
-            events,
-            task,
-        })
+        Ok(handle)
+    }
+
+    /// The handle of transfer `id` if it runs (or is paused) in this manager, had again:
+    /// progress, events, commands and [`join`](TransferHandle::join) as from the first.
+    pub fn handle(&self, id: &TransferId) -> Option<TransferHandle> {
+        let active = self.inner.active.lock().ok()?;
+        active.get(id).map(|a| a.handle.clone())
+    }
+
+    /// Handles of every transfer this manager runs (or holds paused) that `pick` chooses.
+    fn handles(&self, pick: impl Fn(&Active) -> bool) -> Vec<TransferHandle> {
+        self.inner
+            .active
+            .lock()
+            .map(|a| {
+                a.values()
+                    .filter(|a| pick(a))
+                    .map(|a| a.handle.clone())
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// Saved transfers no process runs now (paused, interrupted or failed) that `pick`
+    /// chooses, leaving out those this manager holds.
+    fn idle_saved(
+        &self,
+        pick: impl Fn(&ResumableTransfer) -> bool,
+    ) -> Result<Vec<ResumableTransfer>, Error> {
+        let (saved, _) = self.list_resumable()?;
+        let held: Vec<TransferId> = self
+            .inner
+            .active
+            .lock()
+            .map(|a| a.keys().cloned().collect())
+            .unwrap_or_default();
+        Ok(saved
+            .into_iter()
+            .filter(|t| t.state != SavedState::Running && !held.contains(&t.id) && pick(t))
+            .collect())
+    }
+
+    /// Cancels `handle` and waits until it is cleaned up.
+    async fn cancel_and_wait(handle: TransferHandle) -> (TransferId, Result<(), Error>) {
+        let id = handle.id().clone();
+        if let Err(e) = handle.cancel() {
+            return (id, Err(e));
+        }
+        let result = match handle.join().await {
+            Err(e) if e.kind() == ErrorKind::Cancelled => Ok(()),
+            Err(e) => Err(e),
+            Ok(_) => Err(Error::new(
+                ErrorKind::Finished,
+                format!("transfer {id} completed before the cancel reached it"),
+            )),
+        };
+        (id, result)
     }
 
     /// Every transfer in the store: paused, interrupted by a crash, failed but resumable,
@@ -790,12 +936,14 @@ impl TransferManager {
                 Ok(s) => {
                     let m = s.meta;
                     let state = match m.state.as_str() {
-                        "running" if active.contains(&m.id) => "running".to_owned(),
+                        "running" if active.contains(&m.id) => SavedState::Running,
                         "running" => match self.inner.store.lease(&m.id) {
-                            Err(StoreError::Locked { .. }) => "running".to_owned(),
-                            _ => "interrupted".to_owned(),
+                            Err(StoreError::Locked { .. }) => SavedState::Running,
+                            _ => SavedState::Interrupted,
                         },
-                        other => other.to_owned(),
+                        "paused" => SavedState::Paused,
+                        "failed" => SavedState::Failed,
+                        other => SavedState::Unknown(other.to_owned()),
                     };
                     ok.push(ResumableTransfer {
                         id: m.id,
@@ -854,7 +1002,7 @@ impl TransferManager {
                 && t.bucket == bucket
                 && t.key == key
                 && t.local_path == path
-                && t.state != "running"
+                && t.state != SavedState::Running
                 // The same object on another server is another transfer.
                 && self
                     .saved_endpoint(&t.id)
@@ -872,7 +1020,7 @@ impl TransferManager {
             .iter()
             .find(|t| t.direction == Direction::Download && t.local_path == dest);
         match other {
-            Some(t) if t.state == "running" => Err(Error::new(
+            Some(t) if t.state == SavedState::Running => Err(Error::new(
                 ErrorKind::Locked,
                 format!(
                     "{} is already being downloaded by transfer {} (in this or another process); wait for it or cancel it",
@@ -880,90 +1028,123 @@ impl TransferManager {
                     t.id
                 ),
             )),
-            Some(t) => Err(Error::new(
-                ErrorKind::Locked,
-                format!(
-                    "{} has a {} download of s3://{}/{} (transfer {}) whose partial file a new download would overwrite; resume it with `s3tm resume {}` or forget it with `s3tm cancel {}`",
-                    dest.display(),
-                    t.state,
-                    t.bucket,
-                    t.key,
-                    t.id,
-                    t.id,
-                    t.id
-                ),
-            )),
+            Some(t) => {
+                // Name the server it was saved against when it is not this one: the same
+                // command against another endpoint is another transfer.
+                let here = SavedEndpoint::of(&self.inner.config);
+                let elsewhere = match self.saved_endpoint(&t.id).ok().flatten() {
+                    Some(saved) if !saved.same_server(&here) => {
+                        format!(", saved against {saved}, not {here},")
+                    }
+                    _ => String::new(),
+                };
+                Err(Error::new(
+                    ErrorKind::Locked,
+                    format!(
+                        "{} has a {} download of s3://{}/{} (transfer {}){elsewhere} whose partial file a new download would overwrite; resume it with `s3tm resume {}` or forget it with `s3tm cancel {}`",
+                        dest.display(),
+                        t.state,
+                        t.bucket,
+                        t.key,
+                        t.id,
+                        t.id,
+                        t.id
+                    ),
+                ))
+            }
             None => Ok(()),
         }
     }
 
-    fn signal(
-        &self,
-        pick: impl Fn(&TransferId, &Active) -> bool,
-        cmd: impl Fn() -> Command,
-    ) -> usize {
-        let Ok(active) = self.inner.active.lock() else {
-            return 0;
-        };
-        active
-            .iter()
-            .filter(|(id, a)| pick(id, a))
-            .filter(|(_, a)| a.commands.send(cmd()).is_ok())
-            .count()
-    }
-
     /// Pauses every running transfer of this manager; resolves once all are paused with
-    /// durable checkpoints.
-    pub async fn pause_all(&self) -> Result<(), Error> {
+    /// durable checkpoints (parts or ranges still in flight after
+    /// [`Config::pause_timeout`](crate::Config::pause_timeout) are cut off).
+    ///
+    /// Returns once every pause has settled, with what happened to each transfer that was
+    /// running: paused (with its [`PauseReport`]), or an error saying why not (a stream
+    /// cannot pause: [`ErrorKind::Unsupported`]; one that ended meanwhile:
+    /// [`ErrorKind::Finished`]).
+    ///
+    /// [`PauseReport`]: crate::PauseReport
+    pub async fn pause_all(&self) -> Vec<(TransferId, Result<crate::PauseReport, Error>)> {
         let mut waits = Vec::new();
         if let Ok(active) = self.inner.active.lock() {
-            for a in active.values() {
+            for (id, a) in active.iter() {
                 let (tx, rx) = tokio::sync::oneshot::channel();
-                if a.commands.send(Command::Pause(tx)).is_ok() {
-                    waits.push(rx);
+                if a.handle.commands.send(Command::Pause(tx)).is_ok() {
+                    waits.push((id.clone(), rx));
                 }
             }
         }
-        for w in waits {
-            if let Ok(Err(e)) = w.await
-                && e.kind() != ErrorKind::Unsupported
-            {
-                return Err(e);
-            }
+        let mut out = Vec::new();
+        for (id, w) in waits {
+            let result = w.await.unwrap_or_else(|_| {
+                Err(Error::new(
+                    ErrorKind::Finished,
+                    format!("transfer {id} ended before it could pause"),
+                ))
+            });
+            out.push((id, result));
         }
-        Ok(())
+        out
     }
 
-    /// Resumes every paused transfer of this manager.
-    pub fn resume_all(&self) -> usize {
-        self.signal(|_, _| true, || Command::Resume)
-    }
-
-    /// Cancels every running transfer of this manager.
-    pub fn cancel_all(&self) -> usize {
-        self.signal(|_, _| true, || Command::Cancel)
-    }
-
-    /// Cancels every transfer of `bucket`/`key`, running here or recorded in the store.
-    /// Returns how many were cancelled.
-    pub async fn cancel_object(&self, bucket: &str, key: &str) -> Result<usize, Error> {
-        let running = self.signal(
-            |_, a| a.bucket == bucket && a.key == key,
-            || Command::Cancel,
-        );
-        let (saved, _) = self.list_resumable()?;
-        let mut n = running;
-        for t in saved
-            .into_iter()
-            .filter(|t| t.bucket == bucket && t.key == key && t.state != "running")
-        {
-            match self.cancel_saved(&t.id).await {
-                Ok(()) => n += 1,
-                Err(e) if e.kind() == ErrorKind::Cancelled => n += 1,
-                Err(e) => return Err(e),
-            }
+    /// Resumes every paused transfer: those this manager holds, and those saved in the
+    /// store that no process runs (paused, interrupted by a crash, or failed), as
+    /// `s3tm resume --all` does. Returns once each has started again, with its handle or
+    /// why it could not.
+    pub async fn resume_all(
+        &self,
+    ) -> Result<Vec<(TransferId, Result<TransferHandle, Error>)>, Error> {
+        let saved = self.idle_saved(|_| true)?;
+        let mut out = Vec::new();
+        for h in self.handles(|a| a.handle.progress.borrow().state == TransferState::Paused) {
+            let result = h.resume().map(|()| h.clone());
+            out.push((h.id().clone(), result));
         }
-        Ok(n)
+        for t in saved {
+            let result = self.resume(&t.id).await;
+            out.push((t.id, result));
+        }
+        Ok(out)
+    }
+
+    /// Cancels every transfer: those this manager runs or holds paused, and those saved
+    /// in the store that no process runs, as `s3tm cancel --all` does. Returns once each
+    /// is cleaned up (its multipart upload aborted, its partial file removed, its record
+    /// gone), with what happened to it.
+    pub async fn cancel_all(&self) -> Result<Vec<(TransferId, Result<(), Error>)>, Error> {
+        self.cancel_where(|_, _| true).await
+    }
+
+    /// Cancels every transfer of `bucket`/`key`, running here or saved in the store (but
+    /// not one another process is running), and waits until each is cleaned up. Returns
+    /// what happened to each.
+    pub async fn cancel_object(
+        &self,
+        bucket: &str,
+        key: &str,
+    ) -> Result<Vec<(TransferId, Result<(), Error>)>, Error> {
+        self.cancel_where(|b, k| b == bucket && k == key).await
+    }
+
+    async fn cancel_where(
+        &self,
+        pick: impl Fn(&str, &str) -> bool,
+    ) -> Result<Vec<(TransferId, Result<(), Error>)>, Error> {
+        let saved = self.idle_saved(|t| pick(&t.bucket, &t.key))?;
+        let mut out = Vec::new();
+        for h in self.handles(|a| pick(&a.bucket, &a.key)) {
+            out.push(Self::cancel_and_wait(h).await);
+        }
+        for t in saved {
+            let result = match self.cancel_saved(&t.id).await {
+                Err(e) if e.kind() == ErrorKind::Cancelled => Ok(()),
+                other => other,
+            };
+            out.push((t.id, result));
+        }
+        Ok(out)
     }
 }
 

@@ -88,7 +88,7 @@ async fn pause_at_a_third_and_resume_in_the_same_process_sends_no_part_twice() {
     );
     let (saved, _) = tm.list_resumable().unwrap();
     assert_eq!(saved.len(), 1);
-    assert_eq!(saved[0].state, "paused");
+    assert_eq!(saved[0].state, transfer_manager::SavedState::Paused);
     assert_eq!(
         h.progress().borrow().bytes_done,
         saved[0].bytes_done,
@@ -284,7 +284,8 @@ async fn crashed_process_is_resumed_by_a_new_one_without_resending_recorded_part
     let (list, _) = observer.list_resumable().unwrap();
     let t = list.iter().find(|t| t.id == id).unwrap();
     assert_eq!(
-        t.state, "interrupted",
+        t.state,
+        transfer_manager::SavedState::Interrupted,
         "a killed process's transfer shows as interrupted"
     );
     let recorded = t.bytes_done / (5 * MIB);
@@ -558,4 +559,80 @@ async fn bytes_of_a_paused_download_changed_on_disk_are_fetched_again() {
         sha256(&src),
         "the download kept the changed bytes"
     );
+}
+
+/// A pause that the last request in flight overtakes (a single PutObject always pauses
+/// by finishing) answers that the transfer completed, and `join` has the outcome.
+#[tokio::test]
+async fn pause_of_a_transfer_that_completes_meanwhile_says_it_completed() {
+    let env = Env::new().await;
+    env.proxy.delay(
+        s3_testkit::Matcher::method(http::Method::PUT),
+        Duration::from_millis(500),
+        ALWAYS,
+    );
+    let tm = env.manager(2);
+    let src = random_file(env.dir.path(), "small", 3 * MIB, 22);
+    let h = tm.upload_file("bucket", "small", &src).await.unwrap();
+    let err = h.pause().await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Finished, "{err}");
+    assert!(err.to_string().contains("completed"), "{err}");
+    let out = h.join().await.unwrap();
+    assert_eq!(out.bytes_total, 3 * MIB);
+}
+
+/// The manager's control calls return when the work is done, with each transfer's own
+/// result: `cancel_object` leaves no record or partial file behind once it returns,
+/// counts one transfer once, and `resume_all` takes a paused transfer of this manager and
+/// one saved by another, with handles to join; a running transfer's handle can be had
+/// again by id.
+#[tokio::test]
+async fn control_calls_wait_and_report_each_transfer() {
+    let env = Env::new().await;
+    let tm = env.manager(2);
+    let src = random_file(env.dir.path(), "src", 20 * MIB, 23);
+    upload(&tm, "bucket", "obj", &src).await.unwrap();
+    env.slow();
+
+    let dest = env.dir.path().join("dest");
+    let down = tm.download_file("bucket", "obj", &dest).await.unwrap();
+    wait_for_progress(&down, 5 * MIB).await;
+    let again = tm
+        .handle(down.id())
+        .expect("a running transfer is found by id");
+    assert_eq!(again.id(), down.id());
+    down.pause().await.unwrap();
+    assert_eq!(
+        again.progress().borrow().state,
+        transfer_manager::TransferState::Paused
+    );
+    let cancelled = tm.cancel_object("bucket", "obj").await.unwrap();
+    assert_eq!(cancelled.len(), 1, "{cancelled:?}");
+    assert!(cancelled[0].1.is_ok(), "{cancelled:?}");
+    assert!(
+        tm.list_resumable().unwrap().0.is_empty(),
+        "the record is still there"
+    );
+    assert!(
+        !transfer_manager::partial_path(&dest).exists(),
+        "the partial file is still there"
+    );
+    assert_eq!(again.join().await.unwrap_err().kind(), ErrorKind::Cancelled);
+
+    // One paused here, one saved by a manager that is gone.
+    let mine = tm.upload_file("bucket", "mine", &src).await.unwrap();
+    wait_for_progress(&mine, 5 * MIB).await;
+    mine.pause().await.unwrap();
+    let theirs = env.paused_upload(&src, 5 * MIB).await;
+    env.proxy.clear();
+    let resumed = tm.resume_all().await.unwrap();
+    let ids: BTreeSet<String> = resumed.iter().map(|(id, _)| id.to_string()).collect();
+    assert_eq!(
+        ids,
+        BTreeSet::from([mine.id().to_string(), theirs.to_string()])
+    );
+    for (_, handle) in resumed {
+        handle.unwrap().join().await.unwrap();
+    }
+    assert!(tm.list_resumable().unwrap().0.is_empty());
 }

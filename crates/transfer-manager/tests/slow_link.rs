@@ -89,3 +89,54 @@ async fn download_over_a_link_slower_than_a_range_per_timeout_completes() {
     assert!(proxy.body_bytes().to_client >= SIZE);
     assert_eq!(sha256(&dest), sha256(&src));
 }
+
+/// On a slow link, progress moves while a part or range is on its way (`bytes_moving`),
+/// long before the first one completes (`bytes_done`).
+#[tokio::test]
+async fn progress_moves_within_a_part() {
+    for upload_first in [true, false] {
+        let server = s3_testkit::start_s3s_fs().await;
+        server.create_bucket("bucket").unwrap();
+        let proxy = s3_testkit::FaultProxy::start(&server.endpoint()).await;
+        let dir = tempfile::tempdir().unwrap();
+        let src = common::random_file(dir.path(), "src", 16 * common::MIB, 7);
+        let tm = common::manager_with(
+            &proxy.endpoint(),
+            server.access_key(),
+            server.secret_key(),
+            server.region(),
+            &dir.path().join("state"),
+            |c| {
+                c.part_size_bytes = 8 * common::MIB;
+                c.set_max_in_flight(1);
+            },
+        );
+        if !upload_first {
+            common::upload(&tm, "bucket", "k", &src).await.unwrap();
+        }
+        proxy.limit_bandwidth(2 * common::MIB);
+        let h = if upload_first {
+            tm.upload_file("bucket", "k", &src).await.unwrap()
+        } else {
+            tm.download_file("bucket", "k", dir.path().join("dest"))
+                .await
+                .unwrap()
+        };
+        let mut rx = h.progress();
+        let seen = tokio::time::timeout(std::time::Duration::from_secs(30), async {
+            loop {
+                let p = *rx.borrow_and_update();
+                if p.bytes_moving > 0 && p.bytes_done == 0 {
+                    return p;
+                }
+                rx.changed().await.expect("the transfer ended first");
+            }
+        })
+        .await
+        .expect("no progress within a part");
+        assert!(seen.bytes_moving <= 8 * common::MIB, "{seen:?}");
+        proxy.limit_bandwidth(0);
+        h.cancel().unwrap();
+        let _ = h.join().await;
+    }
+}

@@ -162,8 +162,16 @@ async fn pause_all_and_resume_all_leave_a_stream_running() {
         .await
         .unwrap();
     wait_for_progress(&h, 5 * MIB).await;
-    tm.pause_all().await.unwrap();
-    tm.resume_all();
+    let paused = tm.pause_all().await;
+    assert_eq!(paused.len(), 1);
+    assert_eq!(
+        paused[0].1.as_ref().unwrap_err().kind(),
+        ErrorKind::Unsupported
+    );
+    assert!(
+        tm.resume_all().await.unwrap().is_empty(),
+        "nothing was paused"
+    );
     h.join().await.unwrap();
     let dest = dir.path().join("dest");
     download(&tm, "bucket", "from-reader", &dest).await.unwrap();

@@ -91,6 +91,22 @@ pub fn schedule(rare: u32) -> impl Strategy<Value = Vec<Action>> {
     prop::collection::vec(action(rare), 0..160)
 }
 
+/// What a crash leaves of the checkpoints emitted so far (`history`, oldest first): the
+/// saver runs behind the machine and keeps only the newest record, so up to `lost` of
+/// the newest may not have reached the disk, but never one of the first `durable`, which
+/// the driver waited for. Truncates `history` to what survived and returns the
+/// checkpoint a rebuilt machine starts from.
+pub fn surviving<T: Clone>(history: &mut Vec<T>, durable: &mut usize, lost: usize) -> Option<T> {
+    let kept = history
+        .len()
+        .saturating_sub(lost)
+        .max(*durable)
+        .min(history.len());
+    history.truncate(kept);
+    *durable = kept;
+    history.last().cloned()
+}
+
 /// Deterministic pseudo-random bytes (splitmix64).
 pub fn content(seed: u64, len: u64) -> Vec<u8> {
     let mut state = seed ^ 0x9e37_79b9_7f4a_7c15;
