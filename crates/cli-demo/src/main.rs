@@ -253,3 +253,26 @@ fn main() -> ExitCode {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `s3tm clean` leaves young uploads alone unless told otherwise: another tool (or
+    /// another s3tm) may still be sending them.
+    #[test]
+    fn clean_defaults_to_uploads_older_than_a_day() {
+        let age = |args: &[&str]| match Cli::try_parse_from(args).unwrap().command {
+            Command::Clean(a) => a.older_than,
+            other => panic!("parsed as {other:?}"),
+        };
+        assert_eq!(
+            age(&["s3tm", "clean", "s3://b"]),
+            Duration::from_secs(24 * 3600)
+        );
+        assert_eq!(
+            age(&["s3tm", "clean", "s3://b", "--older-than", "0"]),
+            Duration::ZERO
+        );
+    }
+}

@@ -121,3 +121,65 @@ async fn a_full_state_directory_completes_the_upload_with_a_warning() {
     assert_eq!(sha256(&dest), sha256(&src));
     assert!(tm.list_resumable().unwrap().0.is_empty());
 }
+
+/// A store whose saves panic (a buggy custom store): the checkpoint thread dies, and the
+/// driver is told so instead of hearing "saved". Uses only `transfer_manager`'s
+/// re-exports, as a user with a store of their own would.
+struct PanickingStore(transfer_manager::MemoryStore);
+
+impl transfer_manager::ResumeStore for PanickingStore {
+    fn save(
+        &self,
+        _: &transfer_manager::store::Record,
+    ) -> Result<(), transfer_manager::store::StoreError> {
+        panic!("this store cannot save");
+    }
+    fn load(
+        &self,
+        id: &transfer_manager::TransferId,
+    ) -> Result<Option<transfer_manager::store::Record>, transfer_manager::store::StoreError> {
+        self.0.load(id)
+    }
+    fn list(
+        &self,
+    ) -> Result<Vec<transfer_manager::store::ListEntry>, transfer_manager::store::StoreError> {
+        self.0.list()
+    }
+    fn remove(
+        &self,
+        id: &transfer_manager::TransferId,
+    ) -> Result<(), transfer_manager::store::StoreError> {
+        self.0.remove(id)
+    }
+    fn lease(
+        &self,
+        id: &transfer_manager::TransferId,
+    ) -> Result<transfer_manager::store::Lease, transfer_manager::store::StoreError> {
+        self.0.lease(id)
+    }
+}
+
+#[tokio::test]
+async fn a_checkpoint_thread_that_died_is_reported_not_taken_for_saved() {
+    let S3sEnv { server, dir, tm: _ } = s3s_env().await;
+    let src = random_file(dir.path(), "src", 16 * MIB, 43);
+    let tm = manager_with(
+        &server.endpoint(),
+        server.access_key(),
+        server.secret_key(),
+        server.region(),
+        &dir.path().join("unused"),
+        |c| {
+            c.state = transfer_manager::StateStore::Custom(std::sync::Arc::new(PanickingStore(
+                transfer_manager::MemoryStore::default(),
+            )));
+        },
+    );
+    let out = upload(&tm, "bucket", "k", &src).await.unwrap();
+    assert_eq!(out.warnings.len(), 1, "{out:?}");
+    assert!(
+        out.warnings[0].contains("checkpoint thread is not running"),
+        "{:?}",
+        out.warnings
+    );
+}
