@@ -9,7 +9,10 @@ use std::process::Command;
 use anyhow::{Context as _, bail};
 
 /// The moto release the suite is known to pass against. moto 5.2.1 answers
-/// SignatureDoesNotMatch for keys with spaces and `+`, which 5.2.5 signs as AWS does.
+/// SignatureDoesNotMatch for any key holding a `+` (keys with spaces pass): s3tm sends
+/// and signs it as `%2B`, as SigV4 requires for S3 (every byte but the unreserved ones
+/// percent-encoded), which s3s-fs and moto 5.2.5 verify; 5.2.1 computes the canonical
+/// path otherwise.
 pub(crate) const MOTO_VERSION: &str = "5.2.5";
 
 /// Where the venv goes (git-ignored, removed by `cargo clean`).
