@@ -1314,3 +1314,50 @@ async fn a_pause_on_a_slow_link_cuts_what_is_still_in_flight() {
     assert_eq!(resumed.code, Some(0), "{}", resumed.stderr);
     assert_eq!(sha256(&env.path("copy.bin")), sha256(&src));
 }
+
+/// Checkpoints that cannot be saved (the state directory's filesystem is full) are said
+/// on stderr when it happens, and a transfer that completes is still a success (exit 0),
+/// with nothing left in `s3tm ls`. Needs root for the tmpfs; says SKIPPED otherwise.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_state_directory_is_a_warning_not_a_failure() {
+    let env = Env::new().await;
+    let state = env.state_dir();
+    std::fs::create_dir_all(&state).unwrap();
+    let mounted = Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=64k,mode=0700", "tmpfs"])
+        .arg(&state)
+        .status()
+        .is_ok_and(|s| s.success());
+    if !mounted {
+        eprintln!(
+            "SKIPPED a_full_state_directory_is_a_warning_not_a_failure: cannot mount a tmpfs (needs root)"
+        );
+        assert!(
+            !s3_testkit::in_ci(),
+            "CI runs as root and must run this test"
+        );
+        return;
+    }
+    struct Unmount(PathBuf);
+    impl Drop for Unmount {
+        fn drop(&mut self) {
+            let _ = Command::new("umount").arg(&self.0).status();
+        }
+    }
+    let _unmount = Unmount(state.clone());
+    {
+        let mut filler = std::fs::File::create(state.join("filler")).unwrap();
+        while filler.write_all(&[0u8; 4096]).is_ok() {}
+    }
+    random_file(&env.path("f.bin"), 16 * MIB, 38);
+    let run = env.run(&["cp", "--part-size", "5MiB", "f.bin", "s3://bucket/f.bin"]);
+    assert_eq!(run.code, Some(0), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("checkpoint not saved") && run.stderr.contains("s3tm: warning:"),
+        "the failed saves are said: {}",
+        run.stderr
+    );
+    assert!(run.stdout.contains("uploaded"), "{}", run.stdout);
+    assert_eq!(sha256(&env.object("f.bin")), sha256(&env.path("f.bin")));
+    assert!(env.ls().is_empty(), "a completed transfer left a record");
+}

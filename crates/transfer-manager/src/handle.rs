@@ -240,3 +240,22 @@ impl TransferHandle {
         )
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A transfer task that panicked ends as what it is, a bug, not as a server error.
+    #[tokio::test]
+    async fn a_panicked_task_is_reported_as_a_panic() {
+        let id = TransferId::new("0123456789abcdef").unwrap();
+        let joined = tokio::spawn(async { panic!("the machine broke") }).await;
+        let err = task_result(&id, joined).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Panicked);
+        let msg = err.to_string();
+        assert!(
+            msg.contains("the machine broke") && msg.contains("a bug in s3tm"),
+            "{msg}"
+        );
+    }
+}
