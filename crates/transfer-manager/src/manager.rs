@@ -4,7 +4,9 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use bytes::Bytes;
-use resume_store::{Direction, FileStore, Record, RecordMeta, ResumeStore, StoreError, TransferId};
+use resume_store::{
+    Direction, FileStore, Lease, Record, RecordMeta, ResumeStore, StoreError, TransferId,
+};
 use s3_protocol::{Addressing, Endpoint, S3Config};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::{Semaphore, broadcast, mpsc, watch};
@@ -496,7 +498,7 @@ impl TransferManager {
         let store = self.inner.store.clone();
         let id2 = id.clone();
         let (lease, loaded) = tokio::task::spawn_blocking(move || {
-            let lease = store.lease(&id2)?;
+            let lease = lease_patiently(store.as_ref(), &id2)?;
             Ok::<_, StoreError>((lease, store.load(&id2)))
         })
         .await
@@ -549,17 +551,7 @@ impl TransferManager {
         let store = self.inner.store.clone();
         let id2 = id.clone();
         let (lease, rec) = tokio::task::spawn_blocking(move || -> Result<_, StoreError> {
-            // A transfer whose handle and manager were just dropped releases its lease
-            // a moment later: give it that moment before calling it taken.
-            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
-            let lease = loop {
-                match store.lease(&id2) {
-                    Err(StoreError::Locked { .. }) if std::time::Instant::now() < deadline => {
-                        std::thread::sleep(std::time::Duration::from_millis(25));
-                    }
-                    other => break other?,
-                }
-            };
+            let lease = lease_patiently(store.as_ref(), &id2)?;
             let rec = store.load(&id2)?;
             Ok((lease, rec))
         })
@@ -1265,6 +1257,20 @@ fn decode(rec: &Record) -> Result<Stored, Error> {
             format!("the checkpoint of transfer {} is unreadable ({e}); cancel it with `s3tm cancel {}`", rec.meta.id, rec.meta.id),
         )
     })
+}
+
+/// The lease of `id`, waiting a moment if it is taken: a transfer whose handle and
+/// manager were just dropped releases its lease a moment later. Blocking.
+fn lease_patiently(store: &dyn ResumeStore, id: &TransferId) -> Result<Lease, StoreError> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
+    loop {
+        match store.lease(id) {
+            Err(StoreError::Locked { .. }) if std::time::Instant::now() < deadline => {
+                std::thread::sleep(std::time::Duration::from_millis(25));
+            }
+            other => return other,
+        }
+    }
 }
 
 fn new_id() -> TransferId {
