@@ -998,10 +998,7 @@ fn paused_cp(env: &Env, cp: &[&str], key: &str) -> Value {
 async fn a_partial_file_overwritten_while_paused_is_checked_and_fetched_again() {
     use std::os::unix::fs::FileExt;
     let env = Env::new().await;
-    let src = env.path("src.bin");
-    random_file(&src, 30 * MIB, 31);
-    let up = env.run(&["cp", "--part-size", "5MiB", "src.bin", "s3://bucket/obj"]);
-    assert_eq!(up.code, Some(0), "upload failed: {}", up.stderr);
+    let src = put_object(&env, "obj", 30 * MIB, 31);
 
     env.slow_down(Duration::from_millis(250));
     let cp = [
@@ -1173,10 +1170,7 @@ async fn verbose_flags_and_rust_log_show_the_request_log() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_paused_download_rerun_against_another_endpoint_names_its_server() {
     let env = Env::new().await;
-    let src = env.path("src.bin");
-    random_file(&src, 20 * MIB, 35);
-    let up = env.run(&["cp", "--part-size", "5MiB", "src.bin", "s3://bucket/obj"]);
-    assert_eq!(up.code, Some(0), "upload failed: {}", up.stderr);
+    put_object(&env, "obj", 20 * MIB, 35);
     env.slow_down(Duration::from_millis(250));
     let cp = [
         "cp",
@@ -1215,10 +1209,7 @@ async fn a_paused_download_rerun_against_another_endpoint_names_its_server() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_corrupt_checkpoint_is_named_by_resume_and_removed_by_cancel() {
     let env = Env::new().await;
-    let src = env.path("src.bin");
-    random_file(&src, 20 * MIB, 36);
-    let up = env.run(&["cp", "--part-size", "5MiB", "src.bin", "s3://bucket/obj"]);
-    assert_eq!(up.code, Some(0), "upload failed: {}", up.stderr);
+    put_object(&env, "obj", 20 * MIB, 36);
     env.slow_down(Duration::from_millis(250));
     let cp = [
         "cp",
@@ -1270,10 +1261,7 @@ async fn a_corrupt_checkpoint_is_named_by_resume_and_removed_by_cancel() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_pause_on_a_slow_link_cuts_what_is_still_in_flight() {
     let env = Env::new().await;
-    let src = env.path("src.bin");
-    random_file(&src, 20 * MIB, 37);
-    let up = env.run(&["cp", "--part-size", "5MiB", "src.bin", "s3://bucket/obj"]);
-    assert_eq!(up.code, Some(0), "upload failed: {}", up.stderr);
+    let src = put_object(&env, "obj", 20 * MIB, 37);
     env.proxy.limit_bandwidth(MIB);
     let cp = [
         "--pause-timeout",
