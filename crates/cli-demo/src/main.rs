@@ -208,16 +208,24 @@ fn init_logging(verbose: u8) {
         1 => "info",
         _ => "debug",
     };
-    let filter = match std::env::var("RUST_LOG") {
-        Ok(spec) if !spec.trim().is_empty() => EnvFilter::new(spec),
-        _ => EnvFilter::new(format!("{level},hyper=warn,hyper_util=warn,rustls=warn")),
+    let (filter, quiet) = match std::env::var("RUST_LOG") {
+        Ok(spec) if !spec.trim().is_empty() => (EnvFilter::new(spec), false),
+        _ => (
+            EnvFilter::new(format!("{level},hyper=warn,hyper_util=warn,rustls=warn")),
+            verbose == 0,
+        ),
     };
-    let _ = tracing_subscriber::fmt()
+    let log = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .with_target(false)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .try_init();
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
+    // Warnings alone read as messages, not as a timestamped log.
+    let _ = if quiet {
+        log.without_time().try_init()
+    } else {
+        log.try_init()
+    };
 }
 
 fn main() -> ExitCode {

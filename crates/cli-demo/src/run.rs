@@ -281,6 +281,8 @@ async fn pause(
     let started = Instant::now();
     out.note("pausing: letting requests in flight finish and saving the checkpoint (press Ctrl-C again to quit at once)");
     let mut reports = std::collections::HashMap::new();
+    // Paused, but the checkpoint of the pause was not saved: not reported as saved.
+    let mut unsaved = std::collections::HashSet::new();
     tokio::select! {
         results = async {
             let mut results = Vec::new();
@@ -296,7 +298,14 @@ async fn pause(
                     }
                     // Streams are reported as stopped, ended transfers by their end, below.
                     Err(e) if matches!(e.kind(), ErrorKind::Unsupported | ErrorKind::Finished) => {}
-                    Err(e) => out.error(&format!("pausing {id} failed: {}", explain(&e, None))),
+                    Err(e) => {
+                        out.error(&format!(
+                            "{id} stopped, but its checkpoint could not be saved: {}; an older \
+                             checkpoint may still resume it (`s3tm ls`)",
+                            explain(&e, None)
+                        ));
+                        unsaved.insert(id);
+                    }
                 }
             }
         }
@@ -352,6 +361,10 @@ async fn pause(
                 ));
                 failed = true;
             }
+            if unsaved.contains(&w.id) {
+                failed = true;
+                return false;
+            }
             w.resumable
         })
         .collect();
@@ -384,7 +397,7 @@ async fn pause(
         );
         let settled = if report.requests_cut > 0 {
             format!(
-                "{} still in flight after {:.1}s were cut off: {} will be sent again on resume",
+                "{} still in flight after {:.1}s were cut off: up to {} will be sent again on resume",
                 match report.requests_cut {
                     1 => "1 request".to_owned(),
                     n => format!("{n} requests"),

@@ -1309,34 +1309,11 @@ async fn a_pause_on_a_slow_link_cuts_what_is_still_in_flight() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_state_directory_is_a_warning_not_a_failure() {
     let env = Env::new().await;
-    let state = env.state_dir();
-    std::fs::create_dir_all(&state).unwrap();
-    let mounted = Command::new("mount")
-        .args(["-t", "tmpfs", "-o", "size=64k,mode=0700", "tmpfs"])
-        .arg(&state)
-        .status()
-        .is_ok_and(|s| s.success());
-    if !mounted {
-        eprintln!(
-            "SKIPPED a_full_state_directory_is_a_warning_not_a_failure: cannot mount a tmpfs (needs root)"
-        );
-        assert!(
-            !s3_testkit::in_ci(),
-            "CI runs as root and must run this test"
-        );
+    let Some(_full) =
+        FullStateDir::mount(&env, "a_full_state_directory_is_a_warning_not_a_failure")
+    else {
         return;
-    }
-    struct Unmount(PathBuf);
-    impl Drop for Unmount {
-        fn drop(&mut self) {
-            let _ = Command::new("umount").arg(&self.0).status();
-        }
-    }
-    let _unmount = Unmount(state.clone());
-    {
-        let mut filler = std::fs::File::create(state.join("filler")).unwrap();
-        while filler.write_all(&[0u8; 4096]).is_ok() {}
-    }
+    };
     random_file(&env.path("f.bin"), 16 * MIB, 38);
     let run = env.run(&["cp", "--part-size", "5MiB", "f.bin", "s3://bucket/f.bin"]);
     assert_eq!(run.code, Some(0), "{}", run.stderr);
@@ -1348,4 +1325,75 @@ async fn a_full_state_directory_is_a_warning_not_a_failure() {
     assert!(run.stdout.contains("uploaded"), "{}", run.stdout);
     assert_eq!(sha256(&env.object("f.bin")), sha256(&env.path("f.bin")));
     assert!(env.ls().is_empty(), "a completed transfer left a record");
+}
+
+/// The state directory on a tmpfs filled to the last byte, unmounted on drop; `None`
+/// (after saying SKIPPED) where no tmpfs can be mounted, which CI (root) must allow.
+struct FullStateDir(PathBuf);
+
+impl FullStateDir {
+    fn mount(env: &Env, test: &str) -> Option<FullStateDir> {
+        let state = env.state_dir();
+        std::fs::create_dir_all(&state).unwrap();
+        let mounted = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", "size=64k,mode=0700", "tmpfs"])
+            .arg(&state)
+            .status()
+            .is_ok_and(|s| s.success());
+        if !mounted {
+            eprintln!("SKIPPED {test}: cannot mount a tmpfs (needs root)");
+            assert!(!s3_testkit::in_ci(), "CI runs as root and must run {test}");
+            return None;
+        }
+        let mut filler = std::fs::File::create(state.join("filler")).unwrap();
+        while filler.write_all(&[0u8; 4096]).is_ok() {}
+        Some(FullStateDir(state))
+    }
+}
+
+impl Drop for FullStateDir {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(&self.0).status();
+    }
+}
+
+/// A pause whose checkpoint cannot be saved is not reported as saved: no resume command,
+/// exit 1, and the error says the checkpoint was not saved.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pause_whose_checkpoint_cannot_be_saved_says_so() {
+    let env = Env::new().await;
+    put_object(&env, "obj", 20 * MIB, 39);
+    let Some(_full) = FullStateDir::mount(&env, "a_pause_whose_checkpoint_cannot_be_saved_says_so")
+    else {
+        return;
+    };
+    env.slow_down(Duration::from_millis(250));
+    let start = env.proxy.body_bytes();
+    let child = env
+        .s3tm(&[
+            "cp",
+            "--part-size",
+            "5MiB",
+            "--concurrency",
+            "1",
+            "s3://bucket/obj",
+            "copy.bin",
+        ])
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + TIMEOUT;
+    while env.proxy.body_bytes().to_client - start.to_client < 5 * MIB {
+        assert!(Instant::now() < deadline, "nothing was fetched");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    signal(&child, "-INT");
+    let run = finish(child);
+    assert_eq!(run.code, Some(1), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("could not be saved")
+            && !run.stderr.contains("the checkpoint is saved")
+            && !run.stderr.contains("to resume:"),
+        "{}",
+        run.stderr
+    );
 }

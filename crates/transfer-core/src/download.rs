@@ -645,7 +645,7 @@ impl DownloadMachine {
             self.engine.emit(Event::Invalidated {
                 range,
                 reason: format!(
-                    "bytes {range} of the partial file {}: {why}; fetching them again",
+                    "{range} of the partial file {}: {why}; fetching them again",
                     self.partial_path
                 ),
             });

@@ -215,6 +215,12 @@ impl UploadMachine {
         m
     }
 
+    /// The source file this upload is of: every read of it must still find this
+    /// version.
+    pub fn source(&self) -> &SourceFingerprint {
+        &self.source
+    }
+
     /// The server-side upload, once created.
     pub fn upload_id(&self) -> Option<&UploadId> {
         self.upload_id.as_ref()
@@ -674,7 +680,7 @@ impl UploadMachine {
             self.engine.emit(Event::Invalidated {
                 range,
                 reason: format!(
-                    "part {number} (bytes {range}) of {}, sent earlier: {why}; sending it again",
+                    "part {number} ({range}) of {}, sent earlier: {why}; sending it again",
                     self.source.path
                 ),
             });

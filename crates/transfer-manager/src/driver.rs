@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use resume_store::{Lease, RecordMeta, TransferId, TransferState as StoreState};
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
@@ -55,18 +55,12 @@ impl Driver {
         let started = Instant::now();
         let now = || Time::from_duration(started.elapsed());
         let mut tasks: JoinSet<(OpId, Outcome)> = JoinSet::new();
-        let mut op_of_task: HashMap<tokio::task::Id, OpId> = HashMap::new();
-        // Wall time during which bytes carried over from an earlier run were being read
-        // back and hashed (for the report; the reads run beside each other).
-        let mut rechecks = Rechecks::default();
+        let mut flights = InFlight::default();
         let mut pause_waiters: Vec<oneshot::Sender<Result<PauseReport, Error>>> = Vec::new();
-        // Parts and ranges in flight, which a pause that waited long enough cuts off.
-        let mut cuttable: HashMap<OpId, (tokio::task::AbortHandle, u64)> = HashMap::new();
         // A pause under way: when it began, when it cuts, and what it cut.
         let mut pausing: Option<(Instant, Option<Instant>)> = None;
         let mut cut = PauseReport::default();
-        // Bytes each part or range in flight has moved on the wire, for progress.
-        let mut moving: HashMap<OpId, Arc<AtomicU64>> = HashMap::new();
+        // While bytes move, progress is published a few times a second.
         let mut tick = tokio::time::interval(std::time::Duration::from_millis(250));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut commands_open = true;
@@ -83,21 +77,12 @@ impl Driver {
                         tracing::warn!(error = %e, "checkpoint not saved before preparing the partial file");
                     }
                 }
-                rechecks.started(&op);
-                let data_bytes = match &op.kind {
-                    OpKind::UploadPart { range, .. }
-                    | OpKind::PutObject { range, .. }
-                    | OpKind::GetRange { range, .. } => Some(range.len_bytes()),
-                    _ => None,
-                };
+                let flight = Flight::of(&op);
+                let wire = flight.wire.clone();
                 let op_id = op.id;
                 let ctx = self.ctx.clone();
                 let name = op.kind.name();
                 let span = tracing::debug_span!("request", op = name, id = op.id.0);
-                let wire = Arc::new(AtomicU64::new(0));
-                if data_bytes.is_some() {
-                    moving.insert(op_id, wire.clone());
-                }
                 let handle = tasks.spawn(
                     crate::body::WIRE.scope(
                         wire,
@@ -111,10 +96,7 @@ impl Driver {
                         .instrument(span),
                     ),
                 );
-                op_of_task.insert(handle.id(), op_id);
-                if let Some(bytes) = data_bytes {
-                    cuttable.insert(op_id, (handle, bytes));
-                }
+                flights.started(op_id, handle, flight);
             }
             while let Some(cp) = self.machine.poll_checkpoint() {
                 self.persist(Some(cp), StoreState::Running);
@@ -126,7 +108,7 @@ impl Driver {
                     Event::Paused => {
                         state = TransferState::Paused;
                         // Before `pause()` resolves, the watch must show what was saved.
-                        self.publish(state, &moving);
+                        self.publish(state, flights.bytes_moving());
                         self.persist(None, StoreState::Paused);
                         let flushed = self.flush().await;
                         if !commands_open {
@@ -167,10 +149,10 @@ impl Driver {
                 }
                 let _ = self.events.send(event.clone());
             }
-            self.publish(state, &moving);
+            self.publish(state, flights.bytes_moving());
             if let Some(end) = ending {
                 tasks.abort_all();
-                return self.finish(end, started, rechecks.total()).await;
+                return self.finish(end, started, flights.recheck_elapsed()).await;
             }
             let deadline = self.machine.poll_timeout();
             let sleep = async {
@@ -190,29 +172,22 @@ impl Driver {
                 Some(joined) = tasks.join_next_with_id(), if !tasks.is_empty() => {
                     let (op, outcome) = match joined {
                         Ok((_, r)) => r,
-                        Err(e) => match op_of_task.get(&e.id()) {
-                            Some(op) => (*op, if e.is_cancelled() { Outcome::Dropped } else {
+                        Err(e) => match flights.op_of(e.id()) {
+                            Some(op) => (op, if e.is_cancelled() { Outcome::Dropped } else {
                                 Outcome::Failed(transfer_core::Failure::new(transfer_core::FailureKind::Other, format!("request task failed: {e}")))
                             }),
                             None => continue,
                         },
                     };
-                    op_of_task.retain(|_, o| *o != op);
-                    cuttable.remove(&op);
-                    moving.remove(&op);
-                    rechecks.ended(op);
+                    flights.ended(op);
                     self.machine.handle_outcome(now(), op, outcome);
                 }
                 () = sleep => self.machine.handle_timeout(now()),
-                _ = tick.tick(), if !moving.is_empty() => {}
+                _ = tick.tick(), if flights.moving() => {}
                 () = pause_wait_over => {
                     // The pause waited long enough: cut the parts and ranges still moving;
                     // they come back as Dropped and are sent again on resume.
-                    for (_, (handle, bytes)) in cuttable.drain() {
-                        handle.abort();
-                        cut.requests_cut += 1;
-                        cut.bytes_to_resend += bytes;
-                    }
+                    (cut.requests_cut, cut.bytes_to_resend) = flights.cut_data();
                     if let Some((_, at)) = pausing.as_mut() {
                         *at = None;
                     }
@@ -275,13 +250,9 @@ impl Driver {
         }
     }
 
-    fn publish(&self, state: TransferState, moving: &HashMap<OpId, Arc<AtomicU64>>) {
+    fn publish(&self, state: TransferState, bytes_moving: u64) {
         let (bytes_done, bytes_total) = self.machine.progress();
-        let bytes_moving = moving
-            .values()
-            .map(|w| w.load(Ordering::Relaxed))
-            .sum::<u64>()
-            .min(bytes_total.saturating_sub(bytes_done));
+        let bytes_moving = bytes_moving.min(bytes_total.saturating_sub(bytes_done));
         let p = Progress {
             bytes_done,
             bytes_moving,
@@ -347,7 +318,7 @@ impl Driver {
                 End::Failed(_) => TransferState::Failed,
                 End::Cancelled => TransferState::Cancelled,
             },
-            &HashMap::new(),
+            0,
         );
         match end {
             End::Completed(c) => {
@@ -392,38 +363,104 @@ impl Driver {
     }
 }
 
-/// Times the local re-reads of a transfer: from the moment one starts while none runs
-/// to the moment the last running one ends.
+/// The operations in flight, with what the loop needs of each: which task runs it, the
+/// bytes a pause would cut, the bytes it has moved so far, and how long re-reads of
+/// carried-over bytes have run.
 #[derive(Default)]
-struct Rechecks {
-    running: std::collections::HashSet<OpId>,
-    since: Option<Instant>,
-    total: std::time::Duration,
+struct InFlight {
+    op_of_task: HashMap<tokio::task::Id, OpId>,
+    ops: HashMap<OpId, (tokio::task::AbortHandle, Flight)>,
+    /// Since when at least one re-read runs, and the time they ran before.
+    rechecking_since: Option<Instant>,
+    recheck_total: Duration,
 }
 
-impl Rechecks {
-    fn started(&mut self, op: &transfer_core::Operation) {
-        if matches!(
-            op.kind,
-            transfer_core::OpKind::HashPartialRange { .. }
-                | transfer_core::OpKind::HashSourceRange { .. }
-        ) {
-            self.running.insert(op.id);
-            self.since.get_or_insert_with(Instant::now);
+/// One operation in flight.
+struct Flight {
+    /// A part or range: the bytes a pause cuts off, to be sent again.
+    data_bytes: Option<u64>,
+    /// Bytes it has moved on the wire (see `body::WIRE`).
+    wire: Arc<AtomicU64>,
+    /// A re-read of bytes carried over from an earlier run (or of a part the server had
+    /// but no checkpoint recorded).
+    recheck: bool,
+}
+
+impl Flight {
+    fn of(op: &transfer_core::Operation) -> Flight {
+        let data_bytes = match &op.kind {
+            OpKind::UploadPart { range, .. }
+            | OpKind::PutObject { range, .. }
+            | OpKind::GetRange { range, .. } => Some(range.len_bytes()),
+            _ => None,
+        };
+        Flight {
+            data_bytes,
+            wire: Arc::new(AtomicU64::new(0)),
+            recheck: matches!(
+                op.kind,
+                OpKind::HashPartialRange { .. } | OpKind::HashSourceRange { .. }
+            ),
         }
+    }
+}
+
+impl InFlight {
+    fn started(&mut self, op: OpId, task: tokio::task::AbortHandle, flight: Flight) {
+        if flight.recheck {
+            self.rechecking_since.get_or_insert_with(Instant::now);
+        }
+        self.op_of_task.insert(task.id(), op);
+        self.ops.insert(op, (task, flight));
     }
 
     fn ended(&mut self, op: OpId) {
-        if self.running.remove(&op)
-            && self.running.is_empty()
-            && let Some(since) = self.since.take()
+        if let Some((task, _)) = self.ops.remove(&op) {
+            self.op_of_task.remove(&task.id());
+        }
+        if !self.ops.values().any(|(_, f)| f.recheck)
+            && let Some(since) = self.rechecking_since.take()
         {
-            self.total += since.elapsed();
+            self.recheck_total += since.elapsed();
         }
     }
 
-    fn total(&self) -> std::time::Duration {
-        self.total + self.since.map_or_else(Default::default, |s| s.elapsed())
+    fn op_of(&self, task: tokio::task::Id) -> Option<OpId> {
+        self.op_of_task.get(&task).copied()
+    }
+
+    /// Whether a part or range is in flight, whose progress is worth publishing.
+    fn moving(&self) -> bool {
+        self.ops.values().any(|(_, f)| f.data_bytes.is_some())
+    }
+
+    fn bytes_moving(&self) -> u64 {
+        self.ops
+            .values()
+            .filter(|(_, f)| f.data_bytes.is_some())
+            .map(|(_, f)| f.wire.load(Ordering::Relaxed))
+            .sum()
+    }
+
+    /// Aborts every part and range in flight (they come back as Dropped); how many, and
+    /// their bytes.
+    fn cut_data(&mut self) -> (usize, u64) {
+        let mut cut = (0, 0);
+        for (task, f) in self.ops.values() {
+            if let Some(bytes) = f.data_bytes {
+                task.abort();
+                cut.0 += 1;
+                cut.1 += bytes;
+            }
+        }
+        cut
+    }
+
+    fn recheck_elapsed(&self) -> Duration {
+        self.recheck_total
+            + self
+                .rechecking_since
+                .map_or(Duration::ZERO, |s| s.elapsed())
     }
 }
 

@@ -84,7 +84,8 @@ pub struct PauseReport {
     ///
     /// [`Config::pause_timeout`]: crate::Config::pause_timeout
     pub requests_cut: usize,
-    /// Their bytes, which a resume sends or fetches again.
+    /// Their bytes: at most what a resume sends or fetches again (a part the server
+    /// stored before the cut may be kept, once its bytes hash to its ETag).
     pub bytes_to_resend: u64,
     /// How long the pause took, until the checkpoint was durable.
     pub waited: Duration,

@@ -624,22 +624,11 @@ impl TransferManager {
                         SourceFingerprint,
                     ) = match cp {
                         Some(cp) => {
-                            let mut expected = cp.source.clone();
-                            if expected.changed_unix_nanos.is_none()
-                                && expected.difference(&current).is_none()
-                            {
-                                // A checkpoint of an older s3tm: watch the ctime from now on.
-                                expected.changed_unix_nanos = current.changed_unix_nanos;
-                            }
-                            (
-                                Box::new(UploadMachine::from_checkpoint(
-                                    upload_cfg,
-                                    cp,
-                                    current,
-                                    Time::ZERO,
-                                )),
-                                expected,
-                            )
+                            let m =
+                                UploadMachine::from_checkpoint(upload_cfg, cp, current, Time::ZERO);
+                            // Reads are checked against the file the machine believes in.
+                            let expected = m.source().clone();
+                            (Box::new(m), expected)
                         }
                         None => (
                             Box::new(UploadMachine::new(upload_cfg, current.clone(), Time::ZERO)),
