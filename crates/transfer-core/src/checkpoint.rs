@@ -87,11 +87,32 @@ pub enum VerifyPlan {
     },
     /// Ranges are the object's parts; their MD5s must combine to the multipart ETag.
     MultipartEtag,
+    /// A multipart object whose checksum came without a type or a part count (moto does
+    /// this on HeadObject): it is read as a full-object checksum, then as a composite of
+    /// the parts, and the multipart ETag is checked too when `md5` is set. A match on any
+    /// of them verifies; no match on the checksum alone is not called a mismatch.
+    Unstated {
+        /// Algorithm as labelled by the server.
+        algorithm: ChecksumAlgorithm,
+        /// The value it sent.
+        value: u32,
+        /// The ETag is a multipart MD5 ETag worth checking as well.
+        md5: bool,
+    },
     /// Nothing to check against.
     Unverified {
         /// Why.
         reason: String,
     },
+}
+
+/// `count` consecutive parts of `len_bytes` each.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PartRun {
+    /// Length of each part.
+    pub len_bytes: u64,
+    /// How many parts in a row have it.
+    pub count: u32,
 }
 
 /// What was computed over one completed range.
@@ -118,10 +139,16 @@ pub struct DownloadCheckpoint {
     pub last_modified: Option<String>,
     /// The object's checksum, when it has one.
     pub object_checksum: Option<ObjectChecksum>,
-    /// Size of every range but the last.
+    /// Size of every range but the last, when `part_runs` is empty.
     pub range_size_bytes: u64,
-    /// Whether ranges are fetched by part number (they are then the object's parts).
+    /// Written by older builds, which fetched ranges by part number; always false now.
+    #[serde(default)]
     pub by_part_number: bool,
+    /// The object's part lengths as the server reported them (one HeadObject
+    /// `?partNumber=N` per part), run-length encoded; the ranges are then the parts.
+    /// Empty: ranges of `range_size_bytes`, and any part boundaries were not learned.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub part_runs: Vec<PartRun>,
     /// How the content will be checked.
     pub verify: VerifyPlan,
     /// Bytes written and made durable.

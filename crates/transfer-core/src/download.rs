@@ -14,14 +14,15 @@ use crate::engine::{Engine, RunState, Slot};
 use crate::op::{ChecksumKind, ObjectChecksum, ObjectInfo, RangeHashes};
 use crate::{
     ByteRange, CHECKPOINT_VERSION, Checkpoint, Completion, DownloadCheckpoint, DownloadConfig,
-    ETag, Event, Failure, FailureKind, OpId, OpKind, Operation, Outcome, PartNumber, RangeHash,
-    RangeSet, Time, TransferError, TransferMachine, Verified, VerifyPlan,
+    ETag, Event, Failure, FailureKind, OpId, OpKind, Operation, Outcome, PartNumber, PartRun,
+    RangeHash, RangeSet, Time, TransferError, TransferMachine, Verified, VerifyPlan,
 };
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Task {
     Head,
-    HeadPart,
+    /// HeadObject `?partNumber=N`: the length of part N.
+    HeadPart(u32),
     Prepare,
     /// Reading a range carried over from an earlier run back from the partial file.
     Recheck(u32),
@@ -34,7 +35,7 @@ enum Task {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Phase {
     Discovering,
-    /// Asking for the size of part 1, to align ranges to parts.
+    /// Asking for the length of every part, to align ranges to the object's parts.
     DiscoveringParts,
     Preparing,
     /// Checking the ranges carried over from an earlier run against their recorded hashes.
@@ -52,25 +53,78 @@ struct Layout {
     last_modified: Option<String>,
     object_checksum: Option<ObjectChecksum>,
     range_size_bytes: u64,
-    by_part_number: bool,
+    /// The object's parts as the server reported them; the ranges are then the parts.
+    /// Empty: ranges of `range_size_bytes`.
+    part_runs: Vec<PartRun>,
+    /// For each run, the index of its first range and that range's first byte.
+    run_starts: Vec<(u32, u64)>,
     verify: VerifyPlan,
 }
 
 impl Layout {
+    #[allow(clippy::too_many_arguments)]
+    fn new(
+        etag: ETag,
+        size_bytes: u64,
+        last_modified: Option<String>,
+        object_checksum: Option<ObjectChecksum>,
+        range_size_bytes: u64,
+        part_runs: Vec<PartRun>,
+        verify: VerifyPlan,
+    ) -> Self {
+        let mut run_starts = Vec::with_capacity(part_runs.len());
+        let (mut index, mut start) = (0u32, 0u64);
+        for run in &part_runs {
+            run_starts.push((index, start));
+            index = index.saturating_add(run.count);
+            start = start.saturating_add(run.len_bytes.saturating_mul(u64::from(run.count)));
+        }
+        Layout {
+            etag,
+            size_bytes,
+            last_modified,
+            object_checksum,
+            range_size_bytes: range_size_bytes.max(1),
+            part_runs,
+            run_starts,
+            verify,
+        }
+    }
+
     fn count(&self) -> u32 {
-        u32::try_from(self.size_bytes.div_ceil(self.range_size_bytes.max(1))).unwrap_or(u32::MAX)
+        match (self.run_starts.last(), self.part_runs.last()) {
+            (Some((first, _)), Some(run)) => first.saturating_add(run.count),
+            _ => u32::try_from(self.size_bytes.div_ceil(self.range_size_bytes)).unwrap_or(u32::MAX),
+        }
     }
 
     fn range(&self, index: u32) -> ByteRange {
-        let start = u64::from(index)
-            .saturating_mul(self.range_size_bytes)
-            .min(self.size_bytes);
-        ByteRange::new(
-            start,
-            start
-                .saturating_add(self.range_size_bytes)
-                .min(self.size_bytes),
-        )
+        let (start, len) = if self.part_runs.is_empty() {
+            (
+                u64::from(index).saturating_mul(self.range_size_bytes),
+                self.range_size_bytes,
+            )
+        } else {
+            let k = self
+                .run_starts
+                .partition_point(|(first, _)| *first <= index)
+                .saturating_sub(1);
+            let (first, run_start) = self.run_starts[k];
+            let len = self.part_runs[k].len_bytes;
+            (
+                run_start.saturating_add(u64::from(index - first).saturating_mul(len)),
+                len,
+            )
+        };
+        let start = start.min(self.size_bytes);
+        ByteRange::new(start, start.saturating_add(len).min(self.size_bytes))
+    }
+
+    /// Whether the ranges are known to be the object's parts: learned from the server, or
+    /// a single range. Otherwise they were guessed (from a part size recorded with the
+    /// object, or by a checkpoint of an older build, from part 1's length).
+    fn parts_known(&self) -> bool {
+        !self.part_runs.is_empty() || self.count() <= 1
     }
 
     fn hashes(&self) -> RangeHashes {
@@ -81,6 +135,10 @@ impl Layout {
                     md5: false,
                 }
             }
+            VerifyPlan::Unstated { algorithm, md5, .. } => RangeHashes {
+                checksum: Some(*algorithm),
+                md5: *md5,
+            },
             // One range: its MD5 is the object's, no second pass needed.
             VerifyPlan::Md5 { .. } if self.count() == 1 => RangeHashes {
                 checksum: None,
@@ -121,6 +179,13 @@ pub struct DownloadMachine {
     expected_etag: Option<ETag>,
     /// What the first HeadObject said, until the layout is settled.
     discovered: Option<ObjectInfo>,
+    /// Parts whose length is still to be asked for, and the lengths learned so far.
+    to_learn: BTreeSet<u32>,
+    learned: BTreeMap<u32, u64>,
+    /// How many parts the object has.
+    parts_expected: u32,
+    /// Why the part lengths could not be learned, for the verdict.
+    learn_problem: Option<String>,
     layout: Option<Layout>,
     completed: RangeSet,
     hashes: BTreeMap<u32, RangeHash>,
@@ -162,6 +227,10 @@ impl DownloadMachine {
             ending: None,
             expected_etag: None,
             discovered: None,
+            to_learn: BTreeSet::new(),
+            learned: BTreeMap::new(),
+            parts_expected: 0,
+            learn_problem: None,
             layout: None,
             completed: RangeSet::new(),
             hashes: BTreeMap::new(),
@@ -199,18 +268,20 @@ impl DownloadMachine {
             || cp.size_bytes.div_ceil(cp.range_size_bytes) > MAX_PARTS * 1024
         {
             Some("its completed ranges do not fit the object".to_owned())
+        } else if !cp.part_runs.is_empty() && !runs_fit(&cp.part_runs, cp.size_bytes) {
+            Some("its part lengths do not add up to the object".to_owned())
         } else {
             None
         };
-        m.layout = Some(Layout {
-            etag: cp.etag,
-            size_bytes: cp.size_bytes,
-            last_modified: cp.last_modified,
-            object_checksum: cp.object_checksum,
-            range_size_bytes: cp.range_size_bytes.max(1),
-            by_part_number: cp.by_part_number,
-            verify: cp.verify,
-        });
+        m.layout = Some(Layout::new(
+            cp.etag,
+            cp.size_bytes,
+            cp.last_modified,
+            cp.object_checksum,
+            cp.range_size_bytes,
+            cp.part_runs,
+            cp.verify,
+        ));
         m.completed = cp.completed;
         m.hashes = cp.range_hashes.into_iter().map(|h| (h.index, h)).collect();
         m.bytes_resumed = m.completed.len_bytes();
@@ -246,7 +317,8 @@ impl DownloadMachine {
             last_modified: l.last_modified.clone(),
             object_checksum: l.object_checksum,
             range_size_bytes: l.range_size_bytes,
-            by_part_number: l.by_part_number,
+            by_part_number: false,
+            part_runs: l.part_runs.clone(),
             verify: l.verify.clone(),
             completed: self.completed.clone(),
             range_hashes: self.hashes.values().cloned().collect(),
@@ -271,9 +343,8 @@ impl DownloadMachine {
     fn control_task(&self) -> Option<Task> {
         match self.phase {
             Phase::Discovering => Some(Task::Head),
-            Phase::DiscoveringParts => Some(Task::HeadPart),
             Phase::Preparing => Some(Task::Prepare),
-            Phase::Rechecking | Phase::Fetching => None,
+            Phase::DiscoveringParts | Phase::Rechecking | Phase::Fetching => None,
             Phase::Hashing => Some(Task::Hash),
             Phase::Committing => Some(Task::Commit),
             Phase::Deleting => Some(Task::Delete),
@@ -281,15 +352,14 @@ impl DownloadMachine {
     }
 
     fn op_for(&self, task: &Task) -> OpKind {
-        let etag = self.etag().cloned();
         match task {
             Task::Head => OpKind::HeadObject {
                 part_number: None,
                 if_match: None,
             },
-            Task::HeadPart => OpKind::HeadObject {
-                part_number: Some(PartNumber(1)),
-                if_match: etag,
+            Task::HeadPart(n) => OpKind::HeadObject {
+                part_number: Some(PartNumber(*n)),
+                if_match: None,
             },
             Task::Prepare => OpKind::PreparePartialFile {
                 size_bytes: self.bytes_total(),
@@ -312,7 +382,6 @@ impl DownloadMachine {
                     .expect("ranges are fetched only once laid out");
                 OpKind::GetRange {
                     range: l.range(*i),
-                    part_number: l.by_part_number.then_some(PartNumber(i + 1)),
                     if_match: l.etag.clone(),
                     hashes: l.hashes(),
                 }
@@ -359,6 +428,10 @@ impl DownloadMachine {
                 if let Some(task) = self.control_task() {
                     self.launch(Slot::new(task));
                 }
+            } else if self.phase == Phase::DiscoveringParts
+                && let Some(n) = self.to_learn.pop_first()
+            {
+                self.launch(Slot::new(Task::HeadPart(n)));
             } else if self.phase == Phase::Rechecking
                 && let Some(i) = self.to_recheck.pop_first()
             {
@@ -372,6 +445,15 @@ impl DownloadMachine {
             }
         }
         let settled = self.engine.in_flight() == 0 && !self.engine.has_retries();
+        if self.phase == Phase::DiscoveringParts
+            && self.to_learn.is_empty()
+            && settled
+            && self.engine.state == RunState::Running
+        {
+            self.parts_learned();
+            self.drive();
+            return;
+        }
         if self.phase == Phase::Rechecking
             && self.to_recheck.is_empty()
             && settled
@@ -400,6 +482,9 @@ impl DownloadMachine {
                 Task::Recheck(i) => {
                     self.to_recheck.insert(i);
                 }
+                Task::HeadPart(n) if self.phase == Phase::DiscoveringParts => {
+                    self.to_learn.insert(n);
+                }
                 _ => {}
             }
         }
@@ -409,6 +494,7 @@ impl DownloadMachine {
         self.ending = Some(ending);
         self.pending.clear();
         self.to_recheck.clear();
+        self.to_learn.clear();
         self.control_due = false;
         self.engine.drain_retries();
         self.engine.state = RunState::Cancelling;
@@ -439,123 +525,184 @@ impl DownloadMachine {
             return;
         }
         let size = info.content_length;
-        let parts_of_object = match info.checksum.map(|c| c.kind) {
-            Some(ChecksumKind::Composite { parts }) => Some(parts),
-            Some(ChecksumKind::FullObject) => None,
-            None if info.etag_not_md5 => None,
-            None => info.etag.multipart_parts(),
-        };
-        let needs_part_size = parts_of_object.is_some_and(|n| n > 1) && size > 0;
-        // A part size recorded by the uploader saves a request, if it fits the part count.
-        let hinted = info.part_size_hint.filter(|p| {
-            *p > 0 && parts_of_object.is_some_and(|n| size.div_ceil(*p) == u64::from(n))
-        });
+        let parts = parts_worth_learning(&info);
         self.discovered = Some(info);
-        if let (true, Some(p)) = (needs_part_size, hinted) {
-            self.lay_out(Some(p));
-        } else if needs_part_size {
-            self.phase = Phase::DiscoveringParts;
-            self.control_due = true;
-        } else {
-            self.lay_out(Some(size));
+        match parts {
+            // Never guessed from part 1: parts may have any lengths (5, 7 and 3 MiB).
+            Some(n) if n > 1 && size > 0 => {
+                self.parts_expected = n;
+                self.to_learn = (1..=n).collect();
+                self.learned.clear();
+                self.phase = Phase::DiscoveringParts;
+            }
+            Some(1) if size > 0 => self.lay_out(Some(vec![PartRun {
+                len_bytes: size,
+                count: 1,
+            }])),
+            _ => self.lay_out(None),
         }
     }
 
-    /// Settles the layout; `part_size` is the size of every part but the last when the
-    /// ranges can follow the object's parts.
-    fn lay_out(&mut self, part_size: Option<u64>) {
+    /// The length of part `n`, from HeadObject `?partNumber=n`.
+    fn on_part_learned(&mut self, n: u32, info: ObjectInfo) {
+        if self.phase != Phase::DiscoveringParts {
+            return; // given up on while this was in flight
+        }
+        let Some(d) = &self.discovered else { return };
+        let (size, expected) = (d.content_length, self.parts_expected);
+        let len = info.content_length;
+        let problem = match info.parts_count {
+            Some(c) if c != expected => Some(format!(
+                "it counts {c} parts where the object's ETag or checksum says {expected}"
+            )),
+            _ if len >= size => Some("it ignores partNumber".to_owned()),
+            _ if len == 0 => Some(format!("it says part {n} is empty")),
+            _ => None,
+        };
+        match problem {
+            Some(p) => self.give_up_learning(p),
+            None => {
+                self.learned.insert(n, len);
+            }
+        }
+    }
+
+    /// Every part's length is in: lay the ranges out on them, if they add up.
+    fn parts_learned(&mut self) {
+        let size = self.discovered.as_ref().map_or(0, |d| d.content_length);
+        let lengths: Vec<u64> = self.learned.values().copied().collect();
+        let total = lengths.iter().try_fold(0u64, |t, l| t.checked_add(*l));
+        if lengths.len() != self.parts_expected as usize || total != Some(size) {
+            self.give_up_learning(format!(
+                "its {} part lengths add up to {}, not to the object's {size} bytes",
+                lengths.len(),
+                total.map_or("more than 2^64".to_owned(), |t| t.to_string())
+            ));
+            return;
+        }
+        let mut runs: Vec<PartRun> = Vec::new();
+        for len in lengths {
+            match runs.last_mut() {
+                Some(r) if r.len_bytes == len => r.count += 1,
+                _ => runs.push(PartRun {
+                    len_bytes: len,
+                    count: 1,
+                }),
+            }
+        }
+        self.learned.clear();
+        self.lay_out(Some(runs));
+    }
+
+    /// The server did not tell the part lengths (or told something inconsistent): the
+    /// ranges are laid out without them, and whatever needs them is not verified.
+    fn give_up_learning(&mut self, problem: String) {
+        self.to_learn.clear();
+        self.learned.clear();
+        self.learn_problem = Some(problem);
+        self.lay_out(None);
+    }
+
+    /// Settles the layout; `parts` are the object's parts when they are known (learned
+    /// from the server, or a single part).
+    fn lay_out(&mut self, parts: Option<Vec<PartRun>>) {
         let Some(info) = self.discovered.take() else {
             return;
         };
         let size = info.content_length;
-        let aligned = part_size.filter(|p| *p > 0);
-        let plain = || {
+        let plain = {
             let floor = size.div_ceil(MAX_PARTS);
             self.cfg.range_size_bytes.max(floor).max(1)
         };
-        let unaligned = |reason: &str| VerifyPlan::Unverified {
-            reason: reason.to_owned(),
+        let unknown_parts = |what: &str| {
+            let why = self
+                .learn_problem
+                .as_deref()
+                .map(|p| format!(" ({p})"))
+                .unwrap_or_default();
+            VerifyPlan::Unverified {
+                reason: format!(
+                    "the server did not tell the part sizes{why}, so the {what} cannot be checked"
+                ),
+            }
         };
-        let (verify, range_size_bytes, by_part_number) = match info.checksum {
+        let worth = parts_worth_learning(&info);
+        let multipart = worth.is_some_and(|n| n > 1);
+        // Where the server did not tell the part lengths, the part size s3tm recorded
+        // with its own uploads is tried; a disagreement over it proves nothing.
+        let hinted = info
+            .part_size_hint
+            .filter(|p| *p > 0 && parts.is_none() && multipart)
+            .filter(|p| worth.is_some_and(|n| size.div_ceil(*p) == u64::from(n)));
+        let aligned_ok = parts.is_some() || hinted.is_some();
+        let verify = match info.checksum {
             Some(ObjectChecksum {
                 algorithm,
                 value,
                 kind: ChecksumKind::FullObject,
-            }) => (VerifyPlan::FullObject { algorithm, value }, plain(), false),
+            }) => VerifyPlan::FullObject { algorithm, value },
+            Some(ObjectChecksum {
+                algorithm,
+                value,
+                kind: ChecksumKind::Unstated,
+            }) if !multipart && !aligned_ok => VerifyPlan::FullObject { algorithm, value },
+            Some(ObjectChecksum {
+                algorithm,
+                value,
+                kind: ChecksumKind::Unstated,
+            }) => VerifyPlan::Unstated {
+                algorithm,
+                value,
+                md5: !info.etag_not_md5 && info.etag.multipart_parts().is_some(),
+            },
             Some(ObjectChecksum {
                 algorithm,
                 value,
                 kind: ChecksumKind::Composite { .. },
-            }) => match aligned {
-                Some(p) => (VerifyPlan::Composite { algorithm, value }, p, true),
-                None => (
-                    unaligned(
-                        "the server did not tell the part sizes, so the composite checksum cannot be checked",
-                    ),
-                    plain(),
-                    false,
-                ),
+            }) if aligned_ok => VerifyPlan::Composite { algorithm, value },
+            Some(ObjectChecksum {
+                kind: ChecksumKind::Composite { .. },
+                ..
+            }) => unknown_parts("composite checksum"),
+            None if info.etag_not_md5 => VerifyPlan::Unverified {
+                reason: "the object is encrypted with SSE-KMS or SSE-C, so its ETag is not an MD5"
+                    .to_owned(),
             },
-            None if info.etag_not_md5 => (
-                unaligned(
-                    "the object is encrypted with SSE-KMS or SSE-C, so its ETag is not an MD5",
-                ),
-                plain(),
-                false,
-            ),
-            None => match (info.etag.as_md5(), info.etag.multipart_parts(), aligned) {
-                (Some(md5), _, _) => (
-                    VerifyPlan::Md5 {
-                        md5_hex: hex::encode(md5),
-                    },
-                    plain(),
-                    false,
-                ),
-                (None, Some(_), Some(p)) => (VerifyPlan::MultipartEtag, p, false),
-                (None, Some(_), None) => (
-                    unaligned(
-                        "the server did not tell the part sizes, so the multipart ETag cannot be checked",
-                    ),
-                    plain(),
-                    false,
-                ),
-                (None, None, _) => (
-                    unaligned("the object has no checksum and its ETag is not an MD5"),
-                    plain(),
-                    false,
-                ),
+            None => match (info.etag.as_md5(), info.etag.multipart_parts(), aligned_ok) {
+                (Some(md5), _, _) => VerifyPlan::Md5 {
+                    md5_hex: hex::encode(md5),
+                },
+                (None, Some(_), true) => VerifyPlan::MultipartEtag,
+                (None, Some(_), false) => unknown_parts("multipart ETag"),
+                (None, None, _) => VerifyPlan::Unverified {
+                    reason: "the object has no checksum and its ETag is not an MD5".to_owned(),
+                },
             },
         };
-        self.layout = Some(Layout {
-            etag: info.etag,
-            size_bytes: size,
-            last_modified: info.last_modified,
-            object_checksum: info.checksum,
-            range_size_bytes: range_size_bytes.max(1),
-            by_part_number,
+        // Part boundaries matter only to a plan that hashes parts.
+        let aligned = matches!(
             verify,
-        });
+            VerifyPlan::Composite { .. } | VerifyPlan::MultipartEtag | VerifyPlan::Unstated { .. }
+        );
+        let runs = parts.filter(|_| aligned).unwrap_or_default();
+        let range_size = match (runs.first(), hinted) {
+            (Some(r), _) => r.len_bytes,
+            (None, Some(p)) if aligned => p,
+            _ => plain,
+        };
+        self.layout = Some(Layout::new(
+            info.etag,
+            size,
+            info.last_modified,
+            info.checksum,
+            range_size,
+            runs,
+            verify,
+        ));
         // Recorded before the partial file exists, so a crash cannot leave it unknown.
         self.emit_checkpoint();
         self.phase = Phase::Preparing;
         self.control_due = true;
-    }
-
-    fn on_part_size(&mut self, info: ObjectInfo) {
-        let Some(d) = &self.discovered else { return };
-        let size = d.content_length;
-        let parts = match d.checksum.map(|c| c.kind) {
-            Some(ChecksumKind::Composite { parts }) => Some(parts),
-            _ => d.etag.multipart_parts(),
-        };
-        let p = info.content_length;
-        let fits = parts.is_some_and(|n| {
-            p > 0
-                && p < size
-                && size.div_ceil(p) == u64::from(n)
-                && info.parts_count.is_none_or(|c| c == n)
-        });
-        self.lay_out(fits.then_some(p));
     }
 
     fn on_prepared(&mut self, previous_len: Option<u64>) {
@@ -654,24 +801,10 @@ impl DownloadMachine {
         }
     }
 
-    fn on_range(
-        &mut self,
-        index: u32,
-        checksum: Option<u32>,
-        md5: Option<[u8; 16]>,
-        server: Option<u32>,
-    ) {
+    fn on_range(&mut self, index: u32, checksum: Option<u32>, md5: Option<[u8; 16]>) {
         let Some(l) = &self.layout else { return };
         let range = l.range(index);
         let hashes = l.hashes();
-        if let (VerifyPlan::Composite { algorithm, .. }, Some(ours), Some(theirs)) =
-            (&l.verify, checksum, server)
-            && ours != theirs
-        {
-            let err = TransferError::checksum_mismatch(Some(range), *algorithm, theirs, ours);
-            self.wind_down(Ending::Failed(err));
-            return;
-        }
         if hashes.checksum.is_some() && checksum.is_none() || hashes.md5 && md5.is_none() {
             let failure = Failure::new(
                 FailureKind::Other,
@@ -703,92 +836,163 @@ impl DownloadMachine {
     fn verify_ranges(&mut self) {
         let Some(l) = self.layout.clone() else { return };
         let count = l.count();
-        let crc_of = |i: u32| self.hashes.get(&i).and_then(|h| h.checksum);
-        let md5_of = |i: u32| {
-            let h = self.hashes.get(&i)?.md5_hex.as_ref()?;
-            let mut out = [0u8; 16];
-            hex::decode_to_slice(h, &mut out).ok().map(|_| out)
+        let crcs: Option<Vec<u32>> = (0..count)
+            .map(|i| self.hashes.get(&i).and_then(|h| h.checksum))
+            .collect();
+        let md5s: Option<Vec<[u8; 16]>> = (0..count)
+            .map(|i| {
+                let h = self.hashes.get(&i)?.md5_hex.as_ref()?;
+                let mut out = [0u8; 16];
+                hex::decode_to_slice(h, &mut out).ok().map(|_| out)
+            })
+            .collect();
+        let full = |algorithm: ChecksumAlgorithm, value: u32| -> Option<Check> {
+            let pieces = crcs
+                .as_ref()?
+                .iter()
+                .enumerate()
+                .map(|(i, c)| (*c, l.range(i as u32).len_bytes()));
+            let actual = combine_all(algorithm, pieces);
+            Some(Check::of(
+                actual == value,
+                Verified::FullObjectChecksum(algorithm),
+                || crc_mismatch(algorithm, value, actual),
+            ))
         };
-        let missing =
-            || TransferError::InvalidCheckpoint("a completed range has no recorded hash".into());
-        let result: Result<Option<Verified>, TransferError> = match &l.verify {
-            VerifyPlan::FullObject { algorithm, value } => {
-                let pieces: Option<Vec<(u32, u64)>> = (0..count)
-                    .map(|i| Some((crc_of(i)?, l.range(i).len_bytes())))
-                    .collect();
-                match pieces {
-                    None => Err(missing()),
-                    Some(p) => {
-                        let actual = combine_all(*algorithm, p);
-                        if actual == *value {
-                            Ok(Some(Verified::FullObjectChecksum(*algorithm)))
-                        } else {
-                            Err(TransferError::checksum_mismatch(
-                                None, *algorithm, *value, actual,
-                            ))
-                        }
-                    }
-                }
+        let composite = |algorithm: ChecksumAlgorithm, value: u32| -> Option<Check> {
+            let actual = composite_checksum(algorithm, crcs.clone()?);
+            Some(Check::of(
+                actual == value,
+                Verified::CompositeChecksum {
+                    algorithm,
+                    parts: count,
+                },
+                || crc_mismatch(algorithm, value, actual),
+            ))
+        };
+        let etag = || -> Option<Check> {
+            let actual = multipart_etag(md5s.as_ref()?);
+            Some(Check::of(
+                l.etag.unquoted().eq_ignore_ascii_case(&actual),
+                Verified::MultipartEtag { parts: count },
+                || {
+                    (
+                        "multipart ETag".to_owned(),
+                        l.etag.unquoted().to_owned(),
+                        actual.clone(),
+                    )
+                },
+            ))
+        };
+        // Over part boundaries that were guessed (a checkpoint of an older build), a
+        // disagreement proves nothing about the bytes.
+        let guessed = |check: Option<Check>, what: &str| match check {
+            Some(Check::Mismatch(_)) if !l.parts_known() => {
+                Some(Check::Verified(Verified::Unverified {
+                    reason: format!(
+                        "the {what} did not match over part sizes that were guessed, not learned from the server; download again to check it"
+                    ),
+                }))
             }
+            other => other,
+        };
+        let check = match &l.verify {
+            VerifyPlan::FullObject { algorithm, value } => full(*algorithm, *value),
             VerifyPlan::Composite { algorithm, value } => {
-                let crcs: Option<Vec<u32>> = (0..count).map(crc_of).collect();
-                match crcs {
-                    None => Err(missing()),
-                    Some(c) => {
-                        let actual = composite_checksum(*algorithm, c);
-                        if actual == *value {
-                            Ok(Some(Verified::CompositeChecksum {
-                                algorithm: *algorithm,
-                                parts: count,
-                            }))
-                        } else {
-                            Err(TransferError::checksum_mismatch(
-                                None, *algorithm, *value, actual,
-                            ))
-                        }
-                    }
-                }
+                guessed(composite(*algorithm, *value), "composite checksum")
             }
-            VerifyPlan::MultipartEtag => {
-                let md5s: Option<Vec<[u8; 16]>> = (0..count).map(md5_of).collect();
-                match md5s {
-                    None => Err(missing()),
-                    Some(m) => {
-                        let actual = multipart_etag(&m);
-                        if l.etag.unquoted().eq_ignore_ascii_case(&actual) {
-                            Ok(Some(Verified::MultipartEtag { parts: count }))
-                        } else {
-                            Err(etag_mismatch(&l.etag, &actual))
-                        }
-                    }
-                }
-            }
+            VerifyPlan::MultipartEtag => guessed(etag(), "multipart ETag"),
+            VerifyPlan::Unstated {
+                algorithm,
+                value,
+                md5,
+            } => self.unstated(&l, full(*algorithm, *value), || {
+                let known = l.parts_known();
+                (
+                    composite(*algorithm, *value).filter(|_| known),
+                    etag().filter(|_| *md5 && known),
+                )
+            }),
             VerifyPlan::Md5 { md5_hex } => {
-                let single = if count == 0 {
-                    Some(md5_of_nothing())
-                } else if count == 1 {
-                    md5_of(0)
-                } else {
-                    None
+                let single = match count {
+                    0 => Some(md5_of_nothing()),
+                    1 => md5s.as_ref().and_then(|m| m.first().copied()),
+                    _ => None,
                 };
-                match single {
-                    Some(m) => check_md5(md5_hex, m).map(Some),
-                    // Several ranges: MD5 cannot be combined, so the file is read once more.
-                    None => Ok(None),
+                if count > 1 {
+                    // MD5 cannot be combined, so the file is read once more.
+                    self.phase = Phase::Hashing;
+                    self.control_due = true;
+                    return;
                 }
+                single.map(|m| check_md5(md5_hex, m))
             }
-            VerifyPlan::Unverified { reason } => Ok(Some(Verified::Unverified {
+            VerifyPlan::Unverified { reason } => Some(Check::Verified(Verified::Unverified {
                 reason: reason.clone(),
             })),
         };
-        match result {
-            Ok(Some(v)) => self.commit(v),
-            Ok(None) => {
-                self.phase = Phase::Hashing;
-                self.control_due = true;
+        match check {
+            Some(Check::Verified(v)) => self.commit(v),
+            Some(Check::Mismatch((algorithm, expected, actual))) => {
+                self.mismatch(algorithm, expected, actual)
             }
-            Err(e) => self.wind_down(Ending::Failed(e)),
+            None => self.fail(TransferError::InvalidCheckpoint(
+                "a completed range has no recorded hash".into(),
+            )),
         }
+    }
+
+    /// The verdict on an object whose checksum came without a type: the first reading
+    /// that matches verifies; a multipart ETag that does not match is a mismatch (it is
+    /// unambiguous); a checksum that matches no reading leaves the object not verified.
+    fn unstated(
+        &self,
+        l: &Layout,
+        full: Option<Check>,
+        others: impl FnOnce() -> (Option<Check>, Option<Check>),
+    ) -> Option<Check> {
+        if let Some(Check::Verified(v)) = &full {
+            return Some(Check::Verified(v.clone()));
+        }
+        let (composite, etag) = others();
+        if let Some(Check::Verified(v)) = &composite {
+            return Some(Check::Verified(v.clone()));
+        }
+        if etag.is_some() {
+            return etag;
+        }
+        full.as_ref()?;
+        let algorithm = match &l.verify {
+            VerifyPlan::Unstated { algorithm, .. } => *algorithm,
+            _ => ChecksumAlgorithm::Crc32,
+        };
+        let how = if composite.is_some() {
+            "neither as a full-object nor as a composite checksum"
+        } else {
+            "as a full-object checksum, and the part sizes needed to read it as a composite one are unknown"
+        };
+        Some(Check::Verified(Verified::Unverified {
+            reason: format!(
+                "the server sent a {algorithm} checksum without saying its type or part count, and it does not match the content {how}"
+            ),
+        }))
+    }
+
+    /// The bytes do not match: the partial file is kept for the user to look at, and the
+    /// checkpoint with it, no longer vouching for any range, so that resuming fetches
+    /// everything again; cancelling removes both.
+    fn mismatch(&mut self, algorithm: String, expected: String, actual: String) {
+        self.completed = RangeSet::new();
+        self.carried = RangeSet::new();
+        self.hashes.clear();
+        self.emit_checkpoint();
+        self.fail(TransferError::ChecksumMismatch {
+            range: None,
+            partial_path: self.partial_path.clone(),
+            algorithm,
+            expected,
+            actual,
+        });
     }
 
     fn commit(&mut self, verified: Verified) {
@@ -800,18 +1004,13 @@ impl DownloadMachine {
     fn on_success(&mut self, task: Task, outcome: Outcome) {
         match (task, outcome) {
             (Task::Head, Outcome::ObjectInfo(info)) => self.on_discovered(info),
-            (Task::HeadPart, Outcome::ObjectInfo(info)) => self.on_part_size(info),
+            (Task::HeadPart(n), Outcome::ObjectInfo(info)) => self.on_part_learned(n, info),
             (Task::Prepare, Outcome::FilePrepared { previous_len }) => {
                 self.on_prepared(previous_len)
             }
-            (
-                Task::Range(i),
-                Outcome::RangeWritten {
-                    checksum,
-                    md5,
-                    server_checksum,
-                },
-            ) => self.on_range(i, checksum, md5, server_checksum),
+            (Task::Range(i), Outcome::RangeWritten { checksum, md5 }) => {
+                self.on_range(i, checksum, md5)
+            }
             (Task::Recheck(i), Outcome::PartialRangeHashed { checksum, md5 }) => {
                 self.on_rechecked(i, checksum, md5)
             }
@@ -821,8 +1020,8 @@ impl DownloadMachine {
                     _ => String::new(),
                 };
                 match check_md5(&expected, md5) {
-                    Ok(v) => self.commit(v),
-                    Err(e) => self.wind_down(Ending::Failed(e)),
+                    Check::Verified(v) => self.commit(v),
+                    Check::Mismatch((a, e, actual)) => self.mismatch(a, e, actual),
                 }
             }
             (Task::Commit, Outcome::FileCommitted) => self.complete(),
@@ -873,7 +1072,9 @@ impl DownloadMachine {
         if let (Task::Range(i), Some(l)) = (&task, &self.layout) {
             self.bytes_resent += l.range(*i).len_bytes();
         }
-        if self.engine.state == RunState::Cancelling && task != Task::Delete {
+        if self.engine.state == RunState::Cancelling && task != Task::Delete
+            || matches!(task, Task::HeadPart(_)) && self.phase != Phase::DiscoveringParts
+        {
             return;
         }
         match (&task, failure.kind) {
@@ -886,7 +1087,7 @@ impl DownloadMachine {
                 self.fail(err);
                 return;
             }
-            (Task::Range(_) | Task::HeadPart, FailureKind::PreconditionFailed) => {
+            (Task::Range(_), FailureKind::PreconditionFailed) => {
                 self.object_changed(None);
                 return;
             }
@@ -894,9 +1095,9 @@ impl DownloadMachine {
                 self.object_changed(None);
                 return;
             }
-            (Task::HeadPart, kind) if !kind.is_retryable() && kind != FailureKind::Denied => {
+            (Task::HeadPart(n), kind) if !kind.is_retryable() && kind != FailureKind::Denied => {
                 // Servers that do not know partNumber: fall back to plain ranges.
-                self.lay_out(None);
+                self.give_up_learning(format!("asked for part {n}, it answered {failure}"));
                 return;
             }
             (_, FailureKind::LocalIo) => {
@@ -917,27 +1118,75 @@ impl DownloadMachine {
     }
 }
 
-fn check_md5(expected_hex: &str, actual: [u8; 16]) -> Result<Verified, TransferError> {
-    let actual_hex = hex::encode(actual);
-    if expected_hex.eq_ignore_ascii_case(&actual_hex) {
-        Ok(Verified::Md5Etag)
-    } else {
-        Err(TransferError::ChecksumMismatch {
-            range: None,
-            algorithm: "MD5".into(),
-            expected: expected_hex.to_owned(),
-            actual: actual_hex,
-        })
+/// The outcome of comparing the content with one thing the server said about it.
+#[derive(Debug, Clone)]
+enum Check {
+    Verified(Verified),
+    /// What was compared, the server's value and ours.
+    Mismatch((String, String, String)),
+}
+
+impl Check {
+    fn of(
+        ok: bool,
+        verified: Verified,
+        mismatch: impl FnOnce() -> (String, String, String),
+    ) -> Self {
+        if ok {
+            Check::Verified(verified)
+        } else {
+            Check::Mismatch(mismatch())
+        }
     }
 }
 
-fn etag_mismatch(etag: &ETag, actual: &str) -> TransferError {
-    TransferError::ChecksumMismatch {
-        range: None,
-        algorithm: "multipart ETag".into(),
-        expected: etag.unquoted().to_owned(),
-        actual: actual.to_owned(),
+fn crc_mismatch(
+    algorithm: ChecksumAlgorithm,
+    expected: u32,
+    actual: u32,
+) -> (String, String, String) {
+    (
+        algorithm.to_string(),
+        format!("{expected:08x}"),
+        format!("{actual:08x}"),
+    )
+}
+
+fn check_md5(expected_hex: &str, actual: [u8; 16]) -> Check {
+    let actual_hex = hex::encode(actual);
+    Check::of(
+        expected_hex.eq_ignore_ascii_case(&actual_hex),
+        Verified::Md5Etag,
+        || {
+            (
+                "MD5".to_owned(),
+                expected_hex.to_owned(),
+                actual_hex.clone(),
+            )
+        },
+    )
+}
+
+/// How many parts the object has, when knowing their boundaries lets more of it be
+/// verified (a composite checksum, a multipart ETag, a checksum of unstated type).
+fn parts_worth_learning(info: &ObjectInfo) -> Option<u32> {
+    let multipart = || info.etag.multipart_parts().or(info.parts_count);
+    match info.checksum.map(|c| c.kind) {
+        Some(ChecksumKind::FullObject) => None,
+        Some(ChecksumKind::Composite { parts }) => Some(parts),
+        Some(ChecksumKind::Unstated) => multipart(),
+        None if info.etag_not_md5 => None,
+        None => info.etag.multipart_parts(),
     }
+}
+
+/// Whether part runs describe an object of `size` bytes in at most 10,000 parts.
+fn runs_fit(runs: &[PartRun], size: u64) -> bool {
+    let count: u64 = runs.iter().map(|r| u64::from(r.count)).sum();
+    let total = runs.iter().try_fold(0u64, |t, r| {
+        t.checked_add(r.len_bytes.checked_mul(u64::from(r.count))?)
+    });
+    count <= MAX_PARTS && total == Some(size) && runs.iter().all(|r| r.count > 0)
 }
 
 /// MD5 of `data`, for drivers and tests that need the same digest the machine compares.
@@ -961,6 +1210,12 @@ impl TransferMachine for DownloadMachine {
                 if let Task::Recheck(i) = slot.task {
                     if self.engine.state != RunState::Cancelling {
                         self.to_recheck.insert(i);
+                    }
+                } else if let Task::HeadPart(n) = slot.task {
+                    if self.engine.state != RunState::Cancelling
+                        && self.phase == Phase::DiscoveringParts
+                    {
+                        self.to_learn.insert(n);
                     }
                 } else if let (Task::Range(i), Some(l)) = (&slot.task, &self.layout) {
                     self.bytes_resent += l.range(*i).len_bytes();
@@ -1005,7 +1260,7 @@ impl TransferMachine for DownloadMachine {
         let control_in_flight = self
             .engine
             .in_flight_tasks()
-            .any(|t| !matches!(t, Task::Range(_) | Task::Recheck(_)));
+            .any(|t| !matches!(t, Task::Range(_) | Task::Recheck(_) | Task::HeadPart(_)));
         if !control_in_flight
             && self.engine.in_flight() == 0
             && matches!(

@@ -1,6 +1,6 @@
 use std::time::Duration;
 
-use crate::{ByteRange, ChecksumAlgorithm, ETag, Failure, FailureKind};
+use crate::{ByteRange, ETag, Failure, FailureKind};
 
 /// Why a transfer failed. Each variant says what to do about it.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -37,11 +37,14 @@ pub enum TransferError {
         /// The version found, when known.
         found: Option<ETag>,
     },
-    /// Downloaded bytes do not match the object's checksum or ETag.
-    #[error("checksum mismatch on {}: {algorithm} expected {expected}, computed {actual}; the partial file was removed; download again", .range.map(|r| r.to_string()).unwrap_or_else(|| "the whole object".into()))]
+    /// Downloaded bytes do not match the object's checksum or ETag. The partial file is
+    /// kept, and the checkpoint with it: resuming fetches the bytes again.
+    #[error("checksum mismatch on {}: {algorithm} expected {expected}, computed {actual}; the bytes received are kept in {partial_path}: resume to download them again, or cancel the transfer to remove them", .range.map(|r| r.to_string()).unwrap_or_else(|| "the whole object".into()))]
     ChecksumMismatch {
         /// The range that failed, when it can be named.
         range: Option<ByteRange>,
+        /// The partial file holding the bytes that did not match.
+        partial_path: String,
         /// What was compared ("CRC32", "MD5", ...).
         algorithm: String,
         /// The server's value.
@@ -95,8 +98,8 @@ fn hint(f: &Failure) -> &'static str {
 
 impl TransferError {
     /// Whether the checkpoint is still worth keeping: the same transfer may succeed if
-    /// resumed later (a network outage, an expired token), as opposed to a transfer whose
-    /// source or object changed.
+    /// resumed later (a network outage, an expired token, bytes that did not match and
+    /// are fetched again), as opposed to a transfer whose source or object changed.
     pub fn is_resumable(&self) -> bool {
         !matches!(
             self,
@@ -105,21 +108,6 @@ impl TransferError {
                 | TransferError::SourceChanged { .. }
                 | TransferError::ObjectChanged { .. }
                 | TransferError::InvalidCheckpoint(_)
-                | TransferError::ChecksumMismatch { .. }
         )
-    }
-
-    pub(crate) fn checksum_mismatch(
-        range: Option<ByteRange>,
-        algorithm: ChecksumAlgorithm,
-        expected: u32,
-        actual: u32,
-    ) -> Self {
-        TransferError::ChecksumMismatch {
-            range,
-            algorithm: algorithm.to_string(),
-            expected: format!("{expected:08x}"),
-            actual: format!("{actual:08x}"),
-        }
     }
 }

@@ -53,7 +53,8 @@ mod types;
 mod upload;
 
 pub use checkpoint::{
-    CHECKPOINT_VERSION, Checkpoint, DownloadCheckpoint, RangeHash, UploadCheckpoint, VerifyPlan,
+    CHECKPOINT_VERSION, Checkpoint, DownloadCheckpoint, PartRun, RangeHash, UploadCheckpoint,
+    VerifyPlan,
 };
 pub use checksum::{combine_checksums, multipart_etag};
 pub use config::{

@@ -73,7 +73,9 @@ pub enum OpKind {
     },
     /// HeadObject with checksum mode enabled. Answer: [`Outcome::ObjectInfo`].
     HeadObject {
-        /// Ask about one part only (its size is then the `Content-Length`).
+        /// Ask about one part only (its size is then the `Content-Length`). Sent without
+        /// `If-Match`: moto compares that with the part's ETag, not the object's; the
+        /// ranged GETs that follow are pinned to the object's ETag instead.
         part_number: Option<PartNumber>,
         /// Pin the request to this version.
         if_match: Option<ETag>,
@@ -89,14 +91,12 @@ pub enum OpKind {
         /// makes every checkpoint emitted before this operation durable before running it.
         create: bool,
     },
-    /// GetObject of `range`, written at the same offset of the partial file. The driver
-    /// must make these bytes durable before it persists any checkpoint that names them.
-    /// Answer: [`Outcome::RangeWritten`].
+    /// GetObject of `range` (a `Range` header), written at the same offset of the partial
+    /// file. The driver must make these bytes durable before it persists any checkpoint
+    /// that names them. Answer: [`Outcome::RangeWritten`].
     GetRange {
         /// Bytes of the object.
         range: ByteRange,
-        /// Fetch by part number instead of a `Range` header (the range is then the part's).
-        part_number: Option<PartNumber>,
         /// Every GET after discovery is pinned to the discovered version.
         if_match: ETag,
         /// What to compute over the received bytes.
@@ -194,6 +194,9 @@ pub enum ChecksumKind {
         /// Number of parts.
         parts: u32,
     },
+    /// The server sent neither `x-amz-checksum-type` nor a `-N` part count: a full-object
+    /// checksum for a single-part object, either kind for a multipart one.
+    Unstated,
 }
 
 /// An object's checksum as HeadObject reports it.
@@ -222,7 +225,9 @@ pub struct ObjectInfo {
     pub parts_count: Option<u32>,
     /// Encrypted with SSE-KMS or SSE-C, whose ETags are not an MD5 of the content.
     pub etag_not_md5: bool,
-    /// The part size the uploader recorded with the object, if it did.
+    /// The part size the uploader recorded with the object, if it did. A claim, not a
+    /// fact: used only where the server does not tell the part lengths, and then a
+    /// disagreement makes the object "not verified", never a mismatch.
     pub part_size_hint: Option<u64>,
 }
 
@@ -276,8 +281,6 @@ pub enum Outcome {
         checksum: Option<u32>,
         /// MD5 of the bytes, when asked for.
         md5: Option<[u8; 16]>,
-        /// The checksum the server sent for this part, when fetched by part number.
-        server_checksum: Option<u32>,
     },
     /// MD5 (and CRC, when asked for) of a range of the source.
     SourceHashed {
