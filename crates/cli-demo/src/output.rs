@@ -174,10 +174,7 @@ pub(crate) fn route(direction: Direction, bucket: &str, key: &str, path: &Path) 
 /// Whether the outcome's integrity was checked, and how, in words.
 pub(crate) fn verification(v: &Verified) -> (bool, String) {
     match v {
-        Verified::ServerChecksums(a) => (
-            true,
-            format!("{a} checksum of every part, checked by the server"),
-        ),
+        Verified::ServerChecksums(a) => (true, format!("{a} checksums echoed back by the server")),
         Verified::FullObjectChecksum(a) => (true, format!("full-object {a} checksum matched")),
         Verified::CompositeChecksum { algorithm, parts } => (
             true,
@@ -293,8 +290,8 @@ mod tests {
         };
         assert_eq!(
             summary_line("f -> s3://b/k", Direction::Upload, &o),
-            "uploaded f -> s3://b/k: 256.0 MiB in 2.0s (96.0 MiB/s), CRC32 checksum of \
-             every part, checked by the server, resumed from 64.0 MiB, 64.0 MiB carried \
+            "uploaded f -> s3://b/k: 256.0 MiB in 2.0s (96.0 MiB/s), CRC32 checksums \
+             echoed back by the server, resumed from 64.0 MiB, 64.0 MiB carried \
              over re-read and checked (8.0 MiB no longer matched and moved again)"
         );
         let fields = completed_fields(&o);

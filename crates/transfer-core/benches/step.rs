@@ -99,6 +99,7 @@ impl Upload {
             Outcome::PartUploaded {
                 etag: ETag(format!("\"{:032x}\"", part.0)),
                 checksum: Some(part.0.wrapping_mul(0x9E37_79B9)),
+                server_checksum: Some(part.0.wrapping_mul(0x9E37_79B9)),
             },
         );
         self.poll_all()

@@ -52,7 +52,10 @@ pub enum Event {
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Verified {
-    /// The server checked a checksum on every part or on the object (upload).
+    /// The server echoed the checksum of every part, or of the whole object, and it was
+    /// the one sent (upload). AWS echoes a checksum only after checking it; a server
+    /// that echoes nothing (Ceph RGW 18, s3s-fs on UploadPart) leaves an upload
+    /// [`Verified::Unverified`].
     ServerChecksums(ChecksumAlgorithm),
     /// The combined checksum of all ranges matched the object's full-object checksum.
     FullObjectChecksum(ChecksumAlgorithm),

@@ -171,6 +171,10 @@ pub struct CompletedPart {
     pub etag: ETag,
     /// Its checksum, when the upload has a checksum algorithm.
     pub checksum: Option<u32>,
+    /// The server confirmed it holds these bytes: it echoed the same checksum, or
+    /// listed an ETag equal to the MD5 of the local bytes.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub confirmed: bool,
 }
 
 /// A part as ListParts reports it.
@@ -241,6 +245,8 @@ pub enum Outcome {
         etag: ETag,
         /// The checksum the driver computed over the body it sent.
         checksum: Option<u32>,
+        /// The checksum the server echoed in its answer, if it did.
+        server_checksum: Option<u32>,
     },
     /// CreateMultipartUpload succeeded.
     UploadCreated {
@@ -253,6 +259,9 @@ pub enum Outcome {
         etag: ETag,
         /// The checksum the driver computed over the body it sent.
         checksum: Option<u32>,
+        /// The checksum the server echoed in its answer, if it did (Ceph RGW 18 and
+        /// s3s-fs do not; AWS does, having checked it).
+        server_checksum: Option<u32>,
     },
     /// One page of ListParts.
     PartsListed {
@@ -265,6 +274,9 @@ pub enum Outcome {
     UploadCompleted {
         /// ETag of the new object.
         etag: ETag,
+        /// The object checksum the server returned, if it did: the value, and the part
+        /// count of a composite one (`-N`).
+        server_checksum: Option<(u32, Option<u32>)>,
     },
     /// AbortMultipartUpload succeeded.
     UploadAborted,

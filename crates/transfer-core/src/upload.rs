@@ -2,7 +2,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use crate::checksum::{combine_all, multipart_etag};
+use crate::checksum::{combine_all, composite_checksum, multipart_etag};
 use crate::config::{MAX_PARTS, MIN_PART_SIZE_BYTES, part_count};
 use crate::engine::{Engine, RunState, Slot};
 use crate::op::{CompletedPart, ListedPart};
@@ -629,6 +629,8 @@ impl UploadMachine {
                         part: PartNumber(number),
                         etag,
                         checksum,
+                        // The server's ETag is the MD5 of the local bytes.
+                        confirmed: true,
                     },
                 );
                 self.emit_checkpoint();
@@ -691,16 +693,24 @@ impl UploadMachine {
 
     fn on_success(&mut self, task: Task, outcome: Outcome) {
         match (task, outcome) {
-            (Task::Put, Outcome::ObjectPut { etag, checksum }) => {
+            (
+                Task::Put,
+                Outcome::ObjectPut {
+                    etag,
+                    checksum,
+                    server_checksum,
+                },
+            ) => {
                 self.bytes_transferred += self.source.size_bytes;
                 let part = CompletedPart {
                     part: PartNumber(1),
                     etag: etag.clone(),
                     checksum,
+                    confirmed: echoed(checksum, server_checksum),
                 };
                 self.completed.insert(1, part);
                 let checksum = self.cfg.checksum.zip(checksum);
-                self.complete(Some(etag), checksum);
+                self.complete(Some(etag), checksum, false);
             }
             (Task::Create, Outcome::UploadCreated { upload_id }) => {
                 self.upload_id = Some(upload_id);
@@ -714,7 +724,14 @@ impl UploadMachine {
                 // Recorded before any part, so a crash cannot leak the upload.
                 self.emit_checkpoint();
             }
-            (Task::Part { number, generation }, Outcome::PartUploaded { etag, checksum }) => {
+            (
+                Task::Part { number, generation },
+                Outcome::PartUploaded {
+                    etag,
+                    checksum,
+                    server_checksum,
+                },
+            ) => {
                 if generation != self.generation || self.engine.state == RunState::Cancelling {
                     return;
                 }
@@ -722,6 +739,7 @@ impl UploadMachine {
                     part: PartNumber(number),
                     etag,
                     checksum,
+                    confirmed: echoed(checksum, server_checksum),
                 };
                 self.bytes_transferred += self.part_range(number).len_bytes();
                 self.completed.insert(number, part);
@@ -761,9 +779,16 @@ impl UploadMachine {
                     self.rechecked(number, Some(md5), checksum);
                 }
             }
-            (Task::Complete, Outcome::UploadCompleted { etag }) => {
+            (
+                Task::Complete,
+                Outcome::UploadCompleted {
+                    etag,
+                    server_checksum,
+                },
+            ) => {
                 let checksum = self.full_object_checksum();
-                self.complete(Some(etag), checksum);
+                let confirmed = server_checksum.is_some_and(|s| self.object_checksum_is(s));
+                self.complete(Some(etag), checksum, confirmed);
             }
             (Task::Confirm, Outcome::ObjectInfo(info)) => {
                 let md5s: Option<Vec<[u8; 16]>> =
@@ -777,7 +802,15 @@ impl UploadMachine {
                 };
                 if ours {
                     let checksum = self.full_object_checksum();
-                    self.complete(Some(info.etag), checksum);
+                    let confirmed = info.checksum.is_some_and(|c| {
+                        let parts = match c.kind {
+                            crate::ChecksumKind::Composite { parts } => Some(parts),
+                            _ => None,
+                        };
+                        self.cfg.checksum == Some(c.algorithm)
+                            && self.object_checksum_is((c.value, parts))
+                    });
+                    self.complete(Some(info.etag), checksum, confirmed);
                 } else {
                     self.complete_never_happened(&format!(
                         "the object found has ETag {}",
@@ -802,9 +835,37 @@ impl UploadMachine {
         }
     }
 
-    fn complete(&mut self, etag: Option<ETag>, checksum: Option<(crate::ChecksumAlgorithm, u32)>) {
+    /// Whether an object checksum the server reported (with the part count of a
+    /// composite one) is the one of the parts sent.
+    fn object_checksum_is(&self, (value, parts): (u32, Option<u32>)) -> bool {
+        let Some(alg) = self.cfg.checksum else {
+            return false;
+        };
+        match parts {
+            None => self.full_object_checksum().is_some_and(|(_, v)| v == value),
+            Some(n) => {
+                let crcs: Option<Vec<u32>> = self.completed.values().map(|p| p.checksum).collect();
+                n as usize == self.completed.len()
+                    && crcs.is_some_and(|c| composite_checksum(alg, c) == value)
+            }
+        }
+    }
+
+    /// `object_confirmed`: the server returned the object's checksum, and it is ours.
+    fn complete(
+        &mut self,
+        etag: Option<ETag>,
+        checksum: Option<(crate::ChecksumAlgorithm, u32)>,
+        object_confirmed: bool,
+    ) {
+        let every_part = !self.completed.is_empty() && self.completed.values().all(|p| p.confirmed);
         let verified = match self.cfg.checksum {
-            Some(alg) => Verified::ServerChecksums(alg),
+            Some(alg) if object_confirmed || every_part => Verified::ServerChecksums(alg),
+            Some(alg) => Verified::Unverified {
+                reason: format!(
+                    "sent with {alg} checksums, but the server did not echo them, so it is not confirmed that it checked them"
+                ),
+            },
             None => Verified::Unverified {
                 reason: "checksums were turned off".into(),
             },
@@ -1047,4 +1108,9 @@ impl TransferMachine for UploadMachine {
     fn progress(&self) -> (u64, u64) {
         (self.bytes_done(), self.source.size_bytes)
     }
+}
+
+/// Whether the server echoed the checksum that was sent.
+fn echoed(sent: Option<u32>, echo: Option<u32>) -> bool {
+    sent.is_some() && sent == echo
 }

@@ -16,6 +16,8 @@ struct Server {
     object: Option<(Vec<u8>, String)>,
     uploads: BTreeMap<String, BTreeMap<u32, (Vec<u8>, String)>>,
     next_upload: u64,
+    /// Echoes the checksums sent (AWS, moto); Ceph RGW 18 and s3s-fs do not.
+    echoes: bool,
 }
 
 fn etag_of(bytes: &[u8]) -> String {
@@ -110,6 +112,7 @@ impl World {
                 object: None,
                 uploads: BTreeMap::new(),
                 next_upload: 0,
+                echoes: !seed.is_multiple_of(3),
             },
             versions,
             cfg,
@@ -275,6 +278,7 @@ impl World {
                 Outcome::ObjectPut {
                     etag: ETag(etag),
                     checksum: crc,
+                    server_checksum: crc.filter(|_| self.server.echoes),
                 }
             }
             OpKind::CreateMultipartUpload { .. } => {
@@ -310,6 +314,7 @@ impl World {
                 Outcome::PartUploaded {
                     etag: ETag(etag),
                     checksum: crc,
+                    server_checksum: crc.filter(|_| self.server.echoes),
                 }
             }
             OpKind::ListParts {
@@ -383,8 +388,17 @@ impl World {
                 }
                 let etag = format!("\"{}\"", multipart_etag(&md5s));
                 self.server.uploads.remove(&upload_id.0);
+                // s3tm's uploads ask for a full-object checksum.
+                let server_checksum = self
+                    .cfg
+                    .checksum
+                    .filter(|_| self.server.echoes)
+                    .map(|a| (checksum(a, &data), None));
                 self.server.object = Some((data, etag.clone()));
-                Outcome::UploadCompleted { etag: ETag(etag) }
+                Outcome::UploadCompleted {
+                    etag: ETag(etag),
+                    server_checksum,
+                }
             }
             OpKind::HashSourceRange {
                 range,
@@ -587,6 +601,13 @@ impl World {
                         checksum(alg, data),
                         "reported full-object checksum is wrong"
                     );
+                }
+                // Checked by the server only where it said so.
+                let by_server = matches!(c.verified, Verified::ServerChecksums(_));
+                if self.cfg.checksum.is_none() {
+                    assert!(!by_server, "{:?} without checksums", c.verified);
+                } else if self.server.echoes {
+                    assert!(by_server, "{:?} from an echoing server", c.verified);
                 }
                 assert_eq!(
                     self.machine.progress().0,
@@ -891,4 +912,28 @@ fn lost_complete_answer_is_confirmed_by_etag() {
     w.drain();
     w.check_end();
     assert!(matches!(w.finished, Some(Event::Completed(_))));
+}
+
+/// A server that echoes no checksum (Ceph RGW 18, s3s-fs on UploadPart) gets an upload
+/// reported as sent with checksums but not confirmed; one that echoes them, checked.
+#[test]
+fn checked_by_the_server_only_when_it_echoes_the_checksums() {
+    for (seed, echoes) in [(3, false), (4, true)] {
+        for size in [MIB, 12 * MIB] {
+            let mut w = World::new(size, 5 * MIB, 2, Some(ChecksumAlgorithm::Crc32), seed);
+            assert_eq!(w.server.echoes, echoes);
+            w.drain();
+            w.check_end();
+            let Some(Event::Completed(c)) = &w.finished else {
+                panic!("not completed: {:?}", w.finished)
+            };
+            match (&c.verified, echoes) {
+                (Verified::ServerChecksums(ChecksumAlgorithm::Crc32), true) => {}
+                (Verified::Unverified { reason }, false) => {
+                    assert!(reason.contains("did not echo"), "{reason}")
+                }
+                (other, _) => panic!("echoes {echoes}, {size} bytes: {other:?}"),
+            }
+        }
+    }
 }

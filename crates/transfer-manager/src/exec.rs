@@ -133,6 +133,7 @@ impl OpContext {
                 Ok(Outcome::ObjectPut {
                     etag: ETag(out.etag.as_str().to_owned()),
                     checksum: sum.map(|c| c.value),
+                    server_checksum: echo(&out.checksums, checksum),
                 })
             }
             OpKind::CreateMultipartUpload {
@@ -182,6 +183,7 @@ impl OpContext {
                 Ok(Outcome::PartUploaded {
                     etag: ETag(out.etag.as_str().to_owned()),
                     checksum: sum.map(|c| c.value),
+                    server_checksum: echo(&out.checksums, checksum),
                 })
             }
             OpKind::ListParts {
@@ -254,6 +256,9 @@ impl OpContext {
                     .map_err(response_failure)?;
                 Ok(Outcome::UploadCompleted {
                     etag: ETag(out.etag.as_str().to_owned()),
+                    server_checksum: algorithm
+                        .and_then(|a| out.checksums.crc(proto_alg(a)))
+                        .map(|c| (c.value, c.parts)),
                 })
             }
             OpKind::AbortMultipartUpload { upload_id } => {
@@ -508,6 +513,11 @@ impl OpContext {
     ) -> Result<(http::StatusCode, http::HeaderMap, bytes::Bytes), Failure> {
         self.http.send_reading_body(req, Some(data)).await
     }
+}
+
+/// The checksum of `algorithm` a server echoed in its answer, if it did.
+fn echo(checksums: &p::ResponseChecksums, algorithm: Option<ChecksumAlgorithm>) -> Option<u32> {
+    checksums.crc(proto_alg(algorithm?)).map(|c| c.value)
 }
 
 fn object_info(out: p::HeadObjectOutput, headers: &http::HeaderMap) -> ObjectInfo {

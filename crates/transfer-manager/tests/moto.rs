@@ -102,8 +102,9 @@ async fn replaced_object_gets_412_and_object_changed() {
     else {
         return;
     };
-    let v1 = random_file(dir.path(), "v1", 20 * MIB, 23);
-    let v2 = random_file(dir.path(), "v2", 20 * MIB, 24);
+    // Eight 5 MiB parts, so that ranges are left when the pause settles (two in flight).
+    let v1 = random_file(dir.path(), "v1", 40 * MIB, 23);
+    let v2 = random_file(dir.path(), "v2", 40 * MIB, 24);
     upload(&tm, "bucket", "obj", &v1).await.unwrap();
     proxy.delay(
         Matcher::method(http::Method::GET),
