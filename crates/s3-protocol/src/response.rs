@@ -77,6 +77,9 @@ pub struct HeadObjectOutput {
     pub checksums: ResponseChecksums,
     /// `x-amz-mp-parts-count`: number of parts of a multipart object.
     pub parts_count: Option<u32>,
+    /// `Content-Range`, which S3 sends when a part was asked for; a value that does not
+    /// parse is left out (HeadObject has no body it would describe).
+    pub content_range: Option<ContentRange>,
     /// `x-amz-version-id`.
     pub version_id: Option<String>,
     /// User metadata, names without the `x-amz-meta-` prefix.
@@ -475,6 +478,7 @@ pub fn parse_head_object(
             "x-amz-mp-parts-count",
             header(headers, "x-amz-mp-parts-count").as_deref(),
         )?,
+        content_range: header(headers, "content-range").and_then(|v| ContentRange::parse(&v)),
         version_id: header(headers, "x-amz-version-id"),
         metadata,
     })

@@ -347,6 +347,24 @@ fn error_bodies_and_classes() {
 }
 
 #[test]
+fn head_object_of_a_part_reports_where_it_lies() {
+    let part = |range: &str| {
+        let h = headers(&[
+            ("content-length", "7340032"),
+            ("content-range", range),
+            ("x-amz-mp-parts-count", "3"),
+        ]);
+        parse_head_object(StatusCode::PARTIAL_CONTENT, &h, b"").unwrap()
+    };
+    let out = part("bytes 5242880-12582911/15728640");
+    let r = out.content_range.expect("a Content-Range");
+    assert_eq!((r.range.start(), r.range.end()), (5_242_880, 12_582_912));
+    assert_eq!(r.total_bytes, Some(15_728_640));
+    // HeadObject has no body a bad Content-Range would describe: it is left out.
+    assert_eq!(part("bytes five-six/7").content_range, None);
+}
+
+#[test]
 fn head_object_success_and_bodyless_errors() {
     let h = headers(&[
         ("content-length", "16777216"),

@@ -179,9 +179,10 @@ pub struct DownloadMachine {
     expected_etag: Option<ETag>,
     /// What the first HeadObject said, until the layout is settled.
     discovered: Option<ObjectInfo>,
-    /// Parts whose length is still to be asked for, and the lengths learned so far.
+    /// Parts whose length is still to be asked for, and the lengths (and offsets, where
+    /// the server sent a `Content-Range`) learned so far.
     to_learn: BTreeSet<u32>,
-    learned: BTreeMap<u32, u64>,
+    learned: BTreeMap<u32, (u64, Option<u64>)>,
     /// How many parts the object has.
     parts_expected: u32,
     /// Why the part lengths could not be learned, for the verdict.
@@ -551,18 +552,22 @@ impl DownloadMachine {
         let Some(d) = &self.discovered else { return };
         let (size, expected) = (d.content_length, self.parts_expected);
         let len = info.content_length;
-        let problem = match info.parts_count {
-            Some(c) if c != expected => Some(format!(
+        let problem = match (info.parts_count, info.part_range) {
+            (Some(c), _) if c != expected => Some(format!(
                 "it counts {c} parts where the object's ETag or checksum says {expected}"
             )),
             _ if len >= size => Some("it ignores partNumber".to_owned()),
             _ if len == 0 => Some(format!("it says part {n} is empty")),
+            (_, Some(r)) if r.len_bytes() != len || r.end > size => Some(format!(
+                "for part {n} it sent {len} bytes as Content-Length and {r} as Content-Range"
+            )),
             _ => None,
         };
         match problem {
             Some(p) => self.give_up_learning(p),
             None => {
-                self.learned.insert(n, len);
+                self.learned
+                    .insert(n, (len, info.part_range.map(|r| r.start)));
             }
         }
     }
@@ -570,7 +575,7 @@ impl DownloadMachine {
     /// Every part's length is in: lay the ranges out on them, if they add up.
     fn parts_learned(&mut self) {
         let size = self.discovered.as_ref().map_or(0, |d| d.content_length);
-        let lengths: Vec<u64> = self.learned.values().copied().collect();
+        let lengths: Vec<u64> = self.learned.values().map(|(len, _)| *len).collect();
         let total = lengths.iter().try_fold(0u64, |t, l| t.checked_add(*l));
         if lengths.len() != self.parts_expected as usize || total != Some(size) {
             self.give_up_learning(format!(
@@ -579,6 +584,19 @@ impl DownloadMachine {
                 total.map_or("more than 2^64".to_owned(), |t| t.to_string())
             ));
             return;
+        }
+        // Where the server said where a part starts, it must be where the lengths put it.
+        let mut offset = 0u64;
+        for (n, (len, start)) in &self.learned {
+            if let Some(s) = start
+                && *s != offset
+            {
+                let problem =
+                    format!("its Content-Range puts part {n} at byte {s}, its lengths at {offset}");
+                self.give_up_learning(problem);
+                return;
+            }
+            offset += len;
         }
         let mut runs: Vec<PartRun> = Vec::new();
         for len in lengths {
@@ -890,7 +908,7 @@ impl DownloadMachine {
             Some(Check::Mismatch(_)) if !l.parts_known() => {
                 Some(Check::Verified(Verified::Unverified {
                     reason: format!(
-                        "the {what} did not match over part sizes that were guessed, not learned from the server; download again to check it"
+                        "the server did not tell the part sizes, and the {what} does not match over the ones guessed (from the part size recorded with the object, or by an older s3tm), which proves nothing either way"
                     ),
                 }))
             }

@@ -198,8 +198,9 @@ pub enum ChecksumKind {
         /// Number of parts.
         parts: u32,
     },
-    /// The server sent neither `x-amz-checksum-type` nor a `-N` part count: a full-object
-    /// checksum for a single-part object, either kind for a multipart one.
+    /// The server did not say which: no `-N` part count, and no `x-amz-checksum-type`
+    /// (or `COMPOSITE` without the `-N` S3 always writes). A full-object checksum for a
+    /// single-part object; either kind, perhaps even mislabelled, for a multipart one.
     Unstated,
 }
 
@@ -227,6 +228,8 @@ pub struct ObjectInfo {
     pub checksum: Option<ObjectChecksum>,
     /// `x-amz-mp-parts-count`, when sent.
     pub parts_count: Option<u32>,
+    /// Where the part asked for lies in the object (`Content-Range`), when sent.
+    pub part_range: Option<ByteRange>,
     /// Encrypted with SSE-KMS or SSE-C, whose ETags are not an MD5 of the content.
     pub etag_not_md5: bool,
     /// The part size the uploader recorded with the object, if it did. A claim, not a

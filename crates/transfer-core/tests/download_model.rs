@@ -341,6 +341,7 @@ impl World {
                     return precondition();
                 }
                 let size = v.data.len() as u64;
+                let mut part_range = None;
                 let (content_length, parts_count) = match (part_number, &v.part_lens) {
                     (Some(_), _) if self.kind == Kind::MultipartHinted => {
                         return Outcome::Failed(status_failure(
@@ -351,7 +352,13 @@ impl World {
                     }
                     (Some(_), _) if self.kind == Kind::MultipartNoPartNumber => (size, None),
                     (Some(p), Some(lens)) => match v.part(p.0) {
-                        Some(r) => (r.len_bytes(), Some(lens.len() as u32)),
+                        Some(r) => {
+                            // S3 says where the part lies; moto does not.
+                            if !matches!(self.kind, Kind::MotoComposite { .. }) {
+                                part_range = Some(r);
+                            }
+                            (r.len_bytes(), Some(lens.len() as u32))
+                        }
                         None => {
                             return Outcome::Failed(status_failure(
                                 FailureKind::InvalidRequest,
@@ -368,6 +375,7 @@ impl World {
                     last_modified: Some("Wed, 25 Nov 2026 09:00:00 GMT".into()),
                     checksum: v.checksum,
                     parts_count,
+                    part_range,
                     etag_not_md5: self.kind == Kind::Kms,
                     part_size_hint: (self.kind == Kind::MultipartHinted).then_some(5 * MIB),
                 })
@@ -600,7 +608,9 @@ impl World {
                 if let Some(v) = matching {
                     let lens = v.part_lens.as_deref().unwrap_or_default();
                     let multipart = lens.len() > 1;
-                    let hint_wrong = lens.iter().rev().skip(1).any(|l| *l != 5 * MIB);
+                    // The hint describes the parts when all but the last have its size.
+                    let hint_wrong = lens.iter().rev().skip(1).any(|l| *l != 5 * MIB)
+                        || lens.last().is_some_and(|l| *l > 5 * MIB);
                     let expected_unverified = self.kind == Kind::Kms
                         || self.kind == Kind::MultipartNoPartNumber && multipart
                         || self.kind == Kind::MultipartHinted && multipart && hint_wrong;

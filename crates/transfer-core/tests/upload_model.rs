@@ -427,6 +427,7 @@ impl World {
                     last_modified: None,
                     checksum: None,
                     parts_count: None,
+                    part_range: None,
                     etag_not_md5: false,
                     part_size_hint: None,
                 }),

@@ -528,10 +528,9 @@ fn object_info(out: p::HeadObjectOutput, headers: &http::HeaderMap) -> ObjectInf
             let kind = match (out.checksums.checksum_type, v.parts) {
                 (Some(p::ChecksumType::FullObject), _) => ChecksumKind::FullObject,
                 (_, Some(parts)) => ChecksumKind::Composite { parts },
-                (Some(p::ChecksumType::Composite), None) => ChecksumKind::Composite {
-                    parts: out.parts_count.unwrap_or(1),
-                },
-                // Neither said (moto on HeadObject): transfer-core weighs both readings.
+                // S3 writes a composite checksum `<value>-<N>`. Without the `-N` (moto,
+                // which may also have computed CRC32 under the CRC32C name), or without
+                // any type, transfer-core weighs every reading and the ETag.
                 _ => ChecksumKind::Unstated,
             };
             Some(ObjectChecksum {
@@ -555,6 +554,9 @@ fn object_info(out: p::HeadObjectOutput, headers: &http::HeaderMap) -> ObjectInf
         last_modified: out.last_modified,
         checksum,
         parts_count: out.parts_count,
+        part_range: out
+            .content_range
+            .map(|c| ByteRange::new(c.range.start(), c.range.end())),
         etag_not_md5,
         part_size_hint: out
             .metadata

@@ -43,16 +43,7 @@ pub fn manager_with(
 /// A file of `size` pseudo-random bytes.
 pub fn random_file(dir: &Path, name: &str, size: u64, seed: u64) -> PathBuf {
     let path = dir.join(name);
-    let mut state = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
-    let mut data = Vec::with_capacity(size as usize + 8);
-    while (data.len() as u64) < size {
-        state ^= state << 13;
-        state ^= state >> 7;
-        state ^= state << 17;
-        data.extend_from_slice(&state.to_le_bytes());
-    }
-    data.truncate(size as usize);
-    std::fs::write(&path, &data).expect("write test file");
+    std::fs::write(&path, random_bytes(size, seed)).expect("write test file");
     path
 }
 
@@ -148,4 +139,98 @@ pub async fn round_trip(tm: &TransferManager, bucket: &str, key: &str, src: &Pat
         sha256(src),
         "the copy differs from the source"
     );
+}
+
+/// A server the tests write objects to by hand, with the keys it verifies.
+pub struct Server<'a> {
+    pub endpoint: &'a str,
+    pub access: &'a str,
+    pub secret: &'a str,
+    pub region: &'a str,
+}
+
+impl Server<'_> {
+    async fn send(
+        &self,
+        req: http::Request<s3_protocol::RequestBody>,
+    ) -> http::Response<bytes::Bytes> {
+        let creds = s3_protocol::Credentials::new(self.access, self.secret, None);
+        s3_testkit::send_signed(req, &creds, self.region)
+            .await
+            .expect("the test server answers")
+    }
+
+    fn config(&self) -> s3_protocol::S3Config {
+        s3_protocol::S3Config::custom(
+            self.region,
+            s3_protocol::Endpoint::parse(self.endpoint).expect("endpoint"),
+            s3_protocol::Addressing::PathStyle,
+        )
+    }
+
+    /// Writes `bucket`/`key` as a multipart upload of exactly `parts` (which may have any
+    /// lengths, as a client sizing parts from a stream makes them), each carrying its
+    /// checksum when `checksum` is given, and returns the object's ETag.
+    pub async fn put_parts(
+        &self,
+        bucket: &str,
+        key: &str,
+        parts: &[Vec<u8>],
+        checksum: Option<(s3_protocol::ChecksumAlgorithm, s3_protocol::ChecksumType)>,
+    ) -> String {
+        use s3_protocol as p;
+        let cfg = self.config();
+        let mut create = p::CreateMultipartUpload::new(bucket, key);
+        create.checksum_algorithm = checksum.map(|(a, _)| a);
+        create.checksum_type = checksum.map(|(_, t)| t);
+        let r = self.send(create.build(&cfg).unwrap()).await;
+        let upload_id = p::parse_create_multipart_upload(r.status(), r.headers(), r.body())
+            .expect("CreateMultipartUpload")
+            .upload_id;
+        let mut completed = Vec::new();
+        for (i, bytes) in parts.iter().enumerate() {
+            let sum = checksum.map(|(a, _)| a.checksum(bytes));
+            let part = p::UploadPart {
+                bucket: bucket.into(),
+                key: key.into(),
+                upload_id: upload_id.clone(),
+                part_number: p::PartNumber::new(i as u32 + 1).unwrap(),
+                body: p::RequestBody::Bytes(bytes::Bytes::from(bytes.clone())),
+                checksum: sum,
+                content_md5: None,
+            };
+            let r = self.send(part.build(&cfg).unwrap()).await;
+            let out = p::parse_upload_part(r.status(), r.headers(), r.body()).expect("UploadPart");
+            completed.push(p::CompletedPart {
+                part_number: part.part_number,
+                etag: out.etag,
+                checksum: sum,
+            });
+        }
+        let complete = p::CompleteMultipartUpload {
+            bucket: bucket.into(),
+            key: key.into(),
+            upload_id,
+            parts: completed,
+            full_object_checksum: None,
+        };
+        let r = self.send(complete.build(&cfg).unwrap()).await;
+        let out = p::parse_complete_multipart_upload(r.status(), r.headers(), r.body())
+            .expect("CompleteMultipartUpload");
+        out.etag.as_str().to_owned()
+    }
+}
+
+/// Pseudo-random bytes.
+pub fn random_bytes(len: u64, seed: u64) -> Vec<u8> {
+    let mut state = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+    let mut data = Vec::with_capacity(len as usize + 8);
+    while (data.len() as u64) < len {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        data.extend_from_slice(&state.to_le_bytes());
+    }
+    data.truncate(len as usize);
+    data
 }
