@@ -47,6 +47,8 @@ pub type UserMetadata = Vec<(String, String)>;
 const X_AMZ_CHECKSUM_MODE: HeaderName = HeaderName::from_static("x-amz-checksum-mode");
 const X_AMZ_CHECKSUM_ALGORITHM: HeaderName = HeaderName::from_static("x-amz-checksum-algorithm");
 const X_AMZ_CHECKSUM_TYPE: HeaderName = HeaderName::from_static("x-amz-checksum-type");
+const X_AMZ_SDK_CHECKSUM_ALGORITHM: HeaderName =
+    HeaderName::from_static("x-amz-sdk-checksum-algorithm");
 const CONTENT_MD5: HeaderName = HeaderName::from_static("content-md5");
 
 struct Builder {
@@ -103,6 +105,9 @@ impl Builder {
                 HeaderName::from_static(c.algorithm.header_name()),
                 &c.to_base64(),
             )?;
+            // As the AWS SDKs send it. S3 ignores it beside a value; moto echoes the
+            // value (so an upload can tell it was received) only when it is there.
+            self.header(X_AMZ_SDK_CHECKSUM_ALGORITHM, c.algorithm.as_str())?;
         }
         Ok(())
     }
@@ -782,6 +787,7 @@ mod tests {
         );
         assert_eq!(header(&r, "content-length"), Some("5242880"));
         assert_eq!(header(&r, "x-amz-checksum-crc32"), Some("y/Q5Jg=="));
+        assert_eq!(header(&r, "x-amz-sdk-checksum-algorithm"), Some("CRC32"));
 
         let abort = AbortMultipartUpload {
             bucket: "b".into(),

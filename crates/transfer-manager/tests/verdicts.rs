@@ -48,6 +48,14 @@ async fn moto_objects_with_uneven_parts_download_verified() {
         secret: moto.secret_key(),
         region: moto.region(),
     };
+    // moto echoes each part's checksum: the upload is reported checked by the server
+    // (s3s-fs, which echoes none on UploadPart, is the other case: s3s_roundtrip.rs).
+    let src = random_file(dir.path(), "src", 12 * MIB, 9);
+    let up = upload(&tm, "bucket", "uploaded", &src).await.unwrap();
+    assert_eq!(
+        up.verified,
+        Verified::ServerChecksums(ChecksumAlgorithm::Crc32)
+    );
     let composite = |a| Some((a, ChecksumType::Composite));
     for (l, layout) in LAYOUTS.into_iter().enumerate() {
         let cases = [
