@@ -244,6 +244,8 @@ impl World {
         }
     }
 
+    // The failure is the outcome the driver would report, as it is.
+    #[allow(clippy::result_large_err)]
     fn read(&self, range: ByteRange) -> Result<Vec<u8>, Outcome> {
         if self
             .machine_fp
