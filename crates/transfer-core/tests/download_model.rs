@@ -25,6 +25,9 @@ enum Kind {
     /// Multipart, the server refuses partNumber, and the uploader recorded a part size
     /// (s3tm's `x-amz-meta-s3tm-part-size`) that is true only when the parts are even.
     MultipartHinted,
+    /// Multipart without checksums, on a server whose `Content-Range` for a part puts
+    /// part N at (N - 1) times its length, whatever the lengths before it.
+    MisplacedParts,
     /// Multipart with a composite checksum reported the way moto 5.2 does on HeadObject:
     /// no `-N`, no checksum type, and (when `label` differs from `real`) under the name
     /// of another algorithm than the one computed.
@@ -80,6 +83,7 @@ fn make_version(kind: Kind, data: Vec<u8>, generation: u64, pattern: &[u64]) -> 
             | Kind::MultipartEtag
             | Kind::MultipartNoPartNumber
             | Kind::MultipartHinted
+            | Kind::MisplacedParts
             | Kind::MotoComposite { .. }
     ) && data.len() as u64 > 5 * MIB;
     let parts: Vec<&[u8]> = if multipart {
@@ -354,9 +358,14 @@ impl World {
                     (Some(p), Some(lens)) => match v.part(p.0) {
                         Some(r) => {
                             // S3 says where the part lies; moto does not.
-                            if !matches!(self.kind, Kind::MotoComposite { .. }) {
-                                part_range = Some(r);
-                            }
+                            part_range = match self.kind {
+                                Kind::MotoComposite { .. } => None,
+                                Kind::MisplacedParts => {
+                                    let start = u64::from(p.0 - 1) * r.len_bytes();
+                                    Some(ByteRange::new(start, start + r.len_bytes()))
+                                }
+                                _ => Some(r),
+                            };
                             (r.len_bytes(), Some(lens.len() as u32))
                         }
                         None => {
@@ -611,7 +620,12 @@ impl World {
                     // The hint describes the parts when all but the last have its size.
                     let hint_wrong = lens.iter().rev().skip(1).any(|l| *l != 5 * MIB)
                         || lens.last().is_some_and(|l| *l > 5 * MIB);
+                    let misplaced = (1..=lens.len() as u32).any(|n| {
+                        v.part(n)
+                            .is_some_and(|r| r.start != u64::from(n - 1) * r.len_bytes())
+                    });
                     let expected_unverified = self.kind == Kind::Kms
+                        || self.kind == Kind::MisplacedParts && misplaced
                         || self.kind == Kind::MultipartNoPartNumber && multipart
                         || self.kind == Kind::MultipartHinted && multipart && hint_wrong;
                     assert_eq!(
@@ -691,6 +705,7 @@ fn kind() -> impl Strategy<Value = Kind> {
         Just(Kind::MultipartEtag),
         Just(Kind::MultipartNoPartNumber),
         Just(Kind::MultipartHinted),
+        Just(Kind::MisplacedParts),
         Just(Kind::MotoComposite {
             label: ChecksumAlgorithm::Crc32,
             real: ChecksumAlgorithm::Crc32
@@ -921,9 +936,14 @@ fn uneven_parts_are_learned_and_verified() {
             real: Crc32,
         };
         assert_eq!(run(mislabelled), Verified::MultipartEtag { parts: 3 });
-        // A server that ignores partNumber, and a part size hint that is wrong for these
-        // parts: not verified, and neither is called a mismatch.
-        for kind in [Kind::MultipartNoPartNumber, Kind::MultipartHinted] {
+        // A server that ignores partNumber, a part size hint that is wrong for these
+        // parts, a Content-Range that contradicts the lengths: not verified, and none is
+        // called a mismatch.
+        for kind in [
+            Kind::MultipartNoPartNumber,
+            Kind::MultipartHinted,
+            Kind::MisplacedParts,
+        ] {
             match run(kind) {
                 Verified::Unverified { reason } => {
                     assert!(reason.contains("part size"), "{kind:?}: {reason}")
