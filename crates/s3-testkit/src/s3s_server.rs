@@ -4,10 +4,13 @@ use std::io;
 use std::net::SocketAddr;
 use std::path::Path;
 
+use hyper::body::Incoming;
+use hyper::service::Service;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto::Builder as ConnBuilder;
 use s3s::auth::SimpleAuth;
-use s3s::service::S3ServiceBuilder;
+use s3s::service::{S3Service, S3ServiceBuilder};
+use s3s::{HttpError, HttpResponse, S3};
 use tokio::net::TcpListener;
 use tokio::task::{JoinHandle, JoinSet};
 
@@ -88,13 +91,32 @@ pub async fn start_s3s_fs() -> S3sFsServer {
 
 /// Like [`start_s3s_fs`], returning setup failures.
 pub async fn try_start_s3s_fs() -> io::Result<S3sFsServer> {
+    let (root, fs) = new_file_system()?;
+    serve(root, s3_service(fs)).await
+}
+
+fn new_file_system() -> io::Result<(tempfile::TempDir, s3s_fs::FileSystem)> {
     let root = tempfile::Builder::new().prefix("s3tm-s3s-fs-").tempdir()?;
     let fs =
         s3s_fs::FileSystem::new(root.path()).map_err(|e| io::Error::other(format!("{e:?}")))?;
-    let mut builder = S3ServiceBuilder::new(fs);
-    builder.set_auth(SimpleAuth::from_single(ACCESS_KEY, SECRET_KEY));
-    let service = builder.build();
+    Ok((root, fs))
+}
 
+fn s3_service(s3: impl S3) -> S3Service {
+    let mut builder = S3ServiceBuilder::new(s3);
+    builder.set_auth(SimpleAuth::from_single(ACCESS_KEY, SECRET_KEY));
+    builder.build()
+}
+
+/// Serves `service` on `127.0.0.1:0` until the returned server is dropped.
+async fn serve<S>(root: tempfile::TempDir, service: S) -> io::Result<S3sFsServer>
+where
+    S: Service<http::Request<Incoming>, Response = HttpResponse, Error = HttpError>
+        + Clone
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
+{
     let listener = TcpListener::bind(("127.0.0.1", 0)).await?;
     let addr = listener.local_addr()?;
     let task = tokio::spawn(async move {
