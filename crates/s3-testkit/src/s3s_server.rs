@@ -1,8 +1,11 @@
-//! An in-process `s3s-fs` server for tests.
+//! An in-process `s3s-fs` server for tests, plain ([`start_s3s_fs`]) or behind the parts
+//! fidelity shim ([`start_s3s_fs_with_parts`], see `parts_shim.rs`).
 
+use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 use std::path::Path;
+use std::pin::Pin;
 
 use hyper::body::Incoming;
 use hyper::service::Service;
@@ -13,6 +16,8 @@ use s3s::service::{S3Service, S3ServiceBuilder};
 use s3s::{HttpError, HttpResponse, S3};
 use tokio::net::TcpListener;
 use tokio::task::{JoinHandle, JoinSet};
+
+use crate::parts_shim::{PartsShim, StatusOverride};
 
 const ACCESS_KEY: &str = "S3TMTESTACCESSKEY";
 const SECRET_KEY: &str = "s3tm/test+secret=key/for-s3s-fs";
@@ -95,6 +100,41 @@ pub async fn try_start_s3s_fs() -> io::Result<S3sFsServer> {
     serve(root, s3_service(fs)).await
 }
 
+/// Starts `s3s-fs` behind a *test fidelity shim* that layers the multipart behaviour of
+/// Amazon S3 which `s3s-fs` 0.14 lacks; it is not a server of its own, every operation
+/// still goes to `s3s-fs` (signatures verified as in [`start_s3s_fs`]). On top of it:
+///
+/// - HeadObject / GetObject `?partNumber=N` answer for part N of an object completed
+///   through this server: 206, `Content-Range`, the part's length,
+///   `x-amz-mp-parts-count`, the object's ETag; N beyond the parts count is 416
+///   `InvalidPartNumber`; part 1 of a single-part object is the whole object.
+/// - UploadPart verifies `x-amz-checksum-crc32` / `-crc32c` against the bytes received
+///   (`BadDigest` otherwise) and echoes the part checksum; CompleteMultipartUpload checks
+///   the listed parts and reports the object checksum, `COMPOSITE` (`<base64>-<N>`, S3's
+///   default) or `FULL_OBJECT`, as do HEAD/GET under `x-amz-checksum-mode: ENABLED` (with
+///   `x-amz-checksum-type`; no checksum for a ranged GET).
+/// - `If-Match` on HEAD/GET is compared with the whole object's ETag.
+///
+/// Only CRC32 and CRC32C are emulated. The part records are kept in memory for the
+/// server's lifetime. `src/parts_shim.rs` lists what is and is not emulated.
+///
+/// # Panics
+///
+/// When the temporary directory or the listening socket cannot be created; use
+/// [`try_start_s3s_fs_with_parts`] to handle that.
+pub async fn start_s3s_fs_with_parts() -> S3sFsServer {
+    match try_start_s3s_fs_with_parts().await {
+        Ok(server) => server,
+        Err(e) => panic!("cannot start the s3s-fs test server with the parts shim: {e}"),
+    }
+}
+
+/// Like [`start_s3s_fs_with_parts`], returning setup failures.
+pub async fn try_start_s3s_fs_with_parts() -> io::Result<S3sFsServer> {
+    let (root, fs) = new_file_system()?;
+    serve(root, WithStatusOverride(s3_service(PartsShim::new(fs)))).await
+}
+
 fn new_file_system() -> io::Result<(tempfile::TempDir, s3s_fs::FileSystem)> {
     let root = tempfile::Builder::new().prefix("s3tm-s3s-fs-").tempdir()?;
     let fs =
@@ -106,6 +146,28 @@ fn s3_service(s3: impl S3) -> S3Service {
     let mut builder = S3ServiceBuilder::new(s3);
     builder.set_auth(SimpleAuth::from_single(ACCESS_KEY, SECRET_KEY));
     builder.build()
+}
+
+/// Sets the status a [`StatusOverride`] response extension asks for, which `s3s` does
+/// not do for every operation (HeadObject ignores `S3Response::status`).
+#[derive(Clone)]
+struct WithStatusOverride(S3Service);
+
+impl Service<http::Request<Incoming>> for WithStatusOverride {
+    type Response = HttpResponse;
+    type Error = HttpError;
+    type Future = Pin<Box<dyn Future<Output = Result<HttpResponse, HttpError>> + Send>>;
+
+    fn call(&self, req: http::Request<Incoming>) -> Self::Future {
+        let response = Service::call(&self.0, req);
+        Box::pin(async move {
+            let mut response = response.await?;
+            if let Some(StatusOverride(status)) = response.extensions_mut().remove() {
+                *response.status_mut() = status;
+            }
+            Ok(response)
+        })
+    }
 }
 
 /// Serves `service` on `127.0.0.1:0` until the returned server is dropped.
