@@ -91,7 +91,9 @@ fn run() -> anyhow::Result<()> {
         .worker_threads(2)
         .enable_all()
         .build()?;
-    let server = runtime.block_on(s3_testkit::try_start_s3s_fs())?;
+    // With s3-testkit's parts shim, s3s-fs echoes part checksums and answers partNumber
+    // as S3 does, so every transfer can be verified.
+    let server = runtime.block_on(s3_testkit::try_start_s3s_fs_with_parts())?;
     server.create_bucket(BUCKET)?;
     let work = tempfile::Builder::new().prefix("s3tm-demo-").tempdir()?;
     let env = Env {
@@ -104,7 +106,7 @@ fn run() -> anyhow::Result<()> {
     };
     println!("s3tm:     {}", opts.s3tm.display());
     println!(
-        "server:   s3s-fs at {} (SigV4 verified), bucket `{BUCKET}`, storage {}",
+        "server:   s3s-fs with s3-testkit's parts shim at {} (SigV4 verified), bucket `{BUCKET}`, storage {}",
         env.endpoint,
         server.root().display()
     );

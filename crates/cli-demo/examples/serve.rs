@@ -1,14 +1,15 @@
-//! `cargo xtask serve`: an in-process S3 server (s3s-fs, verifying SigV4 signatures) on
-//! 127.0.0.1 with a bucket `demo`, for trying `s3tm` by hand. Stops on Ctrl-C and deletes
-//! what it stored.
+//! `cargo xtask serve`: an in-process S3 server (s3s-fs, verifying SigV4 signatures, with
+//! s3-testkit's parts shim so that part checksums are echoed and `partNumber` answered as
+//! S3 does) on 127.0.0.1 with a bucket `demo`, for trying `s3tm` by hand. Stops on Ctrl-C
+//! and deletes what it stored.
 
-use s3_testkit::start_s3s_fs;
+use s3_testkit::start_s3s_fs_with_parts;
 
 const BUCKET: &str = "demo";
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let server = start_s3s_fs().await;
+    let server = start_s3s_fs_with_parts().await;
     server.create_bucket(BUCKET)?;
     let endpoint = server.endpoint();
     // `cargo xtask serve` builds s3tm next to this example's directory.

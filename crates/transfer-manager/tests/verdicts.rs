@@ -94,6 +94,74 @@ async fn moto_objects_with_uneven_parts_download_verified() {
     }
 }
 
+/// Against a server answering as S3 does (s3s-fs behind s3-testkit's parts shim, which
+/// adds `partNumber`, checksum echoes and composite `<value>-N` checksums to it): every
+/// kind of uneven object verifies byte-exact, and an upload is checked by the server.
+/// Before part lengths were learned, a guessed layout (part i at i x 5 MiB) made the
+/// 5/7/3 objects a "checksum mismatch" and deleted the bytes.
+#[tokio::test]
+async fn uneven_parts_verify_against_a_server_answering_as_s3_does() {
+    let server = s3_testkit::start_s3s_fs_with_parts().await;
+    server.create_bucket("bucket").unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let proxy = FaultProxy::start(&server.endpoint()).await;
+    let tm = manager(
+        &proxy.endpoint(),
+        server.access_key(),
+        server.secret_key(),
+        server.region(),
+        &dir.path().join("state"),
+    );
+    let endpoint = server.endpoint();
+    let writer = Server {
+        endpoint: &endpoint,
+        access: server.access_key(),
+        secret: server.secret_key(),
+        region: server.region(),
+    };
+    let src = random_file(dir.path(), "src", 12 * MIB, 8);
+    let up = upload(&tm, "bucket", "uploaded", &src).await.unwrap();
+    assert_eq!(
+        up.verified,
+        Verified::ServerChecksums(ChecksumAlgorithm::Crc32)
+    );
+
+    let composite = |a| Some((a, ChecksumType::Composite));
+    let three = |algorithm| Verified::CompositeChecksum {
+        algorithm,
+        parts: 3,
+    };
+    for (l, layout) in LAYOUTS.into_iter().enumerate() {
+        let cases = [
+            (None, Verified::MultipartEtag { parts: 3 }),
+            (composite(Alg::Crc32), three(ChecksumAlgorithm::Crc32)),
+            (composite(Alg::Crc32c), three(ChecksumAlgorithm::Crc32c)),
+        ];
+        for (c, (checksum, expected)) in cases.into_iter().enumerate() {
+            let key = format!("uneven-{l}-{c}");
+            let parts = parts_of(layout, 20 + (l * 3 + c) as u64);
+            writer.put_parts("bucket", &key, &parts, checksum).await;
+            proxy.clear_requests();
+            let dest = dir.path().join(&key);
+            let out = download(&tm, "bucket", &key, &dest)
+                .await
+                .unwrap_or_else(|e| panic!("{layout:?} {checksum:?}: {e}"));
+            assert_eq!(out.verified, expected, "{layout:?} {checksum:?}");
+            assert_eq!(std::fs::read(&dest).unwrap(), parts.concat(), "{key}");
+            let heads: Vec<u32> = proxy
+                .requests()
+                .iter()
+                .filter_map(|r| r.part_number())
+                .collect();
+            assert_eq!(
+                heads,
+                [1, 2, 3],
+                "{key}: one HeadObject per part, no GET by part"
+            );
+        }
+    }
+}
+
 /// s3s-fs ignores `partNumber`: a multipart object without checksums cannot be checked
 /// against its ETag, which is said, and the bytes are kept (before, a guessed layout
 /// produced a "checksum mismatch" for 5/7/3 MiB parts and deleted them).
