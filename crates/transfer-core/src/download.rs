@@ -925,11 +925,7 @@ impl DownloadMachine {
                 value,
                 md5,
             } => self.unstated(&l, full(*algorithm, *value), || {
-                let known = l.parts_known();
-                (
-                    composite(*algorithm, *value).filter(|_| known),
-                    etag().filter(|_| *md5 && known),
-                )
+                (composite(*algorithm, *value), etag().filter(|_| *md5))
             }),
             VerifyPlan::Md5 { md5_hex } => {
                 let single = match count {
@@ -961,8 +957,9 @@ impl DownloadMachine {
     }
 
     /// The verdict on an object whose checksum came without a type: the first reading
-    /// that matches verifies; a multipart ETag that does not match is a mismatch (it is
-    /// unambiguous); a checksum that matches no reading leaves the object not verified.
+    /// that matches verifies (over guessed part sizes too: a match is a match); a
+    /// multipart ETag that does not match over part sizes the server told is a mismatch
+    /// (it is unambiguous); anything else leaves the object not verified.
     fn unstated(
         &self,
         l: &Layout,
@@ -973,10 +970,12 @@ impl DownloadMachine {
             return Some(Check::Verified(v.clone()));
         }
         let (composite, etag) = others();
-        if let Some(Check::Verified(v)) = &composite {
-            return Some(Check::Verified(v.clone()));
+        for check in [&composite, &etag] {
+            if let Some(Check::Verified(v)) = check {
+                return Some(Check::Verified(v.clone()));
+            }
         }
-        if etag.is_some() {
+        if etag.is_some() && l.parts_known() {
             return etag;
         }
         full.as_ref()?;
@@ -984,10 +983,10 @@ impl DownloadMachine {
             VerifyPlan::Unstated { algorithm, .. } => *algorithm,
             _ => ChecksumAlgorithm::Crc32,
         };
-        let how = if composite.is_some() {
+        let how = if l.parts_known() {
             "neither as a full-object nor as a composite checksum"
         } else {
-            "as a full-object checksum, and the part sizes needed to read it as a composite one are unknown"
+            "as a full-object checksum, and the server did not tell the part sizes needed to read it as a composite one"
         };
         Some(Check::Verified(Verified::Unverified {
             reason: format!(
