@@ -446,23 +446,23 @@ impl DownloadMachine {
             }
         }
         let settled = self.engine.in_flight() == 0 && !self.engine.has_retries();
-        if self.phase == Phase::DiscoveringParts
-            && self.to_learn.is_empty()
-            && settled
-            && self.engine.state == RunState::Running
-        {
-            self.parts_learned();
-            self.drive();
-            return;
-        }
-        if self.phase == Phase::Rechecking
-            && self.to_recheck.is_empty()
-            && settled
-            && self.engine.state == RunState::Running
-        {
-            self.start_fetching();
-            self.drive();
-            return;
+        if settled && self.engine.state == RunState::Running {
+            // A phase of parallel work whose last answer is in moves on.
+            let advanced = match self.phase {
+                Phase::DiscoveringParts if self.to_learn.is_empty() => {
+                    self.parts_learned();
+                    true
+                }
+                Phase::Rechecking if self.to_recheck.is_empty() => {
+                    self.start_fetching();
+                    true
+                }
+                _ => false,
+            };
+            if advanced {
+                self.drive();
+                return;
+            }
         }
         let all_in = self.phase == Phase::Fetching
             && self.pending.is_empty()

@@ -14,6 +14,56 @@ use transfer_manager::{ChecksumAlgorithm, ErrorKind, PARTIAL_SUFFIX, Verified};
 
 const LAYOUTS: [[u64; 3]; 2] = [[5, 7, 3], [7, 5, 3]];
 
+/// A manager talking to a server through a proxy that logs the requests.
+struct Rig {
+    proxy: FaultProxy,
+    dir: tempfile::TempDir,
+    tm: transfer_manager::TransferManager,
+    /// Endpoint, access key, secret key, region.
+    server: [String; 4],
+}
+
+impl Rig {
+    async fn new(endpoint: &str, access: &str, secret: &str, region: &str) -> Rig {
+        let proxy = FaultProxy::start(endpoint).await;
+        let dir = tempfile::tempdir().unwrap();
+        let tm = manager(
+            &proxy.endpoint(),
+            access,
+            secret,
+            region,
+            &dir.path().join("state"),
+        );
+        let server = [endpoint, access, secret, region].map(str::to_owned);
+        Rig {
+            proxy,
+            dir,
+            tm,
+            server,
+        }
+    }
+
+    /// Writes objects part by part, straight to the server.
+    fn writer(&self) -> Server<'_> {
+        Server {
+            endpoint: &self.server[0],
+            access: &self.server[1],
+            secret: &self.server[2],
+            region: &self.server[3],
+        }
+    }
+
+    /// A server that echoes part checksums gets an upload reported checked by it.
+    async fn upload_is_checked_by_the_server(&self) {
+        let src = random_file(self.dir.path(), "src", 12 * MIB, 9);
+        let up = upload(&self.tm, "bucket", "uploaded", &src).await.unwrap();
+        assert_eq!(
+            up.verified,
+            Verified::ServerChecksums(ChecksumAlgorithm::Crc32)
+        );
+    }
+}
+
 fn parts_of(layout: [u64; 3], seed: u64) -> Vec<Vec<u8>> {
     layout
         .iter()
@@ -32,30 +82,17 @@ async fn moto_objects_with_uneven_parts_download_verified() {
         return;
     };
     moto.create_bucket("bucket").await.unwrap();
-    let proxy = FaultProxy::start(&moto.endpoint()).await;
-    let dir = tempfile::tempdir().unwrap();
-    let tm = manager(
-        &proxy.endpoint(),
+    let rig = Rig::new(
+        &moto.endpoint(),
         moto.access_key(),
         moto.secret_key(),
         moto.region(),
-        &dir.path().join("state"),
-    );
-    let endpoint = moto.endpoint();
-    let server = Server {
-        endpoint: &endpoint,
-        access: moto.access_key(),
-        secret: moto.secret_key(),
-        region: moto.region(),
-    };
+    )
+    .await;
     // moto echoes each part's checksum: the upload is reported checked by the server
     // (s3s-fs, which echoes none on UploadPart, is the other case: s3s_roundtrip.rs).
-    let src = random_file(dir.path(), "src", 12 * MIB, 9);
-    let up = upload(&tm, "bucket", "uploaded", &src).await.unwrap();
-    assert_eq!(
-        up.verified,
-        Verified::ServerChecksums(ChecksumAlgorithm::Crc32)
-    );
+    rig.upload_is_checked_by_the_server().await;
+    let (proxy, dir, tm, server) = (&rig.proxy, rig.dir.path(), &rig.tm, rig.writer());
     let composite = |a| Some((a, ChecksumType::Composite));
     for (l, layout) in LAYOUTS.into_iter().enumerate() {
         let cases = [
@@ -75,8 +112,8 @@ async fn moto_objects_with_uneven_parts_download_verified() {
             let parts = parts_of(layout, (l * 3 + c) as u64);
             server.put_parts("bucket", &key, &parts, checksum).await;
             proxy.clear_requests();
-            let dest = dir.path().join(&key);
-            let out = download(&tm, "bucket", &key, &dest).await.unwrap();
+            let dest = dir.join(&key);
+            let out = download(tm, "bucket", &key, &dest).await.unwrap();
             assert_eq!(out.verified, expected, "{layout:?} {checksum:?}");
             assert_eq!(std::fs::read(&dest).unwrap(), parts.concat(), "{key}");
             // Each part's length was asked for, without If-Match.
@@ -103,28 +140,15 @@ async fn moto_objects_with_uneven_parts_download_verified() {
 async fn uneven_parts_verify_against_a_server_answering_as_s3_does() {
     let server = s3_testkit::start_s3s_fs_with_parts().await;
     server.create_bucket("bucket").unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let proxy = FaultProxy::start(&server.endpoint()).await;
-    let tm = manager(
-        &proxy.endpoint(),
+    let rig = Rig::new(
+        &server.endpoint(),
         server.access_key(),
         server.secret_key(),
         server.region(),
-        &dir.path().join("state"),
-    );
-    let endpoint = server.endpoint();
-    let writer = Server {
-        endpoint: &endpoint,
-        access: server.access_key(),
-        secret: server.secret_key(),
-        region: server.region(),
-    };
-    let src = random_file(dir.path(), "src", 12 * MIB, 8);
-    let up = upload(&tm, "bucket", "uploaded", &src).await.unwrap();
-    assert_eq!(
-        up.verified,
-        Verified::ServerChecksums(ChecksumAlgorithm::Crc32)
-    );
+    )
+    .await;
+    rig.upload_is_checked_by_the_server().await;
+    let (proxy, dir, tm, writer) = (&rig.proxy, rig.dir.path(), &rig.tm, rig.writer());
 
     let composite = |a| Some((a, ChecksumType::Composite));
     let three = |algorithm| Verified::CompositeChecksum {
@@ -142,8 +166,8 @@ async fn uneven_parts_verify_against_a_server_answering_as_s3_does() {
             let parts = parts_of(layout, 20 + (l * 3 + c) as u64);
             writer.put_parts("bucket", &key, &parts, checksum).await;
             proxy.clear_requests();
-            let dest = dir.path().join(&key);
-            let out = download(&tm, "bucket", &key, &dest)
+            let dest = dir.join(&key);
+            let out = download(tm, "bucket", &key, &dest)
                 .await
                 .unwrap_or_else(|e| panic!("{layout:?} {checksum:?}: {e}"));
             assert_eq!(out.verified, expected, "{layout:?} {checksum:?}");
