@@ -188,6 +188,13 @@ fn body_text(resp: &Response<Bytes>) -> String {
 }
 
 /// Deterministic, incompressible-looking bytes (xorshift).
+/// The response is an S3 error of this status and code.
+fn assert_error(resp: &Response<Bytes>, status: StatusCode, code: &str) {
+    assert_eq!(resp.status(), status, "{}", body_text(resp));
+    let text = body_text(resp);
+    assert!(text.contains(&format!("<Code>{code}</Code>")), "{text}");
+}
+
 fn data(len: usize, seed: u64) -> Vec<u8> {
     let mut x = seed | 1;
     (0..len)
@@ -394,11 +401,10 @@ async fn parts_of_different_sizes_answer_part_number_as_s3_does() {
             ..GetObject::new(BUCKET, key)
         })
         .await;
-    assert_eq!(resp.status(), StatusCode::RANGE_NOT_SATISFIABLE);
-    assert!(
-        body_text(&resp).contains("<Code>InvalidPartNumber</Code>"),
-        "{}",
-        body_text(&resp)
+    assert_error(
+        &resp,
+        StatusCode::RANGE_NOT_SATISFIABLE,
+        "InvalidPartNumber",
     );
 
     // If-Match on a part is compared with the whole object's ETag.
@@ -453,12 +459,7 @@ async fn a_part_whose_checksum_differs_is_refused_and_the_part_before_kept() {
     let resp = rig
         .upload_part(key, &upload_id, 1, &other, Some(crc32(&good)))
         .await;
-    assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
-    assert!(
-        body_text(&resp).contains("<Code>BadDigest</Code>"),
-        "{}",
-        body_text(&resp)
-    );
+    assert_error(&resp, StatusCode::BAD_REQUEST, "BadDigest");
     // So are other bytes under the good bytes' Content-MD5 (and their own CRC32).
     let resp = rig
         .upload_part_md5(
@@ -470,12 +471,7 @@ async fn a_part_whose_checksum_differs_is_refused_and_the_part_before_kept() {
             Some(md5_digest(&good)),
         )
         .await;
-    assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
-    assert!(
-        body_text(&resp).contains("<Code>BadDigest</Code>"),
-        "{}",
-        body_text(&resp)
-    );
+    assert_error(&resp, StatusCode::BAD_REQUEST, "BadDigest");
     // A checksum of the other algorithm than the upload's is refused too.
     let crc32c = Checksum {
         algorithm: ChecksumAlgorithm::Crc32c,
@@ -525,17 +521,7 @@ async fn a_part_whose_checksum_differs_is_refused_and_the_part_before_kept() {
     let resp = rig
         .complete(key, &upload_id, completed(Some(crc32(&other))), None)
         .await;
-    assert_eq!(
-        resp.status(),
-        StatusCode::BAD_REQUEST,
-        "{}",
-        body_text(&resp)
-    );
-    assert!(
-        body_text(&resp).contains("<Code>InvalidPart</Code>"),
-        "{}",
-        body_text(&resp)
-    );
+    assert_error(&resp, StatusCode::BAD_REQUEST, "InvalidPart");
 
     let resp = rig
         .complete(key, &upload_id, completed(Some(crc32(&good))), None)
@@ -599,13 +585,7 @@ async fn a_full_object_upload_reports_the_crc_of_the_whole_object() {
     let resp = rig
         .complete(key, &upload_id, completed.clone(), Some(wrong))
         .await;
-    assert_eq!(
-        resp.status(),
-        StatusCode::BAD_REQUEST,
-        "{}",
-        body_text(&resp)
-    );
-    assert!(body_text(&resp).contains("<Code>BadDigest</Code>"));
+    assert_error(&resp, StatusCode::BAD_REQUEST, "BadDigest");
     let right = Checksum {
         algorithm: ChecksumAlgorithm::Crc32c,
         value: crc32c::crc32c(&data),
