@@ -27,7 +27,7 @@ async fn files_of_every_boundary_size_round_trip_verified() {
         assert_eq!(up.bytes_total, size);
         // s3s-fs echoes (and checks) the checksum of a PutObject but echoes none on
         // UploadPart: a multipart upload is sent with checksums, not confirmed.
-        let multipart = size > 5 * MIB;
+        let multipart = size >= 5 * MIB; // the threshold in `manager`
         match &up.verified {
             Verified::ServerChecksums(_) if !multipart => {}
             Verified::Unverified { reason } if multipart => {
