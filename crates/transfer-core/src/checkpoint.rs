@@ -4,8 +4,10 @@ use crate::op::{CompletedPart, ObjectChecksum};
 use crate::{ChecksumAlgorithm, ETag, RangeSet, SourceFingerprint, UploadId};
 
 /// The format version of checkpoints this build writes. A checkpoint with a larger
-/// version is refused; smaller ones are migrated when the format changes.
-pub const CHECKPOINT_VERSION: u32 = 1;
+/// version is refused (and kept); smaller ones are read as they are. Version 2 added a
+/// download's `part_runs` and `VerifyPlan::Unstated`, and a part's `confirmed`: a build
+/// reading version 1 would drop the part lengths and check over wrong boundaries.
+pub const CHECKPOINT_VERSION: u32 = 2;
 
 /// Everything needed to continue a transfer in another process.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -120,11 +120,12 @@ impl Layout {
         ByteRange::new(start, start.saturating_add(len).min(self.size_bytes))
     }
 
-    /// Whether the ranges are known to be the object's parts: learned from the server, or
-    /// a single range. Otherwise they were guessed (from a part size recorded with the
+    /// Whether the ranges are known to be the object's parts: learned from the server (a
+    /// single-part object is one run). Otherwise they were guessed (from a part size recorded with the
     /// object, or by a checkpoint of an older build, from part 1's length).
     fn parts_known(&self) -> bool {
-        !self.part_runs.is_empty() || self.count() <= 1
+        // A single part is one run too; one range of a multipart object is no proof.
+        !self.part_runs.is_empty()
     }
 
     fn hashes(&self) -> RangeHashes {
@@ -529,6 +530,10 @@ impl DownloadMachine {
         let parts = parts_worth_learning(&info);
         self.discovered = Some(info);
         match parts {
+            // A count from the server, never trusted to size a request storm.
+            Some(n) if u64::from(n) > MAX_PARTS || u64::from(n) > size => {
+                self.give_up_learning(format!("it claims {n} parts for {size} bytes"))
+            }
             // Never guessed from part 1: parts may have any lengths (5, 7 and 3 MiB).
             Some(n) if n > 1 && size > 0 => {
                 self.parts_expected = n;
@@ -546,8 +551,8 @@ impl DownloadMachine {
 
     /// The length of part `n`, from HeadObject `?partNumber=n`.
     fn on_part_learned(&mut self, n: u32, info: ObjectInfo) {
-        if self.phase != Phase::DiscoveringParts {
-            return; // given up on while this was in flight
+        if self.phase != Phase::DiscoveringParts || self.engine.state == RunState::Cancelling {
+            return; // given up on, or cancelled, while this was in flight
         }
         let Some(d) = &self.discovered else { return };
         let (size, expected) = (d.content_length, self.parts_expected);
@@ -615,6 +620,8 @@ impl DownloadMachine {
     /// The server did not tell the part lengths (or told something inconsistent): the
     /// ranges are laid out without them, and whatever needs them is not verified.
     fn give_up_learning(&mut self, problem: String) {
+        // Only part lengths can be waiting for a retry in this phase.
+        self.engine.drain_retries();
         self.to_learn.clear();
         self.learned.clear();
         self.learn_problem = Some(problem);
@@ -1203,7 +1210,7 @@ fn runs_fit(runs: &[PartRun], size: u64) -> bool {
     let total = runs.iter().try_fold(0u64, |t, r| {
         t.checked_add(r.len_bytes.checked_mul(u64::from(r.count))?)
     });
-    count <= MAX_PARTS && total == Some(size) && runs.iter().all(|r| r.count > 0)
+    count <= MAX_PARTS && total == Some(size) && runs.iter().all(|r| r.count > 0 && r.len_bytes > 0)
 }
 
 /// MD5 of `data`, for drivers and tests that need the same digest the machine compares.

@@ -171,8 +171,7 @@ pub struct CompletedPart {
     pub etag: ETag,
     /// Its checksum, when the upload has a checksum algorithm.
     pub checksum: Option<u32>,
-    /// The server confirmed it holds these bytes: it echoed the same checksum, or
-    /// listed an ETag equal to the MD5 of the local bytes.
+    /// The server echoed the checksum sent with it (AWS echoes only what it checked).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub confirmed: bool,
 }

@@ -629,8 +629,10 @@ impl UploadMachine {
                         part: PartNumber(number),
                         etag,
                         checksum,
-                        // The server's ETag is the MD5 of the local bytes.
-                        confirmed: true,
+                        // Its ETag is the MD5 of the local bytes, but the server never
+                        // echoed its checksum: only an echo of the object's on Complete
+                        // can confirm it now.
+                        confirmed: false,
                     },
                 );
                 self.emit_checkpoint();

@@ -35,6 +35,9 @@ enum Kind {
         label: ChecksumAlgorithm,
         real: ChecksumAlgorithm,
     },
+    /// A mislabelled composite checksum as `MotoComposite`, on a server that also
+    /// ignores partNumber: nothing can be proved, and nothing may be called a mismatch.
+    UnstatedNoPartNumber,
     /// SSE-KMS: nothing to verify against.
     Kms,
 }
@@ -85,6 +88,7 @@ fn make_version(kind: Kind, data: Vec<u8>, generation: u64, pattern: &[u64]) -> 
             | Kind::MultipartHinted
             | Kind::MisplacedParts
             | Kind::MotoComposite { .. }
+            | Kind::UnstatedNoPartNumber
     ) && data.len() as u64 > 5 * MIB;
     let parts: Vec<&[u8]> = if multipart {
         split(&data, pattern)
@@ -122,7 +126,11 @@ fn make_version(kind: Kind, data: Vec<u8>, generation: u64, pattern: &[u64]) -> 
             value: checksum(algorithm, &data),
             kind: ChecksumKind::FullObject,
         }),
-        Kind::MotoComposite { label, real } => {
+        Kind::MotoComposite { .. } | Kind::UnstatedNoPartNumber => {
+            let (label, real) = match kind {
+                Kind::MotoComposite { label, real } => (label, real),
+                _ => (ChecksumAlgorithm::Crc32c, ChecksumAlgorithm::Crc32),
+            };
             let crcs: Vec<u8> = parts
                 .iter()
                 .flat_map(|p| checksum(real, p).to_be_bytes())
@@ -354,7 +362,14 @@ impl World {
                             "InvalidArgument",
                         ));
                     }
-                    (Some(_), _) if self.kind == Kind::MultipartNoPartNumber => (size, None),
+                    (Some(_), _)
+                        if matches!(
+                            self.kind,
+                            Kind::MultipartNoPartNumber | Kind::UnstatedNoPartNumber
+                        ) =>
+                    {
+                        (size, None)
+                    }
                     (Some(p), Some(lens)) => match v.part(p.0) {
                         Some(r) => {
                             // S3 says where the part lies; moto does not.
@@ -627,6 +642,7 @@ impl World {
                     let expected_unverified = self.kind == Kind::Kms
                         || self.kind == Kind::MisplacedParts && misplaced
                         || self.kind == Kind::MultipartNoPartNumber && multipart
+                        || self.kind == Kind::UnstatedNoPartNumber && multipart
                         || self.kind == Kind::MultipartHinted && multipart && hint_wrong;
                     assert_eq!(
                         !verifiable, expected_unverified,
@@ -706,6 +722,7 @@ fn kind() -> impl Strategy<Value = Kind> {
         Just(Kind::MultipartNoPartNumber),
         Just(Kind::MultipartHinted),
         Just(Kind::MisplacedParts),
+        Just(Kind::UnstatedNoPartNumber),
         Just(Kind::MotoComposite {
             label: ChecksumAlgorithm::Crc32,
             real: ChecksumAlgorithm::Crc32
@@ -943,6 +960,7 @@ fn uneven_parts_are_learned_and_verified() {
             Kind::MultipartNoPartNumber,
             Kind::MultipartHinted,
             Kind::MisplacedParts,
+            Kind::UnstatedNoPartNumber,
         ] {
             match run(kind) {
                 Verified::Unverified { reason } => {
