@@ -39,7 +39,7 @@ pub enum TransferError {
     },
     /// Downloaded bytes do not match the object's checksum or ETag. The partial file is
     /// kept, and the checkpoint with it: resuming fetches the bytes again.
-    #[error("checksum mismatch on {}: {algorithm} expected {expected}, computed {actual}; the bytes received are kept in {partial_path}: resume to download them again, or cancel the transfer to remove them", .range.map(|r| r.to_string()).unwrap_or_else(|| "the whole object".into()))]
+    #[error("checksum mismatch on {}: {algorithm} expected {expected}, computed {actual}; the bytes received are kept in {partial_path} (resuming downloads the object again, cancelling removes them)", .range.map(|r| r.to_string()).unwrap_or_else(|| "the whole object".into()))]
     ChecksumMismatch {
         /// The range that failed, when it can be named.
         range: Option<ByteRange>,
