@@ -524,27 +524,15 @@ pub(crate) async fn cancel(global: &Global, a: CancelArgs) -> Result<u8, Failure
             eprintln!("s3tm: nothing to cancel");
             return Ok(exit::DONE);
         }
-        let mut failed = 0;
+        let mut results = Vec::with_capacity(idle.len());
         for t in &idle {
             let cancelled = match managers.for_saved(&t.id) {
                 Ok(m) => m.cancel_saved(&t.id).await.map_err(|e| explain(&e, None)),
                 Err(f) => Err(f.to_string()),
             };
-            match cancelled {
-                Ok(()) => println!("cancelled {}", what(t)),
-                Err(e) => {
-                    eprintln!("s3tm: error: {}: {e}", t.id);
-                    failed += 1;
-                }
-            }
+            results.push((t.id.to_string(), what(t), cancelled));
         }
-        return match failed {
-            0 => Ok(exit::DONE),
-            n => Err(Failure::new(format!(
-                "{n} of {} cancels failed",
-                idle.len()
-            ))),
-        };
+        return report_cancels(results);
     }
     let target = a.target.as_deref().unwrap_or_default();
     if target.starts_with("s3://") {
@@ -556,23 +544,10 @@ pub(crate) async fn cancel(global: &Global, a: CancelArgs) -> Result<u8, Failure
                 list_command(global)
             )));
         }
-        let mut failed = 0;
-        for (id, result) in &results {
-            match result {
-                Ok(()) => println!("cancelled {id} of {url}"),
-                Err(e) => {
-                    eprintln!("s3tm: error: {id}: {}", explain(e, None));
-                    failed += 1;
-                }
-            }
-        }
-        return match failed {
-            0 => Ok(exit::DONE),
-            n => Err(Failure::new(format!(
-                "{n} of {} cancels failed",
-                results.len()
-            ))),
-        };
+        return report_cancels(results.into_iter().map(|(id, result)| {
+            let what = format!("{id} of {url}");
+            (id.to_string(), what, result.map_err(|e| explain(&e, None)))
+        }));
     }
     let id = parse_id(target)?;
     let (saved, unreadable) = saved_and_unreadable(&manager)?;
@@ -677,5 +652,27 @@ pub(crate) async fn clean(global: &Global, a: CleanArgs) -> Result<u8, Failure> 
     match failed {
         0 => Ok(exit::DONE),
         n => Err(Failure::new(format!("{n} abort(s) failed"))),
+    }
+}
+
+/// Prints each cancel's outcome (`id`, what was cancelled, the error) and fails when any
+/// did.
+fn report_cancels(
+    results: impl IntoIterator<Item = (String, String, Result<(), String>)>,
+) -> Result<u8, Failure> {
+    let (mut all, mut failed) = (0, 0);
+    for (id, what, result) in results {
+        all += 1;
+        match result {
+            Ok(()) => println!("cancelled {what}"),
+            Err(e) => {
+                eprintln!("s3tm: error: {id}: {e}");
+                failed += 1;
+            }
+        }
+    }
+    match failed {
+        0 => Ok(exit::DONE),
+        n => Err(Failure::new(format!("{n} of {all} cancels failed"))),
     }
 }

@@ -127,6 +127,18 @@ impl Env {
     }
 }
 
+/// A download of `obj` to `copy.bin` one 5 MiB range at a time: slowed down with
+/// [`Env::slow_down`], it can be stopped part-way.
+const SLOW_COPY: [&str; 7] = [
+    "cp",
+    "--part-size",
+    "5MiB",
+    "--concurrency",
+    "1",
+    "s3://bucket/obj",
+    "copy.bin",
+];
+
 struct Run {
     code: Option<i32>,
     stdout: String,
@@ -356,18 +368,7 @@ async fn kill_9_mid_download_then_resume_by_id() {
 
     env.slow_down(Duration::from_millis(250));
     let dest = env.path("copy.bin");
-    let mut child = env
-        .s3tm(&[
-            "cp",
-            "--part-size",
-            "5MiB",
-            "--concurrency",
-            "1",
-            "s3://bucket/obj",
-            "copy.bin",
-        ])
-        .spawn()
-        .unwrap();
+    let mut child = env.s3tm(&SLOW_COPY).spawn().unwrap();
     let seen = env.wait_for_bytes_done(&mut child, "obj");
     assert_eq!(seen["direction"], "download");
     let id = seen["id"].as_str().unwrap().to_owned();
@@ -403,18 +404,7 @@ async fn cancel_removes_a_paused_download_and_its_partial_file() {
     assert_eq!(up.code, Some(0), "upload failed: {}", up.stderr);
 
     env.slow_down(Duration::from_millis(250));
-    let mut child = env
-        .s3tm(&[
-            "cp",
-            "--part-size",
-            "5MiB",
-            "--concurrency",
-            "1",
-            "s3://bucket/obj",
-            "copy.bin",
-        ])
-        .spawn()
-        .unwrap();
+    let mut child = env.s3tm(&SLOW_COPY).spawn().unwrap();
     let seen = env.wait_for_bytes_done(&mut child, "obj");
     let id = seen["id"].as_str().unwrap().to_owned();
     signal(&child, "-TERM");
@@ -816,15 +806,7 @@ async fn a_second_download_to_the_same_file_from_another_state_dir_is_refused() 
     let env = Env::new().await;
     let src = put_object(&env, "obj", 20 * MIB, 15);
     env.slow_down(Duration::from_millis(300));
-    let cp = [
-        "cp",
-        "--part-size",
-        "5MiB",
-        "--concurrency",
-        "1",
-        "s3://bucket/obj",
-        "copy.bin",
-    ];
+    let cp = SLOW_COPY;
     let mut first = env.s3tm(&cp).spawn().unwrap();
     env.wait_for_bytes_done(&mut first, "obj");
 
@@ -1010,15 +992,7 @@ async fn a_partial_file_overwritten_while_paused_is_checked_and_fetched_again() 
     let src = put_object(&env, "obj", 30 * MIB, 31);
 
     env.slow_down(Duration::from_millis(250));
-    let cp = [
-        "cp",
-        "--part-size",
-        "5MiB",
-        "--concurrency",
-        "1",
-        "s3://bucket/obj",
-        "copy.bin",
-    ];
+    let cp = SLOW_COPY;
     let paused = paused_cp(&env, &cp, "obj");
     assert!(paused["bytes_done"].as_u64() >= Some(5 * MIB), "{paused}");
     let partial = env.path("copy.bin.s3tm-partial");
@@ -1181,15 +1155,7 @@ async fn a_paused_download_rerun_against_another_endpoint_names_its_server() {
     let env = Env::new().await;
     put_object(&env, "obj", 20 * MIB, 35);
     env.slow_down(Duration::from_millis(250));
-    let cp = [
-        "cp",
-        "--part-size",
-        "5MiB",
-        "--concurrency",
-        "1",
-        "s3://bucket/obj",
-        "copy.bin",
-    ];
+    let cp = SLOW_COPY;
     paused_cp(&env, &cp, "obj");
 
     let direct = env.server.endpoint();
@@ -1220,15 +1186,7 @@ async fn a_corrupt_checkpoint_is_named_by_resume_and_removed_by_cancel() {
     let env = Env::new().await;
     put_object(&env, "obj", 20 * MIB, 36);
     env.slow_down(Duration::from_millis(250));
-    let cp = [
-        "cp",
-        "--part-size",
-        "5MiB",
-        "--concurrency",
-        "1",
-        "s3://bucket/obj",
-        "copy.bin",
-    ];
+    let cp = SLOW_COPY;
     let paused = paused_cp(&env, &cp, "obj");
     let id = paused["id"].as_str().unwrap().to_owned();
     let record = env.state_dir().join(format!("{id}.record"));
@@ -1378,18 +1336,7 @@ async fn a_pause_whose_checkpoint_cannot_be_saved_says_so() {
     };
     env.slow_down(Duration::from_millis(250));
     let start = env.proxy.body_bytes();
-    let child = env
-        .s3tm(&[
-            "cp",
-            "--part-size",
-            "5MiB",
-            "--concurrency",
-            "1",
-            "s3://bucket/obj",
-            "copy.bin",
-        ])
-        .spawn()
-        .unwrap();
+    let child = env.s3tm(&SLOW_COPY).spawn().unwrap();
     let deadline = Instant::now() + TIMEOUT;
     while env.proxy.body_bytes().to_client - start.to_client < 5 * MIB {
         assert!(Instant::now() < deadline, "nothing was fetched");
