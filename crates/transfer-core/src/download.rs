@@ -10,16 +10,17 @@ use crate::checksum::{
     checksum_of, combine_all, composite_checksum, md5_of_nothing, multipart_etag,
 };
 use crate::config::MAX_PARTS;
-use crate::engine::{Engine, RunState, Slot};
+use crate::engine::{Ending, Engine, RunState, Slot};
+use crate::machine::{Direction, Machine};
 use crate::op::{ChecksumKind, ObjectChecksum, ObjectInfo, RangeHashes};
 use crate::{
     ByteRange, CHECKPOINT_VERSION, Checkpoint, Completion, DownloadCheckpoint, DownloadConfig,
-    ETag, Event, Failure, FailureKind, OpId, OpKind, Operation, Outcome, PartNumber, PartRun,
-    RangeHash, RangeSet, Time, TransferError, TransferMachine, Verified, VerifyPlan,
+    ETag, Event, Failure, FailureKind, OpKind, Outcome, PartNumber, PartRun, RangeHash, RangeSet,
+    Time, TransferError, Verified, VerifyPlan,
 };
 
 #[derive(Debug, Clone, PartialEq, Eq)]
-enum Task {
+pub(crate) enum Task {
     Head,
     /// HeadObject `?partNumber=N`: the length of part N.
     HeadPart(u32),
@@ -160,22 +161,17 @@ impl Layout {
     }
 }
 
-/// How a download that is being wound down ends once its partial file is removed.
-#[derive(Debug, Clone)]
-enum Ending {
-    Cancelled,
-    Failed(TransferError),
-}
-
 /// Downloads one object into a partial file. See the crate docs for the contract.
+pub type DownloadMachine = Machine<Download>;
+
+/// The rules of a download: discover the object, fetch ranges pinned to its ETag,
+/// verify, and only then move the file into place.
 #[derive(Debug)]
-pub struct DownloadMachine {
+pub struct Download {
     cfg: DownloadConfig,
     partial_path: String,
     engine: Engine<Task>,
     phase: Phase,
-    control_due: bool,
-    ending: Option<Ending>,
     /// The version a resumed download must find.
     expected_etag: Option<ETag>,
     /// What the first HeadObject said, until the layout is settled.
@@ -208,52 +204,20 @@ pub struct DownloadMachine {
     bytes_recheck_failed: u64,
 }
 
-impl DownloadMachine {
+impl Machine<Download> {
     /// Starts a download whose bytes go to `partial_path` until verified.
     pub fn new(cfg: DownloadConfig, partial_path: String, now: Time) -> Self {
-        let mut m = DownloadMachine::blank(cfg, partial_path, now);
-        m.control_due = true;
+        let mut m = Download::blank(cfg, partial_path, now);
+        m.engine.control_due = true;
         m.drive();
-        m
-    }
-
-    /// A machine with nothing queued yet.
-    fn blank(cfg: DownloadConfig, partial_path: String, now: Time) -> Self {
-        let engine = Engine::new(cfg.retry.clone(), cfg.max_in_flight, now);
-        DownloadMachine {
-            cfg,
-            partial_path,
-            engine,
-            phase: Phase::Discovering,
-            control_due: false,
-            ending: None,
-            expected_etag: None,
-            discovered: None,
-            to_learn: BTreeSet::new(),
-            learned: BTreeMap::new(),
-            parts_expected: 0,
-            learn_problem: None,
-            layout: None,
-            completed: RangeSet::new(),
-            hashes: BTreeMap::new(),
-            pending: BTreeSet::new(),
-            recheck_due: false,
-            to_recheck: BTreeSet::new(),
-            carried: RangeSet::new(),
-            verified: None,
-            bytes_transferred: 0,
-            bytes_resent: 0,
-            bytes_resumed: 0,
-            bytes_rechecked: 0,
-            bytes_recheck_failed: 0,
-        }
+        Machine { dir: m }
     }
 
     /// Continues the download recorded in `cp`. The object must still have the recorded
     /// ETag; otherwise the transfer fails with [`TransferError::ObjectChanged`] and the
     /// partial file is removed, so old and new bytes never mix.
     pub fn from_checkpoint(cfg: DownloadConfig, cp: DownloadCheckpoint, now: Time) -> Self {
-        let mut m = DownloadMachine::blank(cfg, cp.partial_path.clone(), now);
+        let mut m = Download::blank(cfg, cp.partial_path.clone(), now);
         m.expected_etag = Some(cp.etag.clone());
         let problem = if cp.version > CHECKPOINT_VERSION {
             Some(format!(
@@ -291,15 +255,51 @@ impl DownloadMachine {
         m.recheck_due = true;
         match problem {
             // Nothing is deleted: a newer s3tm may still resume it.
-            Some(p) => m.fail(TransferError::InvalidCheckpoint(p)),
-            None => m.control_due = true,
+            Some(p) => m.engine.fail(TransferError::InvalidCheckpoint(p)),
+            None => m.engine.control_due = true,
         }
         m.drive();
-        m
+        Machine { dir: m }
     }
 
     /// The object's ETag, once known.
     pub fn etag(&self) -> Option<&ETag> {
+        self.dir.etag()
+    }
+}
+
+impl Download {
+    /// A machine with nothing queued yet.
+    fn blank(cfg: DownloadConfig, partial_path: String, now: Time) -> Self {
+        let engine = Engine::new(cfg.retry.clone(), cfg.max_in_flight, now);
+        Download {
+            cfg,
+            partial_path,
+            engine,
+            phase: Phase::Discovering,
+            expected_etag: None,
+            discovered: None,
+            to_learn: BTreeSet::new(),
+            learned: BTreeMap::new(),
+            parts_expected: 0,
+            learn_problem: None,
+            layout: None,
+            completed: RangeSet::new(),
+            hashes: BTreeMap::new(),
+            pending: BTreeSet::new(),
+            recheck_due: false,
+            to_recheck: BTreeSet::new(),
+            carried: RangeSet::new(),
+            verified: None,
+            bytes_transferred: 0,
+            bytes_resent: 0,
+            bytes_resumed: 0,
+            bytes_rechecked: 0,
+            bytes_recheck_failed: 0,
+        }
+    }
+
+    fn etag(&self) -> Option<&ETag> {
         self.layout
             .as_ref()
             .map(|l| &l.etag)
@@ -310,7 +310,7 @@ impl DownloadMachine {
         self.layout.as_ref().map_or(0, |l| l.size_bytes)
     }
 
-    fn checkpoint(&self) -> Option<DownloadCheckpoint> {
+    fn download_checkpoint(&self) -> Option<DownloadCheckpoint> {
         let l = self.layout.as_ref()?;
         Some(DownloadCheckpoint {
             version: CHECKPOINT_VERSION,
@@ -328,190 +328,13 @@ impl DownloadMachine {
         })
     }
 
-    fn emit_checkpoint(&mut self) {
-        if let Some(cp) = self.checkpoint() {
-            self.engine.checkpoint(Checkpoint::Download(cp));
-        }
-    }
-
-    fn emit_progress(&mut self) {
-        let (bytes_done, bytes_total) = self.progress();
-        self.engine.emit(Event::Progress {
-            bytes_done,
-            bytes_total,
-        });
-    }
-
-    fn control_task(&self) -> Option<Task> {
-        match self.phase {
-            Phase::Discovering => Some(Task::Head),
-            Phase::Preparing => Some(Task::Prepare),
-            Phase::DiscoveringParts | Phase::Rechecking | Phase::Fetching => None,
-            Phase::Hashing => Some(Task::Hash),
-            Phase::Committing => Some(Task::Commit),
-            Phase::Deleting => Some(Task::Delete),
-        }
-    }
-
-    fn op_for(&self, task: &Task) -> OpKind {
-        match task {
-            Task::Head => OpKind::HeadObject {
-                part_number: None,
-                if_match: None,
-            },
-            Task::HeadPart(n) => OpKind::HeadObject {
-                part_number: Some(PartNumber(*n)),
-                if_match: None,
-            },
-            Task::Prepare => OpKind::PreparePartialFile {
-                size_bytes: self.bytes_total(),
-                create: self.completed.ranges().is_empty(),
-            },
-            Task::Recheck(i) => {
-                let l = self
-                    .layout
-                    .as_ref()
-                    .expect("ranges are rechecked only once laid out");
-                OpKind::HashPartialRange {
-                    range: l.range(*i),
-                    hashes: l.hashes(),
-                }
-            }
-            Task::Range(i) => {
-                let l = self
-                    .layout
-                    .as_ref()
-                    .expect("ranges are fetched only once laid out");
-                OpKind::GetRange {
-                    range: l.range(*i),
-                    if_match: l.etag.clone(),
-                    hashes: l.hashes(),
-                }
-            }
-            Task::Hash => OpKind::HashPartialFile,
-            Task::Commit => OpKind::CommitPartialFile,
-            Task::Delete => OpKind::DeletePartialFile,
-        }
-    }
-
-    fn launch(&mut self, slot: Slot<Task>) {
-        let kind = self.op_for(&slot.task);
-        self.engine.launch(slot, kind);
-    }
-
-    fn drive(&mut self) {
-        match self.engine.state {
-            RunState::Finished | RunState::Paused => return,
-            RunState::Pausing => {
-                if self.engine.in_flight() == 0 {
-                    self.requeue_retries();
-                    self.emit_checkpoint();
-                    self.engine.state = RunState::Paused;
-                    self.engine.emit(Event::Paused);
-                }
-                return;
-            }
-            RunState::Cancelling => {
-                if self.engine.in_flight() > 0 {
-                    return;
-                }
-                self.engine.drain_retries();
-                self.engine.state = RunState::Running;
-                self.phase = Phase::Deleting;
-                self.control_due = true;
-            }
-            RunState::Running => {}
-        }
-        while self.engine.has_room() {
-            if let Some(slot) = self.engine.pop_ready() {
-                self.launch(slot);
-            } else if self.control_due && self.engine.in_flight() == 0 {
-                self.control_due = false;
-                if let Some(task) = self.control_task() {
-                    self.launch(Slot::new(task));
-                }
-            } else if self.phase == Phase::DiscoveringParts
-                && let Some(n) = self.to_learn.pop_first()
-            {
-                self.launch(Slot::new(Task::HeadPart(n)));
-            } else if self.phase == Phase::Rechecking
-                && let Some(i) = self.to_recheck.pop_first()
-            {
-                self.launch(Slot::new(Task::Recheck(i)));
-            } else if self.phase == Phase::Fetching
-                && let Some(i) = self.pending.pop_first()
-            {
-                self.launch(Slot::new(Task::Range(i)));
-            } else {
-                break;
-            }
-        }
-        let settled = self.engine.in_flight() == 0 && !self.engine.has_retries();
-        if settled && self.engine.state == RunState::Running {
-            // A phase of parallel work whose last answer is in moves on.
-            let advanced = match self.phase {
-                Phase::DiscoveringParts if self.to_learn.is_empty() => {
-                    self.parts_learned();
-                    true
-                }
-                Phase::Rechecking if self.to_recheck.is_empty() => {
-                    self.start_fetching();
-                    true
-                }
-                _ => false,
-            };
-            if advanced {
-                self.drive();
-                return;
-            }
-        }
-        let all_in = self.phase == Phase::Fetching
-            && self.pending.is_empty()
-            && self.engine.in_flight() == 0
-            && !self.engine.has_retries();
-        if all_in && self.engine.state == RunState::Running {
-            self.verify_ranges();
-            self.drive();
-        }
-    }
-
-    fn requeue_retries(&mut self) {
-        for slot in self.engine.drain_retries() {
-            match slot.task {
-                Task::Range(i) => {
-                    self.pending.insert(i);
-                }
-                Task::Recheck(i) => {
-                    self.to_recheck.insert(i);
-                }
-                Task::HeadPart(n) if self.phase == Phase::DiscoveringParts => {
-                    self.to_learn.insert(n);
-                }
-                _ => {}
-            }
-        }
-    }
-
-    fn wind_down(&mut self, ending: Ending) {
-        self.ending = Some(ending);
-        self.pending.clear();
-        self.to_recheck.clear();
-        self.to_learn.clear();
-        self.control_due = false;
-        self.engine.drain_retries();
-        self.engine.state = RunState::Cancelling;
-    }
-
-    fn fail(&mut self, err: TransferError) {
-        self.engine.finish_with(Event::Failed(err));
-    }
-
     fn object_changed(&mut self, found: Option<ETag>) {
         let expected = self.etag().cloned().unwrap_or_else(|| ETag(String::new()));
-        self.wind_down(Ending::Failed(TransferError::ObjectChanged {
-            expected,
-            found,
-        }));
+        self.engine
+            .wind_down(Ending::Failed(TransferError::ObjectChanged {
+                expected,
+                found,
+            }));
     }
 
     /// Chooses ranges and the integrity check from the first HeadObject.
@@ -523,7 +346,7 @@ impl DownloadMachine {
             }
             // A resumed download keeps its layout.
             self.phase = Phase::Preparing;
-            self.control_due = true;
+            self.engine.control_due = true;
             return;
         }
         let size = info.content_length;
@@ -727,7 +550,7 @@ impl DownloadMachine {
         // Recorded before the partial file exists, so a crash cannot leave it unknown.
         self.emit_checkpoint();
         self.phase = Phase::Preparing;
-        self.control_due = true;
+        self.engine.control_due = true;
     }
 
     fn on_prepared(&mut self, previous_len: Option<u64>) {
@@ -749,7 +572,7 @@ impl DownloadMachine {
             if previous_len.is_none() {
                 // Not created (create was false): now that the checkpoint names no bytes,
                 // ask again, allowing creation.
-                self.control_due = true;
+                self.engine.control_due = true;
                 return;
             }
         }
@@ -835,7 +658,7 @@ impl DownloadMachine {
                 FailureKind::Other,
                 "the driver did not report the hashes asked for",
             );
-            self.fail(TransferError::Remote {
+            self.engine.fail(TransferError::Remote {
                 op: "GetObject",
                 failure,
             });
@@ -943,7 +766,7 @@ impl DownloadMachine {
                 if count > 1 {
                     // MD5 cannot be combined, so the file is read once more.
                     self.phase = Phase::Hashing;
-                    self.control_due = true;
+                    self.engine.control_due = true;
                     return;
                 }
                 single.map(|m| check_md5(md5_hex, m))
@@ -957,7 +780,7 @@ impl DownloadMachine {
             Some(Check::Mismatch((algorithm, expected, actual))) => {
                 self.mismatch(algorithm, expected, actual)
             }
-            None => self.fail(TransferError::InvalidCheckpoint(
+            None => self.engine.fail(TransferError::InvalidCheckpoint(
                 "a completed range has no recorded hash".into(),
             )),
         }
@@ -1010,7 +833,7 @@ impl DownloadMachine {
         self.carried = RangeSet::new();
         self.hashes.clear();
         self.emit_checkpoint();
-        self.fail(TransferError::ChecksumMismatch {
+        self.engine.fail(TransferError::ChecksumMismatch {
             range: None,
             partial_path: self.partial_path.clone(),
             algorithm,
@@ -1022,10 +845,10 @@ impl DownloadMachine {
     fn commit(&mut self, verified: Verified) {
         self.verified = Some(verified);
         self.phase = Phase::Committing;
-        self.control_due = true;
+        self.engine.control_due = true;
     }
 
-    fn on_success(&mut self, task: Task, outcome: Outcome) {
+    fn handle_success(&mut self, task: Task, outcome: Outcome) {
         match (task, outcome) {
             (Task::Head, Outcome::ObjectInfo(info)) => self.on_discovered(info),
             (Task::HeadPart(n), Outcome::ObjectInfo(info)) => self.on_part_learned(n, info),
@@ -1050,22 +873,9 @@ impl DownloadMachine {
             }
             (Task::Commit, Outcome::FileCommitted) => self.complete(),
             (Task::Delete, Outcome::FileDeleted) => {
-                let event = match self.ending.take() {
-                    Some(Ending::Failed(e)) => Event::Failed(e),
-                    _ => Event::Cancelled,
-                };
-                self.engine.finish_with(event);
+                self.engine.end();
             }
-            (task, outcome) => {
-                let failure = Failure::new(
-                    FailureKind::Other,
-                    format!("driver answered {task:?} with {outcome:?}"),
-                );
-                self.fail(TransferError::Remote {
-                    op: "driver",
-                    failure,
-                });
-            }
+            (task, outcome) => self.engine.unexpected(&task, &outcome),
         }
     }
 
@@ -1091,7 +901,7 @@ impl DownloadMachine {
         self.engine.finish_with(Event::Completed(completion));
     }
 
-    fn on_failure(&mut self, now: Time, slot: Slot<Task>, failure: Failure) {
+    fn handle_failure(&mut self, now: Time, slot: Slot<Task>, failure: Failure) {
         let task = slot.task.clone();
         if let (Task::Range(i), Some(l)) = (&task, &self.layout) {
             self.bytes_resent += l.range(*i).len_bytes();
@@ -1108,7 +918,7 @@ impl DownloadMachine {
                     op: "DeletePartialFile",
                     message: failure.message,
                 };
-                self.fail(err);
+                self.engine.fail(err);
                 return;
             }
             (Task::Range(_), FailureKind::PreconditionFailed) => {
@@ -1127,7 +937,7 @@ impl DownloadMachine {
             (_, FailureKind::LocalIo) => {
                 // Keep the partial file and checkpoint: freeing space and resuming works.
                 let op = self.op_for(&task).name();
-                self.fail(TransferError::Local {
+                self.engine.fail(TransferError::Local {
                     op,
                     message: failure.message,
                 });
@@ -1137,7 +947,7 @@ impl DownloadMachine {
         }
         let op = self.op_for(&task).name();
         if let Err(err) = self.engine.retry(now, slot, op, failure) {
-            self.fail(err);
+            self.engine.fail(err);
         }
     }
 }
@@ -1223,68 +1033,125 @@ pub fn checksum(alg: crate::ChecksumAlgorithm, data: &[u8]) -> u32 {
     checksum_of(alg, data)
 }
 
-impl TransferMachine for DownloadMachine {
-    fn handle_outcome(&mut self, now: Time, op: OpId, outcome: Outcome) {
-        let Some(slot) = self.engine.finish(op) else {
-            return;
-        };
-        match outcome {
-            Outcome::Failed(failure) => self.on_failure(now, slot, failure),
-            Outcome::Dropped => {
-                if let Task::Recheck(i) = slot.task {
-                    if self.engine.state != RunState::Cancelling {
-                        self.to_recheck.insert(i);
-                    }
-                } else if let Task::HeadPart(n) = slot.task {
-                    if self.engine.state != RunState::Cancelling
-                        && self.phase == Phase::DiscoveringParts
-                    {
-                        self.to_learn.insert(n);
-                    }
-                } else if let (Task::Range(i), Some(l)) = (&slot.task, &self.layout) {
-                    self.bytes_resent += l.range(*i).len_bytes();
-                    if self.engine.state != RunState::Cancelling {
-                        self.pending.insert(*i);
-                    }
-                } else if self.engine.state == RunState::Running {
-                    self.control_due = true;
+impl Direction for Download {
+    type Task = Task;
+
+    fn engine(&self) -> &Engine<Task> {
+        &self.engine
+    }
+
+    fn engine_mut(&mut self) -> &mut Engine<Task> {
+        &mut self.engine
+    }
+
+    fn control_task(&self) -> Option<Task> {
+        match self.phase {
+            Phase::Discovering => Some(Task::Head),
+            Phase::Preparing => Some(Task::Prepare),
+            Phase::DiscoveringParts | Phase::Rechecking | Phase::Fetching => None,
+            Phase::Hashing => Some(Task::Hash),
+            Phase::Committing => Some(Task::Commit),
+            Phase::Deleting => Some(Task::Delete),
+        }
+    }
+
+    fn is_control(task: &Task) -> bool {
+        !matches!(task, Task::Range(_) | Task::Recheck(_) | Task::HeadPart(_))
+    }
+
+    fn next_task(&mut self) -> Option<Task> {
+        match self.phase {
+            Phase::DiscoveringParts => self.to_learn.pop_first().map(Task::HeadPart),
+            Phase::Rechecking => self.to_recheck.pop_first().map(Task::Recheck),
+            Phase::Fetching => self.pending.pop_first().map(Task::Range),
+            _ => None,
+        }
+    }
+
+    fn op_for(&self, task: &Task) -> OpKind {
+        match task {
+            Task::Head => OpKind::HeadObject {
+                part_number: None,
+                if_match: None,
+            },
+            Task::HeadPart(n) => OpKind::HeadObject {
+                part_number: Some(PartNumber(*n)),
+                if_match: None,
+            },
+            Task::Prepare => OpKind::PreparePartialFile {
+                size_bytes: self.bytes_total(),
+                create: self.completed.ranges().is_empty(),
+            },
+            Task::Recheck(i) => {
+                let l = self
+                    .layout
+                    .as_ref()
+                    .expect("ranges are rechecked only once laid out");
+                OpKind::HashPartialRange {
+                    range: l.range(*i),
+                    hashes: l.hashes(),
                 }
             }
-            outcome => {
-                self.engine.progressed(now);
-                self.on_success(slot.task, outcome);
+            Task::Range(i) => {
+                let l = self
+                    .layout
+                    .as_ref()
+                    .expect("ranges are fetched only once laid out");
+                OpKind::GetRange {
+                    range: l.range(*i),
+                    if_match: l.etag.clone(),
+                    hashes: l.hashes(),
+                }
             }
-        }
-        self.drive();
-    }
-
-    fn handle_timeout(&mut self, now: Time) {
-        if let Some(err) = self.engine.handle_timeout(now) {
-            self.fail(err);
-        }
-        self.drive();
-    }
-
-    fn pause(&mut self, _now: Time) {
-        if self.engine.state == RunState::Running && self.phase != Phase::Deleting {
-            self.engine.state = RunState::Pausing;
-            self.drive();
+            Task::Hash => OpKind::HashPartialFile,
+            Task::Commit => OpKind::CommitPartialFile,
+            Task::Delete => OpKind::DeletePartialFile,
         }
     }
 
-    fn resume(&mut self, now: Time) {
-        if !matches!(self.engine.state, RunState::Paused | RunState::Pausing) {
-            return;
+    fn requeue(&mut self, task: Task) {
+        match task {
+            Task::Range(i) => {
+                self.pending.insert(i);
+            }
+            Task::Recheck(i) => {
+                self.to_recheck.insert(i);
+            }
+            Task::HeadPart(n) if self.phase == Phase::DiscoveringParts => {
+                self.to_learn.insert(n);
+            }
+            _ => {}
         }
-        self.requeue_retries();
-        self.engine.state = RunState::Running;
-        self.engine.touch(now);
-        // A control operation still in flight (a pause that had not settled) answers for
-        // itself: never send a second one beside it.
-        let control_in_flight = self
-            .engine
-            .in_flight_tasks()
-            .any(|t| !matches!(t, Task::Range(_) | Task::Recheck(_) | Task::HeadPart(_)));
+    }
+
+    fn settled(&mut self) -> bool {
+        // A phase of parallel work whose last answer is in moves on.
+        let before = self.phase;
+        match self.phase {
+            Phase::DiscoveringParts if self.to_learn.is_empty() => self.parts_learned(),
+            Phase::Rechecking if self.to_recheck.is_empty() => self.start_fetching(),
+            Phase::Fetching if self.pending.is_empty() => self.verify_ranges(),
+            _ => {}
+        }
+        self.phase != before || self.engine.state != RunState::Running
+    }
+
+    fn clear_work(&mut self) {
+        self.pending.clear();
+        self.to_recheck.clear();
+        self.to_learn.clear();
+    }
+
+    fn clean_up(&mut self, _failing: bool) -> bool {
+        self.phase = Phase::Deleting;
+        true
+    }
+
+    fn cleaning_up(&self) -> bool {
+        self.phase == Phase::Deleting
+    }
+
+    fn resumed(&mut self, control_in_flight: bool) {
         if !control_in_flight
             && self.engine.in_flight() == 0
             && matches!(
@@ -1300,42 +1167,40 @@ impl TransferMachine for DownloadMachine {
             self.recheck_due = true;
             self.phase = Phase::Preparing;
         }
-        self.control_due = self.control_task().is_some() && !control_in_flight;
-        self.drive();
     }
 
-    fn cancel(&mut self, _now: Time) {
-        if matches!(self.engine.state, RunState::Finished | RunState::Cancelling)
-            || self.phase == Phase::Deleting
-        {
-            return;
+    fn on_success(&mut self, task: Task, outcome: Outcome) {
+        self.handle_success(task, outcome);
+    }
+
+    fn on_failure(&mut self, now: Time, slot: Slot<Task>, failure: Failure) {
+        self.handle_failure(now, slot, failure);
+    }
+
+    fn on_dropped(&mut self, task: Task) -> bool {
+        let cancelling = self.engine.state == RunState::Cancelling;
+        match task {
+            Task::Recheck(i) if !cancelling => {
+                self.to_recheck.insert(i);
+            }
+            Task::HeadPart(n) if !cancelling && self.phase == Phase::DiscoveringParts => {
+                self.to_learn.insert(n);
+            }
+            Task::Range(i) => {
+                if let Some(l) = &self.layout {
+                    self.bytes_resent += l.range(i).len_bytes();
+                }
+                if !cancelling {
+                    self.pending.insert(i);
+                }
+            }
+            task => return !Self::is_control(&task),
         }
-        self.wind_down(Ending::Cancelled);
-        self.drive();
+        true
     }
 
-    fn poll_operation(&mut self) -> Option<Operation> {
-        self.engine.poll_operation()
-    }
-
-    fn poll_timeout(&self) -> Option<Time> {
-        self.engine.poll_timeout()
-    }
-
-    fn poll_checkpoint(&mut self) -> Option<Checkpoint> {
-        self.engine.poll_checkpoint()
-    }
-
-    fn poll_event(&mut self) -> Option<Event> {
-        self.engine.poll_event()
-    }
-
-    fn is_finished(&self) -> bool {
-        self.engine.state == RunState::Finished
-    }
-
-    fn is_paused(&self) -> bool {
-        self.engine.state == RunState::Paused
+    fn checkpoint(&self) -> Option<Checkpoint> {
+        self.download_checkpoint().map(Checkpoint::Download)
     }
 
     fn progress(&self) -> (u64, u64) {

@@ -37,6 +37,13 @@ pub(crate) enum RunState {
     Finished,
 }
 
+/// How a transfer that is being wound down ends once it has cleaned up.
+#[derive(Debug, Clone)]
+pub(crate) enum Ending {
+    Cancelled,
+    Failed(TransferError),
+}
+
 #[derive(Debug)]
 pub(crate) struct Engine<T> {
     backoff: Backoff,
@@ -51,6 +58,11 @@ pub(crate) struct Engine<T> {
     window: usize,
     last_progress: Time,
     pub(crate) state: RunState,
+    /// The phase's own operation (Create, a ListParts page, Complete, ...) is still to
+    /// be sent.
+    pub(crate) control_due: bool,
+    /// How a wind-down ends once in-flight operations settle and the clean-up is done.
+    ending: Option<Ending>,
     ops: VecDeque<Operation>,
     events: VecDeque<Event>,
     checkpoints: VecDeque<Checkpoint>,
@@ -69,6 +81,8 @@ impl<T: Clone> Engine<T> {
             window: max_in_flight,
             last_progress: now,
             state: RunState::Running,
+            control_due: false,
+            ending: None,
             ops: VecDeque::new(),
             events: VecDeque::new(),
             checkpoints: VecDeque::new(),
@@ -227,6 +241,58 @@ impl<T: Clone> Engine<T> {
         self.ready.clear();
         self.ops.clear();
         self.events.push_back(event);
+    }
+
+    /// Stops new work; once in-flight operations settle, the machine cleans up and ends
+    /// as `ending` says.
+    pub(crate) fn wind_down(&mut self, ending: Ending) {
+        self.ending = Some(ending);
+        self.control_due = false;
+        self.drain_retries();
+        self.state = RunState::Cancelling;
+    }
+
+    /// Whether the wind-down under way ends in a failure.
+    pub(crate) fn failing(&self) -> bool {
+        matches!(self.ending, Some(Ending::Failed(_)))
+    }
+
+    /// Ends the transfer as the wind-down said (cancelled when none was said).
+    pub(crate) fn end(&mut self) {
+        let event = match self.ending.take() {
+            Some(Ending::Failed(e)) => Event::Failed(e),
+            _ => Event::Cancelled,
+        };
+        self.finish_with(event);
+    }
+
+    /// Fails the transfer with the error that started the wind-down, if one did, else
+    /// with `err`.
+    pub(crate) fn fail_first(&mut self, err: TransferError) {
+        match self.ending.take() {
+            Some(Ending::Failed(original)) => self.fail(original),
+            _ => self.fail(err),
+        }
+    }
+
+    /// Fails the transfer at once.
+    pub(crate) fn fail(&mut self, err: TransferError) {
+        self.finish_with(Event::Failed(err));
+    }
+
+    /// The driver answered an operation with an outcome of another kind.
+    pub(crate) fn unexpected(&mut self, task: &T, outcome: &crate::Outcome)
+    where
+        T: std::fmt::Debug,
+    {
+        let failure = Failure::new(
+            crate::FailureKind::Other,
+            format!("driver answered {task:?} with {outcome:?}"),
+        );
+        self.fail(TransferError::Remote {
+            op: "driver",
+            failure,
+        });
     }
 
     pub(crate) fn poll_operation(&mut self) -> Option<Operation> {

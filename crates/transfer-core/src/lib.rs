@@ -45,6 +45,7 @@ mod download;
 mod engine;
 mod error;
 mod event;
+mod machine;
 mod op;
 mod rangeset;
 mod retry;
@@ -62,9 +63,10 @@ pub use config::{
     MAX_PART_SIZE_BYTES, MAX_PARTS, MIB, MIN_PART_SIZE_BYTES, UploadConfig, UploadPlan, part_count,
     part_size_for, parts_in_flight, plan_upload,
 };
-pub use download::{DownloadMachine, checksum, md5_digest};
+pub use download::{Download, DownloadMachine, checksum, md5_digest};
 pub use error::TransferError;
 pub use event::{Completion, Event, Verified};
+pub use machine::Machine;
 pub use op::{
     ChecksumKind, CompletedPart, Failure, FailureKind, ListedPart, ObjectChecksum, ObjectInfo,
     OpKind, Operation, Outcome, RangeHashes,
@@ -75,7 +77,7 @@ pub use time::Time;
 pub use types::{
     ByteRange, ChecksumAlgorithm, ETag, OpId, PartNumber, SourceFingerprint, UploadId,
 };
-pub use upload::UploadMachine;
+pub use upload::{Upload, UploadMachine};
 
 /// The inputs and outputs both machines share, so one driver loop runs either.
 pub trait TransferMachine {

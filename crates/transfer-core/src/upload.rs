@@ -4,16 +4,17 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use crate::checksum::{combine_all, composite_checksum, multipart_etag};
 use crate::config::{MAX_PARTS, MIN_PART_SIZE_BYTES, part_count};
-use crate::engine::{Engine, RunState, Slot};
+use crate::engine::{Ending, Engine, RunState, Slot};
+use crate::machine::{Direction, Machine};
 use crate::op::{CompletedPart, ListedPart};
 use crate::{
     ByteRange, CHECKPOINT_VERSION, CancelPolicy, Checkpoint, Completion, ETag, Event, Failure,
-    FailureKind, OpId, OpKind, Operation, Outcome, PartNumber, SourceFingerprint, Time,
-    TransferError, TransferMachine, UploadCheckpoint, UploadConfig, UploadId, UploadPlan, Verified,
+    FailureKind, OpKind, Outcome, PartNumber, SourceFingerprint, Time, TransferError,
+    UploadCheckpoint, UploadConfig, UploadId, UploadPlan, Verified,
 };
 
 #[derive(Debug, Clone, PartialEq, Eq)]
-enum Task {
+pub(crate) enum Task {
     Put,
     Create,
     /// A part of the upload of generation `generation` (it changes when an upload that
@@ -52,24 +53,17 @@ enum Phase {
     Aborting,
 }
 
-/// How a transfer that is being wound down ends once the upload is aborted.
-#[derive(Debug, Clone)]
-enum Ending {
-    Cancelled,
-    Failed(TransferError),
-}
-
 /// Uploads one file. See the crate docs for the input/output contract.
+pub type UploadMachine = Machine<Upload>;
+
+/// The rules of an upload: one PutObject, or a multipart upload with parallel parts.
 #[derive(Debug)]
-pub struct UploadMachine {
+pub struct Upload {
     cfg: UploadConfig,
     source: SourceFingerprint,
     plan: UploadPlan,
     engine: Engine<Task>,
     phase: Phase,
-    /// The phase's own operation (Create, a ListParts page, Complete, ...) is still to be sent.
-    control_due: bool,
-    ending: Option<Ending>,
     upload_id: Option<UploadId>,
     generation: u32,
     completed: BTreeMap<u32, CompletedPart>,
@@ -99,7 +93,7 @@ pub struct UploadMachine {
     bytes_recheck_failed: u64,
 }
 
-impl UploadMachine {
+impl Machine<Upload> {
     /// Starts the upload of a file described by `source`.
     pub fn new(cfg: UploadConfig, source: SourceFingerprint, now: Time) -> Self {
         let in_flight = match crate::plan_upload(source.size_bytes, &cfg) {
@@ -108,13 +102,12 @@ impl UploadMachine {
             }) => crate::parts_in_flight(&cfg, part_size_bytes),
             _ => cfg.max_in_flight,
         };
-        let engine = Engine::new(cfg.retry.clone(), in_flight, now);
-        let mut m = UploadMachine {
+        let mut engine = Engine::new(cfg.retry.clone(), in_flight, now);
+        engine.control_due = true;
+        let mut m = Upload {
             plan: UploadPlan::Single,
             engine,
             phase: Phase::Single,
-            control_due: true,
-            ending: None,
             upload_id: None,
             generation: 0,
             completed: BTreeMap::new(),
@@ -141,11 +134,11 @@ impl UploadMachine {
                 if let UploadPlan::Multipart { .. } = plan {
                     m.phase = Phase::Creating;
                 }
-                m.drive();
             }
-            Err(e) => m.engine.finish_with(Event::Failed(e)),
+            Err(e) => m.engine.fail(e),
         }
-        m
+        m.drive();
+        Machine { dir: m }
     }
 
     /// Continues the upload recorded in `cp`, whose source file is now `current`.
@@ -164,8 +157,9 @@ impl UploadMachine {
         cfg.checksum = cp.checksum;
         let parts = part_count(cp.source.size_bytes, cp.part_size_bytes);
         let in_flight = crate::parts_in_flight(&cfg, cp.part_size_bytes);
-        let engine = Engine::new(cfg.retry.clone(), in_flight, now);
-        let mut m = UploadMachine {
+        let mut engine = Engine::new(cfg.retry.clone(), in_flight, now);
+        engine.control_due = true;
+        let mut m = Upload {
             cfg,
             plan: UploadPlan::Multipart {
                 part_size_bytes: cp.part_size_bytes,
@@ -173,8 +167,6 @@ impl UploadMachine {
             },
             engine,
             phase: Phase::Validating,
-            control_due: true,
-            ending: None,
             upload_id: Some(cp.upload_id.clone()),
             generation: 0,
             completed: cp.completed.iter().map(|p| (p.part.0, p.clone())).collect(),
@@ -199,38 +191,41 @@ impl UploadMachine {
         m.recheck_due = true;
         if let Some(err) = checkpoint_problem(&cp, parts) {
             // Nothing is aborted: a newer s3tm may still resume it.
-            m.fail(TransferError::InvalidCheckpoint(err));
+            m.engine.fail(TransferError::InvalidCheckpoint(err));
         } else if let Some(reason) = cp.source.difference(&current) {
             let path = current.path.clone();
-            m.wind_down(Ending::Failed(TransferError::SourceChanged {
-                path,
-                reason,
-            }));
+            m.engine
+                .wind_down(Ending::Failed(TransferError::SourceChanged {
+                    path,
+                    reason,
+                }));
         } else if m.source.changed_unix_nanos.is_none() {
             // A checkpoint of an older s3tm: the parts it names are read back before the
             // upload completes, and from now on the ctime is watched too.
             m.source.changed_unix_nanos = current.changed_unix_nanos;
         }
         m.drive();
-        m
+        Machine { dir: m }
     }
 
     /// The source file this upload is of: every read of it must still find this
     /// version.
     pub fn source(&self) -> &SourceFingerprint {
-        &self.source
+        &self.dir.source
     }
 
     /// The server-side upload, once created.
     pub fn upload_id(&self) -> Option<&UploadId> {
-        self.upload_id.as_ref()
+        self.dir.upload_id.as_ref()
     }
 
     /// How the file is being sent.
     pub fn plan(&self) -> UploadPlan {
-        self.plan
+        self.dir.plan
     }
+}
 
+impl Upload {
     fn parts(&self) -> u32 {
         match self.plan {
             UploadPlan::Single => 1,
@@ -260,7 +255,7 @@ impl UploadMachine {
             .sum()
     }
 
-    fn checkpoint(&self) -> Option<UploadCheckpoint> {
+    fn upload_checkpoint(&self) -> Option<UploadCheckpoint> {
         let (
             UploadPlan::Multipart {
                 part_size_bytes, ..
@@ -280,68 +275,6 @@ impl UploadMachine {
         })
     }
 
-    fn emit_checkpoint(&mut self) {
-        if let Some(cp) = self.checkpoint() {
-            self.engine.checkpoint(Checkpoint::Upload(cp));
-        }
-    }
-
-    fn emit_progress(&mut self) {
-        let bytes_done = self.bytes_done();
-        self.engine.emit(Event::Progress {
-            bytes_done,
-            bytes_total: self.source.size_bytes,
-        });
-    }
-
-    fn op_for(&self, task: &Task) -> OpKind {
-        let upload_id = self
-            .upload_id
-            .clone()
-            .unwrap_or_else(|| UploadId(String::new()));
-        match task {
-            Task::Put => OpKind::PutObject {
-                range: self.part_range(1),
-                checksum: self.cfg.checksum,
-                streamed: self.cfg.streams_part(self.part_range(1).len_bytes()),
-            },
-            Task::Create => OpKind::CreateMultipartUpload {
-                checksum: self.cfg.checksum,
-                part_size_bytes: match self.plan {
-                    UploadPlan::Multipart {
-                        part_size_bytes, ..
-                    } => part_size_bytes,
-                    UploadPlan::Single => self.source.size_bytes,
-                },
-            },
-            Task::Part { number, .. } => OpKind::UploadPart {
-                upload_id,
-                part: PartNumber(*number),
-                range: self.part_range(*number),
-                checksum: self.cfg.checksum,
-                streamed: self.cfg.streams_part(self.part_range(*number).len_bytes()),
-            },
-            Task::List => OpKind::ListParts {
-                upload_id,
-                part_number_marker: self.list_marker,
-            },
-            Task::Verify { number, .. } | Task::Recheck { number, .. } => OpKind::HashSourceRange {
-                range: self.part_range(*number),
-                checksum: self.cfg.checksum,
-            },
-            Task::Complete => OpKind::CompleteMultipartUpload {
-                upload_id,
-                parts: self.completed.values().cloned().collect(),
-                full_object_checksum: self.full_object_checksum().map(|(_, v)| v),
-            },
-            Task::Confirm => OpKind::HeadObject {
-                part_number: None,
-                if_match: None,
-            },
-            Task::Abort => OpKind::AbortMultipartUpload { upload_id },
-        }
-    }
-
     fn full_object_checksum(&self) -> Option<(crate::ChecksumAlgorithm, u32)> {
         let alg = self.cfg.checksum?;
         let pieces: Option<Vec<(u32, u64)>> = self
@@ -352,148 +285,12 @@ impl UploadMachine {
         Some((alg, combine_all(alg, pieces?)))
     }
 
-    fn control_task(&self) -> Option<Task> {
-        match self.phase {
-            Phase::Single => Some(Task::Put),
-            Phase::Creating => Some(Task::Create),
-            Phase::Validating => Some(Task::List),
-            Phase::Uploading => None,
-            Phase::Completing => Some(Task::Complete),
-            Phase::Confirming => Some(Task::Confirm),
-            Phase::Aborting => Some(Task::Abort),
-        }
-    }
-
-    fn launch(&mut self, slot: Slot<Task>) {
-        let kind = self.op_for(&slot.task);
-        if kind.name() == "CompleteMultipartUpload" {
-            self.completes_sent += 1;
-        }
-        self.engine.launch(slot, kind);
-    }
-
-    /// Starts whatever may start now, and settles pause and cancel once nothing is in flight.
-    fn drive(&mut self) {
-        loop {
-            match self.engine.state {
-                RunState::Finished | RunState::Paused => return,
-                RunState::Pausing => {
-                    if self.engine.in_flight() == 0 {
-                        self.requeue_retries();
-                        self.emit_checkpoint();
-                        self.engine.state = RunState::Paused;
-                        self.engine.emit(Event::Paused);
-                    }
-                    return;
-                }
-                RunState::Cancelling => {
-                    if self.engine.in_flight() > 0 {
-                        return;
-                    }
-                    self.engine.drain_retries();
-                    let abort = self.upload_id.is_some()
-                        && (self.cfg.cancel_policy == CancelPolicy::Abort
-                            || matches!(self.ending, Some(Ending::Failed(_))));
-                    if abort {
-                        self.engine.state = RunState::Running;
-                        self.phase = Phase::Aborting;
-                        self.control_due = true;
-                    } else {
-                        let ending = self.ending.take().unwrap_or(Ending::Cancelled);
-                        self.end(ending);
-                        return;
-                    }
-                }
-                RunState::Running => {}
-            }
-            while self.engine.has_room() {
-                if let Some(slot) = self.engine.pop_ready() {
-                    self.launch(slot);
-                } else if self.control_due && self.engine.in_flight() == 0 {
-                    self.control_due = false;
-                    if let Some(task) = self.control_task() {
-                        self.launch(Slot::new(task));
-                    }
-                } else if self.phase == Phase::Uploading
-                    && let Some(number) = self.to_verify.pop_first()
-                {
-                    let generation = self.generation;
-                    self.launch(Slot::new(Task::Verify { number, generation }));
-                } else if self.phase == Phase::Uploading
-                    && let Some(number) = self.to_recheck.pop_first()
-                {
-                    let generation = self.generation;
-                    self.launch(Slot::new(Task::Recheck { number, generation }));
-                } else if self.phase == Phase::Uploading
-                    && let Some(number) = self.pending.pop_first()
-                {
-                    let generation = self.generation;
-                    self.launch(Slot::new(Task::Part { number, generation }));
-                } else {
-                    break;
-                }
-            }
-            let parts_done = self.phase == Phase::Uploading
-                && self.pending.is_empty()
-                && self.to_verify.is_empty()
-                && self.to_recheck.is_empty()
-                && self.engine.in_flight() == 0
-                && !self.engine.has_retries();
-            if !parts_done || self.engine.state != RunState::Running {
-                return;
-            }
-            self.phase = Phase::Completing;
-            self.control_due = true;
-        }
-    }
-
-    /// On pause: parts waiting for a retry go back to the pending set; control operations
-    /// are derived again from the phase on resume.
-    fn requeue_retries(&mut self) {
-        for slot in self.engine.drain_retries() {
-            match slot.task {
-                Task::Part { number, generation } if generation == self.generation => {
-                    self.pending.insert(number);
-                }
-                Task::Recheck { number, generation } if generation == self.generation => {
-                    self.to_recheck.insert(number);
-                }
-                _ => {}
-            }
-        }
-    }
-
-    fn end(&mut self, ending: Ending) {
-        let event = match ending {
-            Ending::Cancelled => Event::Cancelled,
-            Ending::Failed(e) => Event::Failed(e),
-        };
-        self.engine.finish_with(event);
-    }
-
-    /// Stops new work and, once in-flight operations settle, aborts the upload (when there
-    /// is one) before ending as `ending` says.
-    fn wind_down(&mut self, ending: Ending) {
-        self.ending = Some(ending);
-        self.pending.clear();
-        self.to_verify.clear();
-        self.to_recheck.clear();
-        self.unrecorded.clear();
-        self.control_due = false;
-        self.engine.drain_retries();
-        self.engine.state = RunState::Cancelling;
-    }
-
-    fn fail(&mut self, err: TransferError) {
-        self.engine.finish_with(Event::Failed(err));
-    }
-
     /// The server no longer knows the upload.
     fn upload_gone(&mut self, failure: &Failure) {
         if self.completes_sent > 0 {
             // A Complete that was sent may have succeeded with its answer lost.
             self.phase = Phase::Confirming;
-            self.control_due = true;
+            self.engine.control_due = true;
             return;
         }
         let id = self.upload_id.take().map(|u| u.0).unwrap_or_default();
@@ -515,7 +312,7 @@ impl UploadMachine {
         self.engine.drain_retries();
         self.pending = (1..=self.parts()).collect();
         self.phase = Phase::Creating;
-        self.control_due = true;
+        self.engine.control_due = true;
         self.emit_progress();
     }
 
@@ -693,7 +490,7 @@ impl UploadMachine {
         }
     }
 
-    fn on_success(&mut self, task: Task, outcome: Outcome) {
+    fn handle_success(&mut self, task: Task, outcome: Outcome) {
         match (task, outcome) {
             (
                 Task::Put,
@@ -763,7 +560,7 @@ impl UploadMachine {
                 match next_part_number_marker {
                     Some(marker) if Some(marker) != self.list_marker => {
                         self.list_marker = Some(marker);
-                        self.control_due = true;
+                        self.engine.control_due = true;
                     }
                     _ => {
                         self.list_marker = None;
@@ -821,19 +618,9 @@ impl UploadMachine {
                 }
             }
             (Task::Abort, Outcome::UploadAborted) => {
-                let ending = self.ending.take().unwrap_or(Ending::Cancelled);
-                self.end(ending);
+                self.engine.end();
             }
-            (task, outcome) => {
-                let failure = Failure::new(
-                    FailureKind::Other,
-                    format!("driver answered {task:?} with {outcome:?}"),
-                );
-                self.fail(TransferError::Remote {
-                    op: "driver",
-                    failure,
-                });
-            }
+            (task, outcome) => self.engine.unexpected(&task, &outcome),
         }
     }
 
@@ -886,7 +673,7 @@ impl UploadMachine {
         }));
     }
 
-    fn on_failure(&mut self, now: Time, slot: Slot<Task>, failure: Failure) {
+    fn handle_failure(&mut self, now: Time, slot: Slot<Task>, failure: Failure) {
         let task = slot.task.clone();
         if let Task::Verify { number, generation } = task {
             // Whatever went wrong, the part is sent again; its own read reports a
@@ -924,10 +711,11 @@ impl UploadMachine {
         if failure.kind == FailureKind::SourceChanged {
             let reason = failure.message.clone();
             let path = self.source.path.clone();
-            self.wind_down(Ending::Failed(TransferError::SourceChanged {
-                path,
-                reason,
-            }));
+            self.engine
+                .wind_down(Ending::Failed(TransferError::SourceChanged {
+                    path,
+                    reason,
+                }));
             return;
         }
         let no_such_upload = failure.has_code("NoSuchUpload")
@@ -942,8 +730,7 @@ impl UploadMachine {
                 return;
             }
             Task::Abort if no_such_upload => {
-                let ending = self.ending.take().unwrap_or(Ending::Cancelled);
-                self.end(ending);
+                self.engine.end();
                 return;
             }
             Task::List
@@ -958,9 +745,10 @@ impl UploadMachine {
         }
         let op = self.op_for(&task).name();
         if let Err(err) = self.engine.retry(now, slot, op, failure) {
-            match (task, self.ending.take()) {
-                (Task::Abort, Some(Ending::Failed(original))) => self.fail(original),
-                _ => self.fail(err),
+            if task == Task::Abort {
+                self.engine.fail_first(err);
+            } else {
+                self.engine.fail(err);
             }
         }
     }
@@ -992,71 +780,150 @@ fn checkpoint_problem(cp: &UploadCheckpoint, parts: u32) -> Option<String> {
     None
 }
 
-impl TransferMachine for UploadMachine {
-    fn handle_outcome(&mut self, now: Time, op: OpId, outcome: Outcome) {
-        let Some(slot) = self.engine.finish(op) else {
-            return;
-        };
-        match outcome {
-            Outcome::Failed(failure) => self.on_failure(now, slot, failure),
-            Outcome::Dropped => {
-                if let Task::Part { number, generation } = slot.task
-                    && generation == self.generation
-                {
-                    self.bytes_resent += self.part_range(number).len_bytes();
-                    if self.engine.state != RunState::Cancelling {
-                        self.pending.insert(number);
-                    }
-                } else if let Task::Verify { number, generation } = slot.task {
-                    if generation == self.generation && self.engine.state != RunState::Cancelling {
-                        self.verified(number, None, None);
-                    }
-                } else if let Task::Recheck { number, generation } = slot.task {
-                    if generation == self.generation && self.engine.state != RunState::Cancelling {
-                        self.to_recheck.insert(number);
-                    }
-                } else if self.engine.state == RunState::Running {
-                    // A control operation dropped while running: send it again.
-                    self.control_due = true;
-                }
+impl Direction for Upload {
+    type Task = Task;
+
+    fn engine(&self) -> &Engine<Task> {
+        &self.engine
+    }
+
+    fn engine_mut(&mut self) -> &mut Engine<Task> {
+        &mut self.engine
+    }
+
+    fn control_task(&self) -> Option<Task> {
+        match self.phase {
+            Phase::Single => Some(Task::Put),
+            Phase::Creating => Some(Task::Create),
+            Phase::Validating => Some(Task::List),
+            Phase::Uploading => None,
+            Phase::Completing => Some(Task::Complete),
+            Phase::Confirming => Some(Task::Confirm),
+            Phase::Aborting => Some(Task::Abort),
+        }
+    }
+
+    fn is_control(task: &Task) -> bool {
+        !matches!(
+            task,
+            Task::Part { .. } | Task::Verify { .. } | Task::Recheck { .. }
+        )
+    }
+
+    fn next_task(&mut self) -> Option<Task> {
+        if self.phase != Phase::Uploading {
+            return None;
+        }
+        let generation = self.generation;
+        if let Some(number) = self.to_verify.pop_first() {
+            Some(Task::Verify { number, generation })
+        } else if let Some(number) = self.to_recheck.pop_first() {
+            Some(Task::Recheck { number, generation })
+        } else {
+            let number = self.pending.pop_first()?;
+            Some(Task::Part { number, generation })
+        }
+    }
+
+    fn op_for(&self, task: &Task) -> OpKind {
+        let upload_id = self
+            .upload_id
+            .clone()
+            .unwrap_or_else(|| UploadId(String::new()));
+        match task {
+            Task::Put => OpKind::PutObject {
+                range: self.part_range(1),
+                checksum: self.cfg.checksum,
+                streamed: self.cfg.streams_part(self.part_range(1).len_bytes()),
+            },
+            Task::Create => OpKind::CreateMultipartUpload {
+                checksum: self.cfg.checksum,
+                part_size_bytes: match self.plan {
+                    UploadPlan::Multipart {
+                        part_size_bytes, ..
+                    } => part_size_bytes,
+                    UploadPlan::Single => self.source.size_bytes,
+                },
+            },
+            Task::Part { number, .. } => OpKind::UploadPart {
+                upload_id,
+                part: PartNumber(*number),
+                range: self.part_range(*number),
+                checksum: self.cfg.checksum,
+                streamed: self.cfg.streams_part(self.part_range(*number).len_bytes()),
+            },
+            Task::List => OpKind::ListParts {
+                upload_id,
+                part_number_marker: self.list_marker,
+            },
+            Task::Verify { number, .. } | Task::Recheck { number, .. } => OpKind::HashSourceRange {
+                range: self.part_range(*number),
+                checksum: self.cfg.checksum,
+            },
+            Task::Complete => OpKind::CompleteMultipartUpload {
+                upload_id,
+                parts: self.completed.values().cloned().collect(),
+                full_object_checksum: self.full_object_checksum().map(|(_, v)| v),
+            },
+            Task::Confirm => OpKind::HeadObject {
+                part_number: None,
+                if_match: None,
+            },
+            Task::Abort => OpKind::AbortMultipartUpload { upload_id },
+        }
+    }
+
+    fn launched(&mut self, task: &Task) {
+        if *task == Task::Complete {
+            self.completes_sent += 1;
+        }
+    }
+
+    fn requeue(&mut self, task: Task) {
+        match task {
+            Task::Part { number, generation } if generation == self.generation => {
+                self.pending.insert(number);
             }
-            outcome => {
-                self.engine.progressed(now);
-                self.on_success(slot.task, outcome);
+            Task::Recheck { number, generation } if generation == self.generation => {
+                self.to_recheck.insert(number);
             }
-        }
-        self.drive();
-    }
-
-    fn handle_timeout(&mut self, now: Time) {
-        if let Some(err) = self.engine.handle_timeout(now) {
-            self.fail(err);
-        }
-        self.drive();
-    }
-
-    fn pause(&mut self, _now: Time) {
-        if self.engine.state == RunState::Running && self.phase != Phase::Aborting {
-            self.engine.state = RunState::Pausing;
-            self.drive();
+            _ => {}
         }
     }
 
-    fn resume(&mut self, now: Time) {
-        if !matches!(self.engine.state, RunState::Paused | RunState::Pausing) {
-            return;
+    fn settled(&mut self) -> bool {
+        let parts_done = self.phase == Phase::Uploading
+            && self.pending.is_empty()
+            && self.to_verify.is_empty()
+            && self.to_recheck.is_empty();
+        if parts_done {
+            self.phase = Phase::Completing;
+            self.engine.control_due = true;
         }
-        self.requeue_retries();
-        self.engine.state = RunState::Running;
-        self.engine.touch(now);
-        // A control operation still in flight (a pause that had not settled) answers for
-        // itself; sending it again would, for a Create, open a second upload.
-        let control_in_flight = self.engine.in_flight_tasks().any(|t| {
-            !matches!(
-                t,
-                Task::Part { .. } | Task::Verify { .. } | Task::Recheck { .. }
-            )
-        });
+        parts_done
+    }
+
+    fn clear_work(&mut self) {
+        self.pending.clear();
+        self.to_verify.clear();
+        self.to_recheck.clear();
+        self.unrecorded.clear();
+    }
+
+    fn clean_up(&mut self, failing: bool) -> bool {
+        let abort =
+            self.upload_id.is_some() && (self.cfg.cancel_policy == CancelPolicy::Abort || failing);
+        if abort {
+            self.phase = Phase::Aborting;
+        }
+        abort
+    }
+
+    fn cleaning_up(&self) -> bool {
+        self.phase == Phase::Aborting
+    }
+
+    fn resumed(&mut self, control_in_flight: bool) {
         if matches!(
             self.phase,
             Phase::Uploading | Phase::Validating | Phase::Completing
@@ -1069,42 +936,39 @@ impl TransferMachine for UploadMachine {
             self.listed.clear();
             self.list_marker = None;
         }
-        self.control_due = self.control_task().is_some() && !control_in_flight;
-        self.drive();
     }
 
-    fn cancel(&mut self, _now: Time) {
-        if matches!(self.engine.state, RunState::Finished | RunState::Cancelling)
-            || self.phase == Phase::Aborting
-        {
-            return;
+    fn on_success(&mut self, task: Task, outcome: Outcome) {
+        self.handle_success(task, outcome);
+    }
+
+    fn on_failure(&mut self, now: Time, slot: Slot<Task>, failure: Failure) {
+        self.handle_failure(now, slot, failure);
+    }
+
+    fn on_dropped(&mut self, task: Task) -> bool {
+        let current = |generation| generation == self.generation;
+        let cancelling = self.engine.state == RunState::Cancelling;
+        match task {
+            Task::Part { number, generation } if current(generation) => {
+                self.bytes_resent += self.part_range(number).len_bytes();
+                if !cancelling {
+                    self.pending.insert(number);
+                }
+            }
+            Task::Verify { number, generation } if current(generation) && !cancelling => {
+                self.verified(number, None, None);
+            }
+            Task::Recheck { number, generation } if current(generation) && !cancelling => {
+                self.to_recheck.insert(number);
+            }
+            task => return !Self::is_control(&task),
         }
-        self.wind_down(Ending::Cancelled);
-        self.drive();
+        true
     }
 
-    fn poll_operation(&mut self) -> Option<Operation> {
-        self.engine.poll_operation()
-    }
-
-    fn poll_timeout(&self) -> Option<Time> {
-        self.engine.poll_timeout()
-    }
-
-    fn poll_checkpoint(&mut self) -> Option<Checkpoint> {
-        self.engine.poll_checkpoint()
-    }
-
-    fn poll_event(&mut self) -> Option<Event> {
-        self.engine.poll_event()
-    }
-
-    fn is_finished(&self) -> bool {
-        self.engine.state == RunState::Finished
-    }
-
-    fn is_paused(&self) -> bool {
-        self.engine.state == RunState::Paused
+    fn checkpoint(&self) -> Option<Checkpoint> {
+        self.upload_checkpoint().map(Checkpoint::Upload)
     }
 
     fn progress(&self) -> (u64, u64) {
