@@ -165,15 +165,8 @@ struct World {
     partial: Option<Vec<u8>>,
     dest: Option<Vec<u8>>,
     cfg: DownloadConfig,
-    machine: DownloadMachine,
-    now: Time,
-    in_flight: Vec<Operation>,
     last_checkpoint: Option<DownloadCheckpoint>,
-    paused_cmd: bool,
-    cancelled: bool,
     replaced: bool,
-    /// A cancel was ever issued (a crash forgets the command, not the fact).
-    ever_cancelled: bool,
     corrupted: bool,
     /// The partial file was changed behind the machine's back.
     tampered: bool,
@@ -183,13 +176,9 @@ struct World {
     /// How many entries of `history` the driver is known to have saved (it waits for
     /// the saver before preparing the partial file, and on pause).
     durable: usize,
-    /// The clock ran past the stall timeout with nothing answered.
-    stalled: bool,
     /// The retry budget is small enough for random faults to exhaust it.
     scarce_retries: bool,
-    progress_floor: u64,
-    finished: Option<Event>,
-    log: Vec<String>,
+    d: Driver<DownloadMachine>,
 }
 
 const PARTIAL: &str = "dest.s3tm-partial";
@@ -221,30 +210,21 @@ impl World {
             partial: None,
             dest: None,
             cfg,
-            machine,
-            now: Time::ZERO,
-            in_flight: vec![],
             last_checkpoint: None,
-            paused_cmd: false,
-            cancelled: false,
             replaced: false,
-            ever_cancelled: false,
             corrupted: false,
             tampered: false,
             history: vec![],
             durable: 0,
-            stalled: false,
             scarce_retries: attempts < 200,
-            progress_floor: 0,
-            finished: None,
-            log: vec![],
+            d: Driver::new(machine),
         };
         w.poll();
         w
     }
 
     fn take_checkpoints(&mut self) {
-        while let Some(Checkpoint::Download(cp)) = self.machine.poll_checkpoint() {
+        while let Some(Checkpoint::Download(cp)) = self.d.machine.poll_checkpoint() {
             assert!(cp.completed.is_canonical());
             assert_eq!(cp.partial_path, PARTIAL);
             self.history.push(cp.clone());
@@ -257,51 +237,52 @@ impl World {
     }
 
     fn poll(&mut self) {
-        while let Some(op) = self.machine.poll_operation() {
+        while let Some(op) = self.d.machine.poll_operation() {
             if matches!(op.kind, OpKind::PreparePartialFile { .. }) {
                 // The driver saves every checkpoint emitted so far before this runs.
                 self.take_checkpoints();
                 self.durable = self.history.len();
             }
             assert!(
-                !self.paused_cmd || matches!(op.kind, OpKind::DeletePartialFile),
+                !self.d.paused_cmd || matches!(op.kind, OpKind::DeletePartialFile),
                 "operation {op:?} started while paused"
             );
-            assert!(self.finished.is_none(), "operation after the end: {op:?}");
-            self.log.push(format!("start {:?} {:?}", op.id, op.kind));
-            self.in_flight.push(op);
+            assert!(self.d.finished.is_none(), "operation after the end: {op:?}");
+            self.d.log.push(format!("start {:?} {:?}", op.id, op.kind));
+            self.d.in_flight.push(op);
         }
         let gets = self
+            .d
             .in_flight
             .iter()
             .filter(|o| matches!(o.kind, OpKind::GetRange { .. }))
             .count();
         assert!(gets <= self.cfg.max_in_flight, "{gets} GETs in flight");
         self.take_checkpoints();
-        while let Some(ev) = self.machine.poll_event() {
-            self.log.push(format!("event {ev:?}"));
+        while let Some(ev) = self.d.machine.poll_event() {
+            self.d.log.push(format!("event {ev:?}"));
             match &ev {
                 Event::Progress {
                     bytes_done,
                     bytes_total,
                 } => {
-                    assert!(*bytes_done >= self.progress_floor, "progress went back");
+                    assert!(*bytes_done >= self.d.progress_floor, "progress went back");
                     assert!(bytes_done <= bytes_total);
-                    self.progress_floor = *bytes_done;
+                    self.d.progress_floor = *bytes_done;
                 }
-                Event::Restarted { .. } => self.progress_floor = 0,
+                Event::Restarted { .. } => self.d.progress_floor = 0,
                 Event::Invalidated { .. } => {
                     assert!(
                         self.tampered,
                         "a range was invalidated with the partial file untouched\n{}",
-                        self.log.join("\n")
+                        self.d.log.join("\n")
                     );
-                    self.progress_floor = 0;
+                    self.d.progress_floor = 0;
                 }
                 Event::Paused => self.durable = self.history.len(),
                 Event::Completed(_) | Event::Failed(_) | Event::Cancelled => {
-                    assert!(self.finished.is_none(), "two endings");
-                    self.finished = Some(ev.clone());
+                    assert!(self.d.finished.is_none(), "two endings");
+                    self.d.finished = Some(ev.clone());
                 }
                 _ => {}
             }
@@ -481,83 +462,8 @@ impl World {
         }
     }
 
-    fn deliver(&mut self, index: usize, fault: Fault) {
-        if self.in_flight.is_empty() {
-            return;
-        }
-        let op = self.in_flight.remove(index % self.in_flight.len());
-        let outcome = self.execute(&op, fault);
-        self.log.push(format!("answer {:?} {fault:?}", op.id));
-        self.machine.handle_outcome(self.now, op.id, outcome);
-        self.poll();
-    }
-
-    fn step(&mut self, action: Action) {
-        if self.finished.is_some() {
-            return;
-        }
-        self.log.push(format!("{action:?}"));
-        match action {
-            Action::Deliver(i, f) => self.deliver(i, f),
-            Action::Timeout => {
-                if self.in_flight.is_empty()
-                    && let Some(t) = self.machine.poll_timeout()
-                {
-                    self.now = self.now.max(t);
-                    self.machine.handle_timeout(self.now);
-                    self.poll();
-                }
-            }
-            Action::Pause => {
-                if !self.cancelled {
-                    self.paused_cmd = true;
-                    self.machine.pause(self.now);
-                    self.poll();
-                }
-            }
-            Action::Resume => {
-                self.paused_cmd = false;
-                self.progress_floor = 0;
-                self.machine.resume(self.now);
-                self.poll();
-            }
-            Action::Cancel => {
-                self.paused_cmd = false;
-                self.cancelled = true;
-                self.ever_cancelled = true;
-                self.machine.cancel(self.now);
-                self.poll();
-            }
-            Action::Crash { executed, lost } => self.crash(executed, lost),
-            Action::Stall => {
-                self.now = self.now + self.cfg.retry.stall_timeout;
-                self.stalled = true;
-                self.machine.handle_timeout(self.now);
-                self.poll();
-            }
-            Action::ChangeRemoteOrSource => {
-                let g = self.versions.len() as u64;
-                let len = self.current().data.len() as u64;
-                let v = make_version(self.kind, content(g * 104_729, len + g), g, self.pattern);
-                self.versions.push(v);
-                self.replaced = true;
-            }
-            Action::LoseState => self.partial = None,
-            Action::TamperLocal { at } => {
-                if !self.machine.is_paused() {
-                    self.crash(false, 0);
-                }
-                if let Some(p) = self.partial.as_mut().filter(|p| !p.is_empty()) {
-                    let i = (at % p.len() as u64) as usize;
-                    p[i] ^= 0x5a;
-                    self.tampered = true;
-                }
-            }
-        }
-    }
-
     fn crash(&mut self, executed: bool, lost: usize) {
-        for op in std::mem::take(&mut self.in_flight) {
+        for op in std::mem::take(&mut self.d.in_flight) {
             // Only what reached the disk survives; an unanswered range is simply lost.
             if executed
                 && matches!(
@@ -568,47 +474,21 @@ impl World {
                 let _ = self.apply(&op, false);
             }
         }
-        self.paused_cmd = false;
-        self.cancelled = false;
-        self.progress_floor = 0;
-        self.now = self.now + std::time::Duration::from_secs(1);
+        self.d.paused_cmd = false;
+        self.d.cancelled_cmd = false;
+        self.d.progress_floor = 0;
+        self.d.now = self.d.now + std::time::Duration::from_secs(1);
         self.last_checkpoint = surviving(&mut self.history, &mut self.durable, lost);
-        self.machine = match self.last_checkpoint.clone() {
-            Some(cp) => DownloadMachine::from_checkpoint(self.cfg.clone(), cp, self.now),
-            None => DownloadMachine::new(self.cfg.clone(), PARTIAL.into(), self.now),
+        self.d.machine = match self.last_checkpoint.clone() {
+            Some(cp) => DownloadMachine::from_checkpoint(self.cfg.clone(), cp, self.d.now),
+            None => DownloadMachine::new(self.cfg.clone(), PARTIAL.into(), self.d.now),
         };
         self.poll();
     }
 
-    fn drain(&mut self) {
-        for _ in 0..100_000 {
-            if self.finished.is_some() {
-                return;
-            }
-            if self.machine.is_paused() || self.paused_cmd {
-                self.paused_cmd = false;
-                self.progress_floor = 0;
-                self.machine.resume(self.now);
-                self.poll();
-            } else if !self.in_flight.is_empty() {
-                self.deliver(0, Fault::None);
-            } else if let Some(t) = self.machine.poll_timeout() {
-                self.now = self.now.max(t);
-                self.machine.handle_timeout(self.now);
-                self.poll();
-            } else {
-                panic!(
-                    "stuck: nothing in flight, no timer, not finished\n{}",
-                    self.log.join("\n")
-                );
-            }
-        }
-        panic!("did not finish");
-    }
-
     fn check_end(&self) {
-        let log = || self.log.join("\n");
-        match self.finished.as_ref().expect("finished") {
+        let log = || self.d.log.join("\n");
+        match self.d.finished.as_ref().expect("finished") {
             Event::Completed(c) => {
                 let dest = self.dest.as_ref().expect("a file after Completed");
                 let matching = self.versions.iter().find(|v| &v.data == dest);
@@ -650,10 +530,10 @@ impl World {
                         c.verified, self.kind
                     );
                 }
-                assert_eq!(self.machine.progress().0, c.bytes_total);
+                assert_eq!(self.d.machine.progress().0, c.bytes_total);
             }
             Event::Failed(TransferError::Stalled(_)) => {
-                assert!(self.stalled, "stalled with nothing hanging\n{}", log());
+                assert!(self.d.stalled, "stalled with nothing hanging\n{}", log());
                 assert!(self.dest.is_none());
             }
             Event::Failed(TransferError::RetriesExhausted { .. }) => {
@@ -689,7 +569,7 @@ impl World {
             Event::Failed(TransferError::Local { .. }) => {
                 // Only the partial file deleted under a running download causes this.
                 assert!(
-                    self.log.iter().any(|l| l == "LoseState"),
+                    self.d.log.iter().any(|l| l == "LoseState"),
                     "local failure\n{}",
                     log()
                 );
@@ -697,9 +577,9 @@ impl World {
             }
             Event::Cancelled => {
                 assert!(
-                    self.ever_cancelled,
+                    self.d.ever_cancelled,
                     "Cancelled without a cancel\n{}",
-                    self.log.join("\n")
+                    self.d.log.join("\n")
                 );
                 assert!(
                     self.partial.is_none() && self.dest.is_none(),
@@ -707,6 +587,50 @@ impl World {
                 );
             }
             other => panic!("unexpected end {other:?}\n{}", log()),
+        }
+    }
+}
+
+impl Model for World {
+    type Machine = DownloadMachine;
+
+    fn driver(&mut self) -> &mut Driver<DownloadMachine> {
+        &mut self.d
+    }
+
+    fn stall_timeout(&self) -> std::time::Duration {
+        self.cfg.retry.stall_timeout
+    }
+
+    fn execute(&mut self, op: &Operation, fault: Fault) -> Outcome {
+        World::execute(self, op, fault)
+    }
+
+    fn poll(&mut self) {
+        World::poll(self);
+    }
+
+    fn crash(&mut self, executed: bool, lost: usize) {
+        World::crash(self, executed, lost);
+    }
+
+    fn change(&mut self) {
+        let g = self.versions.len() as u64;
+        let len = self.current().data.len() as u64;
+        let v = make_version(self.kind, content(g * 104_729, len + g), g, self.pattern);
+        self.versions.push(v);
+        self.replaced = true;
+    }
+
+    fn lose_state(&mut self) {
+        self.partial = None;
+    }
+
+    fn tamper(&mut self, at: u64) {
+        if let Some(p) = self.partial.as_mut().filter(|p| !p.is_empty()) {
+            let i = (at % p.len() as u64) as usize;
+            p[i] ^= 0x5a;
+            self.tampered = true;
         }
     }
 }
@@ -758,7 +682,7 @@ proptest! {
         w.check_end();
         // A failure that keeps its checkpoint and partial file is resumed as `s3tm
         // resume` would, from what the driver saved before it reported the failure.
-        if let Some(Event::Failed(e)) = &w.finished
+        if let Some(Event::Failed(e)) = &w.d.finished
             && matches!(
                 e,
                 TransferError::Stalled(_)
@@ -766,7 +690,7 @@ proptest! {
                     | TransferError::ChecksumMismatch { .. }
             )
         {
-            w.finished = None;
+            w.d.finished = None;
             w.durable = w.history.len();
             w.crash(false, 0);
             w.drain();
@@ -783,7 +707,7 @@ fn run_clean(kind: Kind, size: u64) -> World {
 }
 
 fn verified(w: &World) -> Verified {
-    match &w.finished {
+    match &w.d.finished {
         Some(Event::Completed(c)) => c.verified.clone(),
         other => panic!("not completed: {other:?}"),
     }
@@ -825,9 +749,9 @@ fn resume_before_the_pause_settles_sends_no_second_head() {
     w.step(Action::Resume);
     w.deliver(0, Fault::Throttle); // the Head waits for its retry
     assert!(
-        w.in_flight.is_empty(),
+        w.d.in_flight.is_empty(),
         "a second Head was sent beside the retry: {:?}",
-        w.in_flight
+        w.d.in_flight
     );
     w.drain();
     w.check_end();
@@ -846,11 +770,11 @@ fn replaced_object_fails_with_object_changed_and_no_mixed_file() {
     w.drain();
     assert!(
         matches!(
-            w.finished,
+            w.d.finished,
             Some(Event::Failed(TransferError::ObjectChanged { .. }))
         ),
         "{:?}",
-        w.finished
+        w.d.finished
     );
     assert!(w.partial.is_none() && w.dest.is_none());
 }
@@ -874,8 +798,8 @@ fn a_range_changed_behind_the_checkpoint_is_fetched_again() {
         w.drain();
         w.check_end();
         assert_eq!(w.dest.as_ref(), Some(&w.current().data), "{kind:?}");
-        let Some(Event::Completed(c)) = &w.finished else {
-            panic!("not completed: {:?}", w.finished)
+        let Some(Event::Completed(c)) = &w.d.finished else {
+            panic!("not completed: {:?}", w.d.finished)
         };
         assert!(c.bytes_rechecked >= 4 * MIB, "{kind:?}: {c:?}");
         assert!(c.bytes_recheck_failed > 0, "{kind:?}: {c:?}");
@@ -898,7 +822,7 @@ fn a_mismatch_keeps_the_partial_file_and_resuming_fetches_again() {
     }
     w.deliver(0, Fault::Corrupt); // part 1
     w.drain();
-    match &w.finished {
+    match &w.d.finished {
         Some(Event::Failed(e @ TransferError::ChecksumMismatch { partial_path, .. })) => {
             assert_eq!(partial_path, PARTIAL);
             assert!(e.is_resumable(), "{e}");
@@ -907,7 +831,7 @@ fn a_mismatch_keeps_the_partial_file_and_resuming_fetches_again() {
         other => panic!("expected a mismatch, got {other:?}"),
     }
     assert!(w.partial.is_some(), "the partial file was removed");
-    w.finished = None;
+    w.d.finished = None;
     w.durable = w.history.len();
     w.crash(false, 0);
     w.drain();
@@ -979,9 +903,9 @@ fn uneven_parts_are_learned_and_verified() {
 
 impl World {
     fn drain_until_paused(&mut self) {
-        while !self.machine.is_paused() && !self.in_flight.is_empty() {
+        while !self.d.machine.is_paused() && !self.d.in_flight.is_empty() {
             self.deliver(0, Fault::None);
         }
-        assert!(self.machine.is_paused());
+        assert!(self.d.machine.is_paused());
     }
 }

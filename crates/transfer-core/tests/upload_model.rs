@@ -35,24 +35,14 @@ struct World {
     server: Server,
     versions: Vec<Vec<u8>>,
     cfg: UploadConfig,
-    machine: UploadMachine,
     /// The fingerprint the current machine believes in; reads of another version fail.
     machine_fp: SourceFingerprint,
-    now: Time,
-    in_flight: Vec<Operation>,
     last_checkpoint: Option<UploadCheckpoint>,
     /// Uploads ever recorded in a checkpoint: these must not leak after a cancel.
     recorded_uploads: BTreeSet<String>,
     /// Parts recorded complete that must never be sent again (cleared on restart).
     must_not_resend: BTreeSet<u32>,
-    paused_cmd: bool,
-    cancelled_cmd: bool,
     modified: bool,
-    /// A cancel was ever issued (a crash forgets the command, not the fact).
-    ever_cancelled: bool,
-    progress_floor: u64,
-    finished: Option<Event>,
-    log: Vec<String>,
     /// Source ranges the machine had hashed (to adopt or to re-check a part).
     hashed: Vec<ByteRange>,
     /// Versions of the source that changed its metadata (mtime, ctime); a tampered
@@ -69,10 +59,9 @@ struct World {
     /// How many entries of `history` the driver is known to have saved (it waits for
     /// the saver on pause).
     durable: usize,
-    /// The clock ran past the stall timeout with nothing answered.
-    stalled: bool,
     /// The retry budget is small enough for random faults to exhaust it.
     scarce_retries: bool,
+    d: Driver<UploadMachine>,
 }
 
 impl World {
@@ -116,28 +105,19 @@ impl World {
             },
             versions,
             cfg,
-            machine,
             machine_fp: fp,
-            now: Time::ZERO,
-            in_flight: vec![],
             last_checkpoint: None,
             recorded_uploads: BTreeSet::new(),
             must_not_resend: BTreeSet::new(),
-            paused_cmd: false,
-            cancelled_cmd: false,
             modified: false,
-            ever_cancelled: false,
-            progress_floor: 0,
-            finished: None,
-            log: vec![],
             hashed: vec![],
             fp_generation: 1,
             tampered: false,
             object_before_tamper: false,
             history: vec![],
             durable: 0,
-            stalled: false,
             scarce_retries: attempts < 200,
+            d: Driver::new(machine),
         };
         w.poll();
         w
@@ -149,17 +129,19 @@ impl World {
 
     /// Drains every output of the machine and checks the invariants.
     fn poll(&mut self) {
-        while let Some(op) = self.machine.poll_operation() {
+        while let Some(op) = self.d.machine.poll_operation() {
             assert!(
-                !self.paused_cmd || matches!(op.kind, OpKind::AbortMultipartUpload { .. }),
+                !self.d.paused_cmd || matches!(op.kind, OpKind::AbortMultipartUpload { .. }),
                 "operation {op:?} started while paused"
             );
-            assert!(self.finished.is_none(), "operation after the end: {op:?}");
-            self.log
+            assert!(self.d.finished.is_none(), "operation after the end: {op:?}");
+            self.d
+                .log
                 .push(format!("start {:?} {}", op.id, op.kind.name()));
-            self.in_flight.push(op);
+            self.d.in_flight.push(op);
         }
         let parts_in_flight = self
+            .d
             .in_flight
             .iter()
             .filter(|o| matches!(o.kind, OpKind::UploadPart { .. } | OpKind::PutObject { .. }))
@@ -168,7 +150,7 @@ impl World {
             parts_in_flight <= self.cfg.max_in_flight,
             "{parts_in_flight} parts in flight"
         );
-        while let Some(Checkpoint::Upload(cp)) = self.machine.poll_checkpoint() {
+        while let Some(Checkpoint::Upload(cp)) = self.d.machine.poll_checkpoint() {
             assert_eq!(cp.version, CHECKPOINT_VERSION);
             assert!(
                 cp.completed.windows(2).all(|w| w[0].part < w[1].part),
@@ -178,32 +160,32 @@ impl World {
             self.history.push(cp.clone());
             self.last_checkpoint = Some(cp);
         }
-        while let Some(ev) = self.machine.poll_event() {
-            self.log.push(format!("event {ev:?}"));
+        while let Some(ev) = self.d.machine.poll_event() {
+            self.d.log.push(format!("event {ev:?}"));
             match &ev {
                 Event::Progress {
                     bytes_done,
                     bytes_total,
                 } => {
                     assert!(
-                        *bytes_done >= self.progress_floor,
+                        *bytes_done >= self.d.progress_floor,
                         "progress went back: {bytes_done} < {}",
-                        self.progress_floor
+                        self.d.progress_floor
                     );
                     assert!(bytes_done <= bytes_total);
-                    self.progress_floor = *bytes_done;
+                    self.d.progress_floor = *bytes_done;
                 }
                 Event::Restarted { .. } => {
                     self.must_not_resend.clear();
-                    self.progress_floor = 0;
+                    self.d.progress_floor = 0;
                 }
                 Event::Invalidated { range, .. } => {
                     assert!(
                         self.tampered,
                         "a part was invalidated with the source untouched\n{}",
-                        self.log.join("\n")
+                        self.d.log.join("\n")
                     );
-                    let part_size = match self.machine.plan() {
+                    let part_size = match self.d.machine.plan() {
                         UploadPlan::Multipart {
                             part_size_bytes, ..
                         } => part_size_bytes,
@@ -211,12 +193,12 @@ impl World {
                     };
                     let part = (range.start / part_size) as u32 + 1;
                     self.must_not_resend.remove(&part);
-                    self.progress_floor = 0;
+                    self.d.progress_floor = 0;
                 }
                 Event::Paused => self.durable = self.history.len(),
                 Event::Completed(_) | Event::Failed(_) | Event::Cancelled => {
-                    assert!(self.finished.is_none(), "two endings");
-                    self.finished = Some(ev.clone());
+                    assert!(self.d.finished.is_none(), "two endings");
+                    self.d.finished = Some(ev.clone());
                 }
                 _ => {}
             }
@@ -439,90 +421,8 @@ impl World {
         }
     }
 
-    fn deliver(&mut self, index: usize, fault: Fault) {
-        if self.in_flight.is_empty() {
-            return;
-        }
-        let op = self.in_flight.remove(index % self.in_flight.len());
-        let outcome = self.execute(&op, fault);
-        self.log.push(format!("answer {:?} {fault:?}", op.id));
-        self.machine.handle_outcome(self.now, op.id, outcome);
-        self.poll();
-    }
-
-    fn step(&mut self, action: Action) {
-        if self.finished.is_some() {
-            return;
-        }
-        self.log.push(format!("{action:?}"));
-        match action {
-            Action::Deliver(i, f) => self.deliver(i, f),
-            Action::Timeout => {
-                if self.in_flight.is_empty()
-                    && let Some(t) = self.machine.poll_timeout()
-                {
-                    self.now = self.now.max(t);
-                    self.machine.handle_timeout(self.now);
-                    self.poll();
-                }
-            }
-            Action::Pause => {
-                if !self.cancelled_cmd {
-                    self.paused_cmd = true;
-                    self.machine.pause(self.now);
-                    self.poll();
-                }
-            }
-            Action::Resume => {
-                self.paused_cmd = false;
-                self.progress_floor = 0;
-                self.machine.resume(self.now);
-                self.poll();
-            }
-            Action::Cancel => {
-                self.paused_cmd = false;
-                self.cancelled_cmd = true;
-                self.ever_cancelled = true;
-                self.machine.cancel(self.now);
-                self.poll();
-            }
-            Action::Crash { executed, lost } => self.crash(executed, lost),
-            Action::Stall => {
-                self.now = self.now + self.cfg.retry.stall_timeout;
-                self.stalled = true;
-                self.machine.handle_timeout(self.now);
-                self.poll();
-            }
-            Action::ChangeRemoteOrSource => {
-                let seed = self.versions.len() as u64 * 7919;
-                let len = self.source().len() as u64;
-                self.versions.push(content(seed, len));
-                self.fp_generation += 1;
-                self.modified = true;
-            }
-            Action::TamperLocal { at } => {
-                if !self.machine.is_paused() {
-                    self.crash(false, 0);
-                }
-                let mut v = self.source().to_vec();
-                if !v.is_empty() {
-                    let i = (at % v.len() as u64) as usize;
-                    v[i] ^= 0x5a;
-                    self.versions.push(v);
-                    if !self.tampered {
-                        self.object_before_tamper = self.server.object.is_some();
-                    }
-                    self.tampered = true;
-                }
-            }
-            Action::LoseState => {
-                self.server.uploads.clear();
-            }
-        }
-    }
-
     fn crash(&mut self, executed: bool, lost: usize) {
-        for op in std::mem::take(&mut self.in_flight) {
+        for op in std::mem::take(&mut self.d.in_flight) {
             if executed {
                 let _ = self.apply(&op);
             }
@@ -534,56 +434,29 @@ impl World {
             .iter()
             .map(|cp| cp.upload_id.0.clone())
             .collect();
-        self.paused_cmd = false;
-        self.cancelled_cmd = false;
-        self.progress_floor = 0;
-        self.now = self.now + std::time::Duration::from_secs(1);
+        self.d.paused_cmd = false;
+        self.d.cancelled_cmd = false;
+        self.d.progress_floor = 0;
+        self.d.now = self.d.now + std::time::Duration::from_secs(1);
         let current = self.fingerprint_now();
-        self.machine = match self.last_checkpoint.clone() {
+        self.d.machine = match self.last_checkpoint.clone() {
             Some(cp) => {
                 self.must_not_resend = cp.completed.iter().map(|p| p.part.0).collect();
                 self.machine_fp = cp.source.clone();
-                UploadMachine::from_checkpoint(self.cfg.clone(), cp, current, self.now)
+                UploadMachine::from_checkpoint(self.cfg.clone(), cp, current, self.d.now)
             }
             None => {
                 self.must_not_resend.clear();
                 self.machine_fp = current.clone();
-                UploadMachine::new(self.cfg.clone(), current, self.now)
+                UploadMachine::new(self.cfg.clone(), current, self.d.now)
             }
         };
         self.poll();
     }
 
-    /// Lets the transfer run to its end with no more faults.
-    fn drain(&mut self) {
-        for _ in 0..100_000 {
-            if self.finished.is_some() {
-                return;
-            }
-            if self.machine.is_paused() || self.paused_cmd {
-                self.paused_cmd = false;
-                self.progress_floor = 0;
-                self.machine.resume(self.now);
-                self.poll();
-            } else if !self.in_flight.is_empty() {
-                self.deliver(0, Fault::None);
-            } else if let Some(t) = self.machine.poll_timeout() {
-                self.now = self.now.max(t);
-                self.machine.handle_timeout(self.now);
-                self.poll();
-            } else {
-                panic!(
-                    "stuck: nothing in flight, no timer, not finished\n{}",
-                    self.log.join("\n")
-                );
-            }
-        }
-        panic!("did not finish");
-    }
-
     fn check_end(&self) {
         let size = self.versions[0].len() as u64;
-        match self.finished.as_ref().expect("finished") {
+        match self.d.finished.as_ref().expect("finished") {
             Event::Completed(c) => {
                 let (data, _) = self
                     .server
@@ -613,23 +486,23 @@ impl World {
                     assert!(by_server, "{:?} from an echoing server", c.verified);
                 }
                 assert_eq!(
-                    self.machine.progress().0,
+                    self.d.machine.progress().0,
                     size,
                     "progress does not end at the size"
                 );
             }
             Event::Failed(TransferError::Stalled(_)) => {
                 assert!(
-                    self.stalled,
+                    self.d.stalled,
                     "stalled with nothing hanging\n{}",
-                    self.log.join("\n")
+                    self.d.log.join("\n")
                 );
             }
             Event::Failed(TransferError::RetriesExhausted { .. }) => {
                 assert!(
                     self.scarce_retries,
                     "retries exhausted under a generous budget\n{}",
-                    self.log.join("\n")
+                    self.d.log.join("\n")
                 );
             }
             Event::Failed(TransferError::SourceChanged { .. }) => {
@@ -638,24 +511,73 @@ impl World {
             }
             Event::Cancelled => {
                 assert!(
-                    self.ever_cancelled,
+                    self.d.ever_cancelled,
                     "Cancelled without a cancel\n{}",
-                    self.log.join("\n")
+                    self.d.log.join("\n")
                 );
                 self.assert_no_recorded_upload_open();
             }
-            other => panic!("unexpected end {other:?}\n{}", self.log.join("\n")),
+            other => panic!("unexpected end {other:?}\n{}", self.d.log.join("\n")),
         }
     }
 
     fn assert_no_recorded_upload_open(&self) {
-        let current = self.machine.upload_id().map(|u| u.0.clone());
+        let current = self.d.machine.upload_id().map(|u| u.0.clone());
         for id in self.server.uploads.keys() {
             assert!(
                 !self.recorded_uploads.contains(id) && current.as_ref() != Some(id),
                 "upload {id} left open\n{}",
-                self.log.join("\n")
+                self.d.log.join("\n")
             );
+        }
+    }
+}
+
+impl Model for World {
+    type Machine = UploadMachine;
+
+    fn driver(&mut self) -> &mut Driver<UploadMachine> {
+        &mut self.d
+    }
+
+    fn stall_timeout(&self) -> std::time::Duration {
+        self.cfg.retry.stall_timeout
+    }
+
+    fn execute(&mut self, op: &Operation, fault: Fault) -> Outcome {
+        World::execute(self, op, fault)
+    }
+
+    fn poll(&mut self) {
+        World::poll(self);
+    }
+
+    fn crash(&mut self, executed: bool, lost: usize) {
+        World::crash(self, executed, lost);
+    }
+
+    fn change(&mut self) {
+        let seed = self.versions.len() as u64 * 7919;
+        let len = self.source().len() as u64;
+        self.versions.push(content(seed, len));
+        self.fp_generation += 1;
+        self.modified = true;
+    }
+
+    fn lose_state(&mut self) {
+        self.server.uploads.clear();
+    }
+
+    fn tamper(&mut self, at: u64) {
+        let mut v = self.source().to_vec();
+        if !v.is_empty() {
+            let i = (at % v.len() as u64) as usize;
+            v[i] ^= 0x5a;
+            self.versions.push(v);
+            if !self.tampered {
+                self.object_before_tamper = self.server.object.is_some();
+            }
+            self.tampered = true;
         }
     }
 }
@@ -699,11 +621,11 @@ proptest! {
         w.check_end();
         // A failure that keeps its checkpoint is resumed as `s3tm resume` would, from
         // what the driver saved before it reported the failure.
-        if let Some(Event::Failed(e)) = &w.finished
+        if let Some(Event::Failed(e)) = &w.d.finished
             && e.is_resumable()
             && !matches!(e, TransferError::SourceChanged { .. })
         {
-            w.finished = None;
+            w.d.finished = None;
             w.durable = w.history.len();
             w.crash(false, 0);
             w.drain();
@@ -719,7 +641,7 @@ fn cancel_aborts_the_upload() {
     w.deliver(0, Fault::None); // part 1
     w.step(Action::Cancel);
     w.drain();
-    assert!(matches!(w.finished, Some(Event::Cancelled)));
+    assert!(matches!(w.d.finished, Some(Event::Cancelled)));
     assert!(w.server.uploads.is_empty(), "the upload was not aborted");
 }
 
@@ -733,7 +655,7 @@ fn resume_after_crash_sends_only_missing_parts() {
     assert_eq!(w.must_not_resend, BTreeSet::from([1, 2]));
     w.drain();
     w.check_end();
-    let Some(Event::Completed(c)) = &w.finished else {
+    let Some(Event::Completed(c)) = &w.d.finished else {
         panic!("not completed")
     };
     assert_eq!(c.bytes_resumed, 10 * MIB);
@@ -753,7 +675,7 @@ fn a_part_changed_behind_the_checkpoint_is_sent_again() {
         w.step(Action::TamperLocal { at: 6 * MIB }); // crashes, then changes part 2's bytes
         w.drain();
         w.check_end();
-        let Some(Event::Completed(c)) = &w.finished else {
+        let Some(Event::Completed(c)) = &w.d.finished else {
             panic!("not completed")
         };
         assert_eq!(w.server.object.as_ref().unwrap().0, w.source());
@@ -772,12 +694,12 @@ fn a_part_changed_while_paused_is_sent_again() {
     w.deliver(0, Fault::None); // part 1
     w.step(Action::Pause); // part 2 in flight
     w.deliver(0, Fault::None); // part 2: paused now
-    assert!(w.machine.is_paused());
+    assert!(w.d.machine.is_paused());
     w.step(Action::TamperLocal { at: 1 });
     w.drain();
     w.check_end();
     assert_eq!(w.server.object.as_ref().unwrap().0, w.source());
-    let Some(Event::Completed(c)) = &w.finished else {
+    let Some(Event::Completed(c)) = &w.d.finished else {
         panic!("not completed")
     };
     assert_eq!(c.bytes_recheck_failed, 5 * MIB);
@@ -794,7 +716,7 @@ fn resume_keeps_a_part_the_server_has_but_no_checkpoint_recorded() {
     w.deliver(0, Fault::None); // part 1
     // Part 2 reaches the server; its answer is lost with the process.
     assert!(matches!(
-        w.in_flight[0].kind,
+        w.d.in_flight[0].kind,
         OpKind::UploadPart {
             part: PartNumber(2),
             ..
@@ -806,8 +728,8 @@ fn resume_keeps_a_part_the_server_has_but_no_checkpoint_recorded() {
     w.must_not_resend.insert(2);
     w.drain();
     w.check_end();
-    assert!(w.log.iter().any(|l| l.ends_with("HashSourceRange")));
-    let Some(Event::Completed(c)) = &w.finished else {
+    assert!(w.d.log.iter().any(|l| l.ends_with("HashSourceRange")));
+    let Some(Event::Completed(c)) = &w.d.finished else {
         panic!("not completed")
     };
     assert_eq!(c.bytes_resumed, 10 * MIB);
@@ -833,7 +755,7 @@ fn resume_sends_again_an_unrecorded_part_that_differs_from_the_source() {
     part.1 = etag_of(&part.0);
     w.drain();
     w.check_end();
-    let Some(Event::Completed(c)) = &w.finished else {
+    let Some(Event::Completed(c)) = &w.d.finished else {
         panic!("not completed")
     };
     assert_eq!(c.bytes_resumed, 5 * MIB);
@@ -848,7 +770,7 @@ fn a_part_waiting_for_its_retry_is_not_also_kept_from_the_listing() {
     w.step(Action::Pause); // part 2 in flight
     w.step(Action::Resume); // before the pause settled: validate again
     w.deliver(0, Fault::LostAnswer); // part 2 stored, its answer lost: a retry waits
-    assert!(matches!(w.in_flight[0].kind, OpKind::ListParts { .. }));
+    assert!(matches!(w.d.in_flight[0].kind, OpKind::ListParts { .. }));
     w.deliver(0, Fault::None); // lists parts 1 and 2
     w.drain();
     w.check_end();
@@ -856,9 +778,9 @@ fn a_part_waiting_for_its_retry_is_not_also_kept_from_the_listing() {
     assert!(
         !w.hashed.contains(&part2),
         "part 2 is settled by its retry, not by hashing\n{}",
-        w.log.join("\n")
+        w.d.log.join("\n")
     );
-    let Some(Event::Completed(c)) = &w.finished else {
+    let Some(Event::Completed(c)) = &w.d.finished else {
         panic!("not completed")
     };
     assert_eq!(c.bytes_transferred + c.bytes_resumed, 16 * MIB);
@@ -884,7 +806,7 @@ fn modified_source_is_refused_on_resume_and_the_upload_aborted() {
     w.crash(false, 0);
     w.drain();
     assert!(matches!(
-        w.finished,
+        w.d.finished,
         Some(Event::Failed(TransferError::SourceChanged { .. }))
     ));
     assert!(w.server.uploads.is_empty());
@@ -898,7 +820,7 @@ fn vanished_upload_restarts() {
     w.step(Action::LoseState);
     w.drain();
     w.check_end();
-    assert!(w.log.iter().any(|l| l.contains("Restarted")));
+    assert!(w.d.log.iter().any(|l| l.contains("Restarted")));
 }
 
 #[test]
@@ -908,13 +830,13 @@ fn lost_complete_answer_is_confirmed_by_etag() {
         w.deliver(0, Fault::None); // create, 3 parts
     }
     assert!(matches!(
-        w.in_flight[0].kind,
+        w.d.in_flight[0].kind,
         OpKind::CompleteMultipartUpload { .. }
     ));
     w.deliver(0, Fault::LostAnswer);
     w.drain();
     w.check_end();
-    assert!(matches!(w.finished, Some(Event::Completed(_))));
+    assert!(matches!(w.d.finished, Some(Event::Completed(_))));
 }
 
 /// A server that echoes no checksum (Ceph RGW 18, s3s-fs on UploadPart) gets an upload
@@ -927,8 +849,8 @@ fn checked_by_the_server_only_when_it_echoes_the_checksums() {
             assert_eq!(w.server.echoes, echoes);
             w.drain();
             w.check_end();
-            let Some(Event::Completed(c)) = &w.finished else {
-                panic!("not completed: {:?}", w.finished)
+            let Some(Event::Completed(c)) = &w.d.finished else {
+                panic!("not completed: {:?}", w.d.finished)
             };
             match (&c.verified, echoes) {
                 (Verified::ServerChecksums(ChecksumAlgorithm::Crc32), true) => {}

@@ -2,7 +2,9 @@
 #![allow(dead_code, unreachable_pub, missing_docs)]
 
 use proptest::prelude::*;
-use transfer_core::{Failure, FailureKind, RetryConfig};
+use transfer_core::{
+    Event, Failure, FailureKind, Operation, Outcome, RetryConfig, Time, TransferMachine,
+};
 
 pub use transfer_core::MIB;
 
@@ -195,5 +197,160 @@ pub fn config(name: &'static str) -> ProptestConfig {
             name,
         ))),
         ..ProptestConfig::default()
+    }
+}
+
+/// The driver's side of a model test, the same for both directions: the machine, the
+/// clock, the operations in flight and the application's commands.
+pub struct Driver<M> {
+    pub machine: M,
+    pub now: Time,
+    pub in_flight: Vec<Operation>,
+    pub paused_cmd: bool,
+    pub cancelled_cmd: bool,
+    /// A cancel was ever issued (a crash forgets the command, not the fact).
+    pub ever_cancelled: bool,
+    pub progress_floor: u64,
+    pub finished: Option<Event>,
+    pub log: Vec<String>,
+    /// The clock ran past the stall timeout with nothing answered.
+    pub stalled: bool,
+}
+
+impl<M> Driver<M> {
+    pub fn new(machine: M) -> Self {
+        Driver {
+            machine,
+            now: Time::ZERO,
+            in_flight: vec![],
+            paused_cmd: false,
+            cancelled_cmd: false,
+            ever_cancelled: false,
+            progress_floor: 0,
+            finished: None,
+            log: vec![],
+            stalled: false,
+        }
+    }
+
+    /// The steps so far, for failure messages.
+    pub fn history(&self) -> String {
+        self.log.join("\n")
+    }
+}
+
+/// A deterministic world around one machine: what the server and the local files do.
+/// The schedule of actions, delivery and draining are shared.
+pub trait Model {
+    type Machine: TransferMachine;
+
+    fn driver(&mut self) -> &mut Driver<Self::Machine>;
+    /// Carries out `op` (under `fault`) and says what the driver reports.
+    fn execute(&mut self, op: &Operation, fault: Fault) -> Outcome;
+    /// Takes every output of the machine, checking it as it goes.
+    fn poll(&mut self);
+    fn crash(&mut self, executed: bool, lost: usize);
+    /// Uploads: the source file is modified. Downloads: the object is replaced.
+    fn change(&mut self);
+    fn lose_state(&mut self);
+    fn tamper(&mut self, at: u64);
+    /// How long requests may hang before the machine calls the transfer stalled.
+    fn stall_timeout(&self) -> std::time::Duration;
+
+    fn deliver(&mut self, index: usize, fault: Fault) {
+        let d = self.driver();
+        if d.in_flight.is_empty() {
+            return;
+        }
+        let op = d.in_flight.remove(index % d.in_flight.len());
+        let outcome = self.execute(&op, fault);
+        let d = self.driver();
+        d.log.push(format!("answer {:?} {fault:?}", op.id));
+        d.machine.handle_outcome(d.now, op.id, outcome);
+        self.poll();
+    }
+
+    fn step(&mut self, action: Action) {
+        let stall_timeout = self.stall_timeout();
+        let d = self.driver();
+        if d.finished.is_some() {
+            return;
+        }
+        d.log.push(format!("{action:?}"));
+        match action {
+            Action::Deliver(i, f) => self.deliver(i, f),
+            Action::Timeout => {
+                if d.in_flight.is_empty()
+                    && let Some(t) = d.machine.poll_timeout()
+                {
+                    d.now = d.now.max(t);
+                    d.machine.handle_timeout(d.now);
+                    self.poll();
+                }
+            }
+            Action::Pause => {
+                if !d.cancelled_cmd {
+                    d.paused_cmd = true;
+                    d.machine.pause(d.now);
+                    self.poll();
+                }
+            }
+            Action::Resume => {
+                d.paused_cmd = false;
+                d.progress_floor = 0;
+                d.machine.resume(d.now);
+                self.poll();
+            }
+            Action::Cancel => {
+                d.paused_cmd = false;
+                d.cancelled_cmd = true;
+                d.ever_cancelled = true;
+                d.machine.cancel(d.now);
+                self.poll();
+            }
+            Action::Crash { executed, lost } => self.crash(executed, lost),
+            Action::Stall => {
+                d.now = d.now + stall_timeout;
+                d.stalled = true;
+                d.machine.handle_timeout(d.now);
+                self.poll();
+            }
+            Action::ChangeRemoteOrSource => self.change(),
+            Action::LoseState => self.lose_state(),
+            Action::TamperLocal { at } => {
+                if !self.driver().machine.is_paused() {
+                    self.crash(false, 0);
+                }
+                self.tamper(at);
+            }
+        }
+    }
+
+    /// Lets the transfer run to its end with no more faults.
+    fn drain(&mut self) {
+        for _ in 0..100_000 {
+            let d = self.driver();
+            if d.finished.is_some() {
+                return;
+            }
+            if d.machine.is_paused() || d.paused_cmd {
+                d.paused_cmd = false;
+                d.progress_floor = 0;
+                d.machine.resume(d.now);
+                self.poll();
+            } else if !d.in_flight.is_empty() {
+                self.deliver(0, Fault::None);
+            } else if let Some(t) = d.machine.poll_timeout() {
+                d.now = d.now.max(t);
+                d.machine.handle_timeout(d.now);
+                self.poll();
+            } else {
+                panic!(
+                    "stuck: nothing in flight, no timer, not finished\n{}",
+                    d.history()
+                );
+            }
+        }
+        panic!("did not finish");
     }
 }
