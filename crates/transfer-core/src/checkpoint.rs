@@ -1,7 +1,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::op::{CompletedPart, ObjectChecksum};
-use crate::{ChecksumAlgorithm, ETag, RangeSet, SourceFingerprint, UploadId};
+use crate::{ByteRange, ChecksumAlgorithm, ETag, RangeSet, SourceFingerprint, UploadId};
 
 /// The format version of checkpoints this build writes. A checkpoint with a larger
 /// version is refused (and kept); smaller ones are read as they are. Version 2 added a
@@ -19,7 +19,76 @@ pub enum Checkpoint {
     Download(DownloadCheckpoint),
 }
 
+/// What the machine asks the driver to persist, in the order given.
+///
+/// A transfer's first save is whole; after it come deltas, each naming one more part or
+/// range done, which a store can append to a journal at a cost that does not grow with
+/// the transfer. Every so often (once the deltas outnumber the parts or ranges in the
+/// last whole checkpoint, and at least [`DELTAS_BETWEEN_WHOLES`] of them) and whenever
+/// something is taken back (a part found changed, a restart), the machine saves whole
+/// again, so the journal stays short and replaying it costs as much as the last whole
+/// save did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Save {
+    /// The whole state: replaces everything saved before.
+    Whole(Checkpoint),
+    /// One more piece of progress, to apply (with [`Checkpoint::apply`]) to the last
+    /// whole checkpoint and the deltas saved after it.
+    Delta(Delta),
+}
+
+/// The fewest deltas a machine saves between two whole checkpoints.
+pub const DELTAS_BETWEEN_WHOLES: usize = 64;
+
+/// One piece of progress since the last whole checkpoint.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Delta {
+    /// An upload's part the server acknowledged (or one adopted from its listing).
+    Part(CompletedPart),
+    /// A download's range, written and made durable, with its hashes.
+    Range {
+        /// The bytes.
+        range: ByteRange,
+        /// What was computed over them, when the plan needs it.
+        hash: Option<RangeHash>,
+    },
+}
+
 impl Checkpoint {
+    /// Applies a delta saved after this checkpoint; a delta of the other direction is
+    /// refused (the journal does not belong to this record).
+    pub fn apply(&mut self, delta: Delta) -> Result<(), String> {
+        match (self, delta) {
+            (Checkpoint::Upload(u), Delta::Part(part)) => {
+                match u.completed.binary_search_by_key(&part.part, |p| p.part) {
+                    Ok(i) => u.completed[i] = part,
+                    Err(i) => u.completed.insert(i, part),
+                }
+                Ok(())
+            }
+            (Checkpoint::Download(d), Delta::Range { range, hash }) => {
+                if range.end > d.size_bytes {
+                    return Err(format!(
+                        "a journal entry names {range}, beyond the object's {} bytes",
+                        d.size_bytes
+                    ));
+                }
+                d.completed.insert(range);
+                if let Some(h) = hash {
+                    match d.range_hashes.binary_search_by_key(&h.index, |r| r.index) {
+                        Ok(i) => d.range_hashes[i] = h,
+                        Err(i) => d.range_hashes.insert(i, h),
+                    }
+                }
+                Ok(())
+            }
+            (_, delta) => Err(format!(
+                "a journal entry of the other direction ({delta:?})"
+            )),
+        }
+    }
+
     /// Bytes done and bytes in all.
     pub fn progress(&self) -> (u64, u64) {
         match self {
@@ -159,4 +228,104 @@ pub struct DownloadCheckpoint {
     pub range_hashes: Vec<RangeHash>,
     /// The partial file the bytes are written to.
     pub partial_path: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::PartNumber;
+
+    fn part(n: u32) -> CompletedPart {
+        CompletedPart {
+            part: PartNumber(n),
+            etag: ETag(format!("\"{n:032x}\"")),
+            checksum: Some(n),
+            confirmed: false,
+        }
+    }
+
+    fn upload(parts: &[u32]) -> Checkpoint {
+        Checkpoint::Upload(UploadCheckpoint {
+            version: CHECKPOINT_VERSION,
+            source: SourceFingerprint {
+                path: "f".into(),
+                size_bytes: 100 << 20,
+                modified_unix_nanos: 1,
+                inode: None,
+                changed_unix_nanos: None,
+            },
+            upload_id: UploadId("u".into()),
+            part_size_bytes: 8 << 20,
+            checksum: Some(ChecksumAlgorithm::Crc32),
+            completed: parts.iter().map(|n| part(*n)).collect(),
+        })
+    }
+
+    fn download(size_bytes: u64) -> DownloadCheckpoint {
+        DownloadCheckpoint {
+            version: CHECKPOINT_VERSION,
+            etag: ETag("\"e\"".into()),
+            size_bytes,
+            last_modified: None,
+            object_checksum: None,
+            range_size_bytes: 10,
+            by_part_number: false,
+            part_runs: vec![],
+            verify: VerifyPlan::Unverified { reason: "x".into() },
+            completed: RangeSet::new(),
+            range_hashes: vec![],
+            partial_path: "p".into(),
+        }
+    }
+
+    #[test]
+    fn parts_applied_in_any_order_stay_ascending_and_unique() {
+        let mut cp = upload(&[1, 4]);
+        for n in [3, 9, 2, 4] {
+            cp.apply(Delta::Part(part(n))).expect("applies");
+        }
+        assert_eq!(cp, upload(&[1, 2, 3, 4, 9]));
+    }
+
+    #[test]
+    fn ranges_and_their_hashes_are_applied_in_index_order() {
+        let mut cp = Checkpoint::Download(download(30));
+        for (i, r) in [(2u32, ByteRange::new(20, 30)), (0, ByteRange::new(0, 10))] {
+            let hash = RangeHash {
+                index: i,
+                checksum: Some(i),
+                md5_hex: None,
+            };
+            cp.apply(Delta::Range {
+                range: r,
+                hash: Some(hash),
+            })
+            .expect("applies");
+        }
+        let Checkpoint::Download(d) = &cp else {
+            panic!("still a download")
+        };
+        assert_eq!(d.completed.len_bytes(), 20);
+        let indexes: Vec<u32> = d.range_hashes.iter().map(|h| h.index).collect();
+        assert_eq!(indexes, [0, 2]);
+    }
+
+    #[test]
+    fn a_delta_that_does_not_fit_is_refused() {
+        let mut cp = Checkpoint::Download(download(30));
+        let beyond = Delta::Range {
+            range: ByteRange::new(25, 40),
+            hash: None,
+        };
+        assert!(cp.apply(beyond).unwrap_err().contains("beyond"));
+        assert!(cp.apply(Delta::Part(part(1))).is_err());
+        assert!(
+            upload(&[])
+                .apply(Delta::Range {
+                    range: ByteRange::new(0, 1),
+                    hash: None
+                })
+                .is_err()
+        );
+    }
 }

@@ -666,17 +666,16 @@ impl Download {
         }
         self.bytes_transferred += range.len_bytes();
         self.completed.insert(range);
-        if hashes.checksum.is_some() || hashes.md5 {
-            self.hashes.insert(
-                index,
-                RangeHash {
-                    index,
-                    checksum,
-                    md5_hex: md5.map(hex::encode),
-                },
-            );
+        let hash = (hashes.checksum.is_some() || hashes.md5).then(|| RangeHash {
+            index,
+            checksum,
+            md5_hex: md5.map(hex::encode),
+        });
+        if let Some(h) = &hash {
+            self.hashes.insert(index, h.clone());
         }
-        self.emit_checkpoint();
+        let entries = self.hashes.len().max(self.completed.ranges().len());
+        self.emit_delta(crate::Delta::Range { range, hash }, entries);
         self.emit_progress();
     }
 

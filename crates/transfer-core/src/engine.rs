@@ -3,6 +3,7 @@
 
 use std::collections::{BTreeMap, VecDeque};
 
+use crate::checkpoint::{DELTAS_BETWEEN_WHOLES, Delta, Save};
 use crate::retry::{Attempts, Backoff};
 use crate::{
     Checkpoint, Event, Failure, OpId, OpKind, Operation, RetryConfig, Time, TransferError,
@@ -65,7 +66,9 @@ pub(crate) struct Engine<T> {
     ending: Option<Ending>,
     ops: VecDeque<Operation>,
     events: VecDeque<Event>,
-    checkpoints: VecDeque<Checkpoint>,
+    checkpoints: VecDeque<Save>,
+    /// Deltas saved since the last whole checkpoint; `None` before the first whole one.
+    since_whole: Option<usize>,
 }
 
 impl<T: Clone> Engine<T> {
@@ -86,6 +89,7 @@ impl<T: Clone> Engine<T> {
             ops: VecDeque::new(),
             events: VecDeque::new(),
             checkpoints: VecDeque::new(),
+            since_whole: None,
         }
     }
 
@@ -230,7 +234,21 @@ impl<T: Clone> Engine<T> {
     }
 
     pub(crate) fn checkpoint(&mut self, cp: Checkpoint) {
-        self.checkpoints.push_back(cp);
+        self.checkpoints.push_back(Save::Whole(cp));
+        self.since_whole = Some(0);
+    }
+
+    /// Saves `delta` when a whole checkpoint holding `entries` parts or ranges was saved
+    /// recently enough; otherwise returns false, and the caller saves whole.
+    pub(crate) fn delta(&mut self, delta: Delta, entries: usize) -> bool {
+        match self.since_whole {
+            Some(n) if n < entries.max(DELTAS_BETWEEN_WHOLES) => {
+                self.checkpoints.push_back(Save::Delta(delta));
+                self.since_whole = Some(n + 1);
+                true
+            }
+            _ => false,
+        }
     }
 
     /// Ends the transfer: no more operations, timers or checkpoints.
@@ -303,7 +321,7 @@ impl<T: Clone> Engine<T> {
         self.events.pop_front()
     }
 
-    pub(crate) fn poll_checkpoint(&mut self) -> Option<Checkpoint> {
+    pub(crate) fn poll_checkpoint(&mut self) -> Option<Save> {
         self.checkpoints.pop_front()
     }
 }

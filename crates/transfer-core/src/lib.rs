@@ -54,8 +54,8 @@ mod types;
 mod upload;
 
 pub use checkpoint::{
-    CHECKPOINT_VERSION, Checkpoint, DownloadCheckpoint, PartRun, RangeHash, UploadCheckpoint,
-    VerifyPlan,
+    CHECKPOINT_VERSION, Checkpoint, DELTAS_BETWEEN_WHOLES, Delta, DownloadCheckpoint, PartRun,
+    RangeHash, Save, UploadCheckpoint, VerifyPlan,
 };
 pub use checksum::{combine_checksums, multipart_etag};
 pub use config::{
@@ -99,9 +99,10 @@ pub trait TransferMachine {
     /// When to call [`handle_timeout`](Self::handle_timeout) next.
     #[must_use]
     fn poll_timeout(&self) -> Option<Time>;
-    /// The next checkpoint to persist, in emission order.
+    /// The next checkpoint (whole, or a delta to the last whole one) to persist, in
+    /// emission order.
     #[must_use]
-    fn poll_checkpoint(&mut self) -> Option<Checkpoint>;
+    fn poll_checkpoint(&mut self) -> Option<Save>;
     /// The next event for the application.
     #[must_use]
     fn poll_event(&mut self) -> Option<Event>;

@@ -7,7 +7,9 @@
 use std::fmt::Debug;
 
 use crate::engine::{Ending, Engine, RunState, Slot};
-use crate::{Checkpoint, Event, Failure, OpId, OpKind, Operation, Outcome, Time, TransferMachine};
+use crate::{
+    Checkpoint, Event, Failure, OpId, OpKind, Operation, Outcome, Save, Time, TransferMachine,
+};
 
 /// What a direction of transfer supplies to [`Machine`].
 ///
@@ -60,6 +62,13 @@ pub(crate) trait Direction {
     fn emit_checkpoint(&mut self) {
         if let Some(cp) = self.checkpoint() {
             self.engine_mut().checkpoint(cp);
+        }
+    }
+
+    /// Saves one piece of progress: as a delta, or whole when one is due.
+    fn emit_delta(&mut self, delta: crate::Delta, entries: usize) {
+        if !self.engine_mut().delta(delta, entries) {
+            self.emit_checkpoint();
         }
     }
 
@@ -224,7 +233,7 @@ impl<D: Direction> TransferMachine for Machine<D> {
         self.dir.engine().poll_timeout()
     }
 
-    fn poll_checkpoint(&mut self) -> Option<Checkpoint> {
+    fn poll_checkpoint(&mut self) -> Option<Save> {
         self.dir.engine_mut().poll_checkpoint()
     }
 

@@ -248,11 +248,39 @@ impl Upload {
         }
     }
 
+    /// Bytes of the completed parts, in constant time: every part but the last is
+    /// `part_size_bytes` long.
     fn bytes_done(&self) -> u64 {
-        self.completed
-            .keys()
-            .map(|n| self.part_range(*n).len_bytes())
-            .sum()
+        let size = self.source.size_bytes;
+        match self.plan {
+            UploadPlan::Single => {
+                if self.completed.contains_key(&1) {
+                    size
+                } else {
+                    0
+                }
+            }
+            UploadPlan::Multipart {
+                part_size_bytes,
+                parts,
+            } => {
+                let full = (self.completed.len() as u64).saturating_mul(part_size_bytes);
+                let last_short = if self.completed.contains_key(&parts) {
+                    part_size_bytes.saturating_sub(self.part_range(parts).len_bytes())
+                } else {
+                    0
+                };
+                full.saturating_sub(last_short).min(size)
+            }
+        }
+    }
+
+    /// Records a part as done and saves that.
+    fn part_done(&mut self, part: CompletedPart) {
+        self.completed.insert(part.part.0, part.clone());
+        let entries = self.completed.len();
+        self.emit_delta(crate::Delta::Part(part), entries);
+        self.emit_progress();
     }
 
     fn upload_checkpoint(&self) -> Option<UploadCheckpoint> {
@@ -420,20 +448,16 @@ impl Upload {
         match etag.filter(|e| md5.is_some() && e.as_md5() == md5 && checksum_ok) {
             Some(etag) => {
                 self.bytes_resumed += self.part_range(number).len_bytes();
-                self.completed.insert(
-                    number,
-                    CompletedPart {
-                        part: PartNumber(number),
-                        etag,
-                        checksum,
-                        // Its ETag is the MD5 of the local bytes, but the server never
-                        // echoed its checksum: only an echo of the object's on Complete
-                        // can confirm it now.
-                        confirmed: false,
-                    },
-                );
-                self.emit_checkpoint();
-                self.emit_progress();
+                let part = CompletedPart {
+                    part: PartNumber(number),
+                    etag,
+                    checksum,
+                    // Its ETag is the MD5 of the local bytes, but the server never
+                    // echoed its checksum: only an echo of the object's on Complete can
+                    // confirm it now.
+                    confirmed: false,
+                };
+                self.part_done(part);
             }
             None => {
                 self.pending.insert(number);
@@ -541,9 +565,7 @@ impl Upload {
                     confirmed: echoed(checksum, server_checksum),
                 };
                 self.bytes_transferred += self.part_range(number).len_bytes();
-                self.completed.insert(number, part);
-                self.emit_checkpoint();
-                self.emit_progress();
+                self.part_done(part);
             }
             (
                 Task::List,

@@ -224,7 +224,11 @@ impl World {
     }
 
     fn take_checkpoints(&mut self) {
-        while let Some(Checkpoint::Download(cp)) = self.d.machine.poll_checkpoint() {
+        while let Some(save) = self.d.machine.poll_checkpoint() {
+            let last = self.last_checkpoint.clone().map(Checkpoint::Download);
+            let Checkpoint::Download(cp) = replay(last, save) else {
+                panic!("a download saved an upload's checkpoint");
+            };
             assert!(cp.completed.is_canonical());
             assert_eq!(cp.partial_path, PARTIAL);
             self.history.push(cp.clone());

@@ -150,7 +150,11 @@ impl World {
             parts_in_flight <= self.cfg.max_in_flight,
             "{parts_in_flight} parts in flight"
         );
-        while let Some(Checkpoint::Upload(cp)) = self.d.machine.poll_checkpoint() {
+        while let Some(save) = self.d.machine.poll_checkpoint() {
+            let last = self.last_checkpoint.clone().map(Checkpoint::Upload);
+            let Checkpoint::Upload(cp) = replay(last, save) else {
+                panic!("an upload saved a download's checkpoint");
+            };
             assert_eq!(cp.version, CHECKPOINT_VERSION);
             assert!(
                 cp.completed.windows(2).all(|w| w[0].part < w[1].part),

@@ -12,7 +12,7 @@ use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use tokio::task::JoinSet;
 use tracing::Instrument;
 use transfer_core::{
-    Checkpoint, Completion, Event, OpId, OpKind, Outcome, Time, TransferError, TransferMachine,
+    Completion, Event, OpId, OpKind, Outcome, Save, Time, TransferError, TransferMachine,
 };
 
 use crate::error::from_transfer;
@@ -267,13 +267,22 @@ impl Driver {
     }
 
     /// Queues the record (with `cp` as the new checkpoint when given).
-    fn persist(&mut self, cp: Option<Checkpoint>, state: StoreState) {
+    fn persist(&mut self, save: Option<Save>, state: StoreState) {
         let (done, total) = self.machine.progress();
         let Some(p) = self.persistence.as_mut() else {
             return;
         };
-        if let Some(cp) = cp {
-            p.stored.checkpoint = Some(cp);
+        match (save, &mut p.stored.checkpoint) {
+            (Some(Save::Whole(cp)), held) => *held = Some(cp),
+            (Some(Save::Delta(delta)), Some(cp)) => {
+                if let Err(e) = cp.apply(delta) {
+                    tracing::warn!(error = %e, "checkpoint delta not applied");
+                }
+            }
+            (Some(Save::Delta(_)), None) => {
+                tracing::warn!("checkpoint delta before any checkpoint; not saved");
+            }
+            (None, _) => {}
         }
         p.meta.state = state;
         p.meta.done_bytes = done;

@@ -3,7 +3,8 @@
 
 use proptest::prelude::*;
 use transfer_core::{
-    Event, Failure, FailureKind, Operation, Outcome, RetryConfig, Time, TransferMachine,
+    Checkpoint, Event, Failure, FailureKind, Operation, Outcome, RetryConfig, Save, Time,
+    TransferMachine,
 };
 
 pub use transfer_core::MIB;
@@ -352,5 +353,20 @@ pub trait Model {
             }
         }
         panic!("did not finish");
+    }
+}
+
+/// The checkpoint a store holds after `save`, given the one it held before: a delta is
+/// applied to it, as the driver does when it rebuilds a transfer from a record and its
+/// journal.
+pub fn replay(last: Option<Checkpoint>, save: Save) -> Checkpoint {
+    match save {
+        Save::Whole(cp) => cp,
+        Save::Delta(delta) => {
+            let mut cp = last.expect("a delta is saved only after a whole checkpoint");
+            cp.apply(delta)
+                .expect("a delta applies to its own checkpoint");
+            cp
+        }
     }
 }
