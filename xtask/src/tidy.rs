@@ -17,13 +17,17 @@ use manifest::{DepKind, Manifest};
 /// The workspace crates each crate may depend on: (crate, normal and build
 /// dependencies, dev-dependencies). A new crate must be added here, deliberately.
 const ARROWS: &[(&str, &[&str], &[&str])] = &[
-    // The sans-IO state machines: self-contained, tested against an in-memory model.
-    ("transfer-core", &[], &[]),
-    ("s3-protocol", &[], &["s3-testkit"]),
+    // S3's vocabulary (ETags, checksum algorithms and their combining rules), defined
+    // once for the wire and the machines: a leaf of pure functions and value types.
+    ("s3-types", &[], &[]),
+    // The sans-IO state machines: self-contained but for the vocabulary, tested against
+    // an in-memory model.
+    ("transfer-core", &["s3-types"], &[]),
+    ("s3-protocol", &["s3-types"], &["s3-testkit"]),
     ("resume-store", &[], &["s3-testkit"]),
     // The test harness: every crate may dev-depend on it, so it may use only the
     // bottom, sans-IO layer (to sign its own setup requests).
-    ("s3-testkit", &["s3-protocol"], &["s3-protocol"]),
+    ("s3-testkit", &["s3-protocol"], &["s3-protocol", "s3-types"]),
     (
         "transfer-manager",
         &["s3-protocol", "transfer-core", "resume-store"],

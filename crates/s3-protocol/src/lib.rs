@@ -29,8 +29,7 @@ mod types;
 mod xml;
 
 pub use checksum::{
-    Checksum, ChecksumAlgorithm, ChecksumHasher, ChecksumType, CrcValue, combine,
-    composite_checksum, content_md5_header, md5_digest, multipart_etag,
+    Checksum, ChecksumAlgorithm, ChecksumHasher, ChecksumType, CrcValue, content_md5_header,
 };
 pub use credentials::Credentials;
 pub use endpoint::{

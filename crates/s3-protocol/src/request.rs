@@ -735,8 +735,8 @@ mod tests {
     #[test]
     fn put_object_headers() {
         let mut p = PutObject::new("b", "k", RequestBody::Bytes(Bytes::from_static(b"hello")));
-        p.content_md5 = Some(crate::checksum::md5_digest(b"hello"));
-        p.checksum = Some(ChecksumAlgorithm::Crc32c.checksum(b"hello"));
+        p.content_md5 = Some(s3_types::md5_digest(b"hello"));
+        p.checksum = Some(Checksum::of(ChecksumAlgorithm::Crc32c, b"hello"));
         p.content_type = Some("text/plain".into());
         p.metadata = vec![("Origin".into(), "unit test".into())];
         let r = p.build(&local()).unwrap();
@@ -849,7 +849,7 @@ mod tests {
         cmu.parts = vec![part(1), part(1)];
         assert!(cmu.build(&local()).is_err());
         cmu.parts = vec![part(1), part(3)];
-        cmu.full_object_checksum = Some(ChecksumAlgorithm::Crc32.checksum(b"x"));
+        cmu.full_object_checksum = Some(Checksum::of(ChecksumAlgorithm::Crc32, b"x"));
         let r = cmu.build(&local()).unwrap();
         assert_eq!(header(&r, "content-type"), Some("application/xml"));
         assert_eq!(header(&r, "x-amz-checksum-type"), Some("FULL_OBJECT"));

@@ -255,7 +255,10 @@ mod tests {
             .map(|n| CompletedPart {
                 part_number: PartNumber::new(n).unwrap(),
                 etag: ETag::new(format!("\"{:032x}\"", u128::from(n) * 0x9E37_79B9)),
-                checksum: Some(ChecksumAlgorithm::Crc32.checksum(&n.to_be_bytes())),
+                checksum: Some(crate::Checksum::of(
+                    ChecksumAlgorithm::Crc32,
+                    &n.to_be_bytes(),
+                )),
             })
             .collect();
         let body = complete_multipart_upload_body(&parts);

@@ -106,12 +106,12 @@ async fn signed_put_and_ranged_get_return_the_right_bytes() {
     let data = pattern(1000, 7);
 
     let mut put = PutObject::new(BUCKET, "dir/object.bin", RequestBody::Bytes(data.clone()));
-    put.content_md5 = Some(md5_digest(&data));
-    put.checksum = Some(ChecksumAlgorithm::Crc32.checksum(&data));
+    put.content_md5 = Some(s3_types::md5_digest(&data));
+    put.checksum = Some(Checksum::of(ChecksumAlgorithm::Crc32, &data));
     put.content_type = Some("application/octet-stream".into());
     let r = h.send(put.build(&h.config).unwrap()).await;
     let out = parse_put_object(r.status, &r.headers, &r.body).unwrap();
-    assert_eq!(out.etag.kind(), ETagKind::Md5(md5_digest(&data)));
+    assert_eq!(out.etag.kind(), ETagKind::Md5(s3_types::md5_digest(&data)));
 
     let get = GetObject {
         range: ByteRange::new(100, 200),
@@ -256,7 +256,7 @@ async fn multipart_upload_with_external_bodies_and_checksums() {
     let part_bytes = [pattern(MIN_PART_SIZE as usize, 1), pattern(1234, 2)];
     let mut completed = Vec::new();
     for (i, bytes) in part_bytes.iter().enumerate() {
-        let checksum = alg.checksum(bytes);
+        let checksum = Checksum::of(alg, bytes);
         let part = UploadPart {
             bucket: BUCKET.into(),
             key: key.into(),
@@ -385,7 +385,7 @@ async fn corrupted_body_is_a_checksum_mismatch() {
         "corrupt",
         RequestBody::Bytes(Bytes::from_static(b"what was sent")),
     );
-    put.checksum = Some(ChecksumAlgorithm::Crc32.checksum(b"what was read"));
+    put.checksum = Some(Checksum::of(ChecksumAlgorithm::Crc32, b"what was read"));
     let r = h.send(put.build(&h.config).unwrap()).await;
     let err = parse_put_object(r.status, &r.headers, &r.body).unwrap_err();
     assert_eq!(err.class(), ErrorClass::ChecksumMismatch, "{err}");

@@ -166,31 +166,4 @@ proptest! {
         let req = GetObject::new("bucket", key.clone()).build(&config).unwrap();
         prop_assert_eq!(req.uri().path(), format!("/bucket/{encoded}"));
     }
-
-    #[test]
-    fn crc_combine_of_any_split_equals_whole(
-        data in proptest::collection::vec(any::<u8>(), 0..4096),
-        split in any::<proptest::sample::Index>(),
-        crc32c in any::<bool>(),
-    ) {
-        let alg = if crc32c { ChecksumAlgorithm::Crc32c } else { ChecksumAlgorithm::Crc32 };
-        let at = split.index(data.len() + 1);
-        let (a, b) = data.split_at(at);
-        let whole = alg.checksum(&data).value;
-        let combined = combine(alg, alg.checksum(a).value, alg.checksum(b).value, b.len() as u64);
-        prop_assert_eq!(combined, whole);
-    }
-
-    #[test]
-    fn crc_combine_folds_over_many_parts(
-        parts in proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..300), 1..12),
-        crc32c in any::<bool>(),
-    ) {
-        let alg = if crc32c { ChecksumAlgorithm::Crc32c } else { ChecksumAlgorithm::Crc32 };
-        let mut acc = alg.checksum(&parts[0]).value;
-        for p in &parts[1..] {
-            acc = combine(alg, acc, alg.checksum(p).value, p.len() as u64);
-        }
-        prop_assert_eq!(acc, alg.checksum(&parts.concat()).value);
-    }
 }

@@ -9,7 +9,7 @@ use http::{HeaderMap, Response, StatusCode};
 use s3_protocol::{
     Addressing, ByteRange, Checksum, ChecksumAlgorithm, ChecksumType, CompleteMultipartUpload,
     CompletedPart, CreateMultipartUpload, Credentials, ETag, Endpoint, GetObject, HeadObject,
-    PartNumber, PutObject, RequestBody, S3Config, UploadId, UploadPart, md5_digest,
+    PartNumber, PutObject, RequestBody, S3Config, UploadId, UploadPart,
     parse_create_multipart_upload, parse_upload_part,
 };
 use s3_testkit::{S3sFsServer, send_signed, start_s3s_fs, start_s3s_fs_with_parts};
@@ -221,11 +221,7 @@ fn split<'a>(data: &'a [u8], sizes: &[usize]) -> Vec<&'a [u8]> {
 }
 
 fn crc(algorithm: ChecksumAlgorithm, data: &[u8]) -> u32 {
-    match algorithm {
-        ChecksumAlgorithm::Crc32 => crc32fast::hash(data),
-        ChecksumAlgorithm::Crc32c => crc32c::crc32c(data),
-        other => panic!("no CRC for {other}"),
-    }
+    s3_types::checksum(algorithm, data)
 }
 
 fn b64(crc: u32) -> String {
@@ -468,7 +464,7 @@ async fn a_part_whose_checksum_differs_is_refused_and_the_part_before_kept() {
             1,
             &other,
             Some(crc32(&other)),
-            Some(md5_digest(&good)),
+            Some(s3_types::md5_digest(&good)),
         )
         .await;
     assert_error(&resp, StatusCode::BAD_REQUEST, "BadDigest");
@@ -489,7 +485,7 @@ async fn a_part_whose_checksum_differs_is_refused_and_the_part_before_kept() {
             2,
             &tail,
             Some(crc32(&tail)),
-            Some(md5_digest(&tail)),
+            Some(s3_types::md5_digest(&tail)),
         )
         .await;
     assert_eq!(resp.status(), StatusCode::OK, "{}", body_text(&resp));

@@ -3,12 +3,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use md5::{Digest, Md5};
-
 use crate::ChecksumAlgorithm;
-use crate::checksum::{
-    checksum_of, combine_all, composite_checksum, md5_of_nothing, multipart_etag,
-};
 use crate::config::MAX_PARTS;
 use crate::engine::{Ending, Engine, RunState, Slot};
 use crate::machine::{Direction, Machine};
@@ -18,6 +13,7 @@ use crate::{
     ETag, Event, Failure, FailureKind, OpKind, Outcome, PartNumber, PartRun, RangeHash, RangeSet,
     Time, TransferError, Verified, VerifyPlan,
 };
+use s3_types::{combine_all, composite as composite_checksum, md5_of_nothing, multipart_etag};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Task {
@@ -1020,16 +1016,6 @@ fn runs_fit(runs: &[PartRun], size: u64) -> bool {
         t.checked_add(r.len_bytes.checked_mul(u64::from(r.count))?)
     });
     count <= MAX_PARTS && total == Some(size) && runs.iter().all(|r| r.count > 0 && r.len_bytes > 0)
-}
-
-/// MD5 of `data`, for drivers and tests that need the same digest the machine compares.
-pub fn md5_digest(data: &[u8]) -> [u8; 16] {
-    Md5::digest(data).into()
-}
-
-/// CRC of `data` under `alg`, for drivers and tests.
-pub fn checksum(alg: crate::ChecksumAlgorithm, data: &[u8]) -> u32 {
-    checksum_of(alg, data)
 }
 
 impl Direction for Download {

@@ -39,7 +39,6 @@
 #![forbid(unsafe_code)]
 
 mod checkpoint;
-mod checksum;
 mod config;
 mod download;
 mod engine;
@@ -57,13 +56,12 @@ pub use checkpoint::{
     CHECKPOINT_VERSION, Checkpoint, DELTAS_BETWEEN_WHOLES, Delta, DownloadCheckpoint, PartRun,
     RangeHash, Save, UploadCheckpoint, VerifyPlan,
 };
-pub use checksum::{combine_checksums, multipart_etag};
 pub use config::{
     CancelPolicy, DEFAULT_MEMORY_BUDGET_BYTES, DownloadConfig, MAX_OBJECT_SIZE_BYTES,
     MAX_PART_SIZE_BYTES, MAX_PARTS, MIB, MIN_PART_SIZE_BYTES, UploadConfig, UploadPlan, part_count,
     part_size_for, parts_in_flight, plan_upload,
 };
-pub use download::{Download, DownloadMachine, checksum, md5_digest};
+pub use download::{Download, DownloadMachine};
 pub use error::TransferError;
 pub use event::{Completion, Event, Verified};
 pub use machine::Machine;
@@ -73,6 +71,9 @@ pub use op::{
 };
 pub use rangeset::RangeSet;
 pub use retry::RetryConfig;
+pub use s3_types::{
+    ETagKind, checksum, combine, combine_all, composite, md5_digest, md5_of_nothing, multipart_etag,
+};
 pub use time::Time;
 pub use types::{
     ByteRange, ChecksumAlgorithm, ETag, OpId, PartNumber, SourceFingerprint, UploadId,

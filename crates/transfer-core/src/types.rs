@@ -23,59 +23,7 @@ impl fmt::Display for PartNumber {
     }
 }
 
-/// The server's id of a multipart upload.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(transparent)]
-pub struct UploadId(pub String);
-
-impl fmt::Display for UploadId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-/// An entity tag as the server sent it, quotes included.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(transparent)]
-pub struct ETag(pub String);
-
-impl ETag {
-    /// The tag without surrounding quotes.
-    pub fn unquoted(&self) -> &str {
-        self.0.trim().trim_matches('"')
-    }
-
-    /// Whether two tags name the same version, ignoring quoting and case differences.
-    pub fn same_as(&self, other: &ETag) -> bool {
-        self.unquoted().eq_ignore_ascii_case(other.unquoted())
-    }
-
-    /// The MD5 digest if the tag is a plain 32-hex-digit MD5 (a single-part upload).
-    pub fn as_md5(&self) -> Option<[u8; 16]> {
-        let s = self.unquoted();
-        if s.len() != 32 {
-            return None;
-        }
-        let mut out = [0u8; 16];
-        hex::decode_to_slice(s, &mut out).ok()?;
-        Some(out)
-    }
-
-    /// The part count `N` if the tag has the multipart form `<hex>-N`.
-    pub fn multipart_parts(&self) -> Option<u32> {
-        let (hex_part, n) = self.unquoted().rsplit_once('-')?;
-        if hex_part.len() != 32 || !hex_part.bytes().all(|b| b.is_ascii_hexdigit()) {
-            return None;
-        }
-        n.parse().ok().filter(|n| *n > 0)
-    }
-}
-
-impl fmt::Display for ETag {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
+pub use s3_types::{ChecksumAlgorithm, ETag, UploadId};
 
 /// A half-open byte range `start..end` of a file or object.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -111,25 +59,6 @@ impl ByteRange {
 impl fmt::Display for ByteRange {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "bytes {}..{}", self.start, self.end)
-    }
-}
-
-/// The per-part checksum algorithm of an upload.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
-pub enum ChecksumAlgorithm {
-    /// CRC-32 (IEEE), the default.
-    #[default]
-    Crc32,
-    /// CRC-32C (Castagnoli).
-    Crc32c,
-}
-
-impl fmt::Display for ChecksumAlgorithm {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            ChecksumAlgorithm::Crc32 => "CRC32",
-            ChecksumAlgorithm::Crc32c => "CRC32C",
-        })
     }
 }
 

@@ -2,7 +2,6 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use crate::checksum::{combine_all, composite_checksum, multipart_etag};
 use crate::config::{MAX_PARTS, MIN_PART_SIZE_BYTES, part_count};
 use crate::engine::{Ending, Engine, RunState, Slot};
 use crate::machine::{Direction, Machine};
@@ -12,6 +11,7 @@ use crate::{
     FailureKind, OpKind, Outcome, PartNumber, SourceFingerprint, Time, TransferError,
     UploadCheckpoint, UploadConfig, UploadId, UploadPlan, Verified,
 };
+use s3_types::{combine_all, composite as composite_checksum, multipart_etag};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Task {

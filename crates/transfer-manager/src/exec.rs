@@ -11,7 +11,7 @@ use s3_protocol as p;
 use tokio::sync::Semaphore;
 use transfer_core::{
     ByteRange, ChecksumAlgorithm, ChecksumKind, ETag, Failure, FailureKind, ListedPart,
-    ObjectChecksum, ObjectInfo, OpKind, Outcome, PartNumber, RangeHashes, UploadId,
+    ObjectChecksum, ObjectInfo, OpKind, Outcome, PartNumber, RangeHashes,
 };
 
 use crate::body::Payload;
@@ -39,21 +39,6 @@ pub(crate) struct OpContext {
 
 /// User metadata in which s3tm records the part size of its multipart uploads.
 const PART_SIZE_META: &str = "s3tm-part-size";
-
-pub(crate) fn proto_alg(a: ChecksumAlgorithm) -> p::ChecksumAlgorithm {
-    match a {
-        ChecksumAlgorithm::Crc32 => p::ChecksumAlgorithm::Crc32,
-        ChecksumAlgorithm::Crc32c => p::ChecksumAlgorithm::Crc32c,
-    }
-}
-
-fn core_alg(a: p::ChecksumAlgorithm) -> Option<ChecksumAlgorithm> {
-    match a {
-        p::ChecksumAlgorithm::Crc32 => Some(ChecksumAlgorithm::Crc32),
-        p::ChecksumAlgorithm::Crc32c => Some(ChecksumAlgorithm::Crc32c),
-        _ => None,
-    }
-}
 
 fn part_number(n: PartNumber) -> Result<p::PartNumber, Failure> {
     p::PartNumber::new(n.0)
@@ -131,7 +116,7 @@ impl OpContext {
                 let (status, headers, body) = self.send_with_body(req, data).await?;
                 let out = p::parse_put_object(status, &headers, &body).map_err(response_failure)?;
                 Ok(Outcome::ObjectPut {
-                    etag: ETag(out.etag.as_str().to_owned()),
+                    etag: out.etag,
                     checksum: sum.map(|c| c.value),
                     server_checksum: echo(&out.checksums, checksum),
                 })
@@ -143,7 +128,7 @@ impl OpContext {
                 let mut c = p::CreateMultipartUpload::new(bucket, key);
                 c.metadata
                     .push((PART_SIZE_META.to_owned(), part_size_bytes.to_string()));
-                c.checksum_algorithm = checksum.map(proto_alg);
+                c.checksum_algorithm = checksum;
                 // A full-object CRC can be combined from the ranges of any later download,
                 // whatever its part layout, so downloads can verify every byte.
                 c.checksum_type = checksum.map(|_| p::ChecksumType::FullObject);
@@ -152,7 +137,7 @@ impl OpContext {
                 let out = p::parse_create_multipart_upload(status, &headers, &body)
                     .map_err(response_failure)?;
                 Ok(Outcome::UploadCreated {
-                    upload_id: UploadId(out.upload_id.as_str().to_owned()),
+                    upload_id: out.upload_id,
                 })
             }
             OpKind::UploadPart {
@@ -167,7 +152,7 @@ impl OpContext {
                 let up = p::UploadPart {
                     bucket,
                     key,
-                    upload_id: p::UploadId::new(upload_id.0),
+                    upload_id,
                     part_number: part_number(part)?,
                     body: p::RequestBody::External {
                         content_length: data.len(),
@@ -181,7 +166,7 @@ impl OpContext {
                     p::parse_upload_part(status, &headers, &body).map_err(response_failure)?;
                 source.release(range).await;
                 Ok(Outcome::PartUploaded {
-                    etag: ETag(out.etag.as_str().to_owned()),
+                    etag: out.etag,
                     checksum: sum.map(|c| c.value),
                     server_checksum: echo(&out.checksums, checksum),
                 })
@@ -193,7 +178,7 @@ impl OpContext {
                 let lp = p::ListParts {
                     bucket,
                     key,
-                    upload_id: p::UploadId::new(upload_id.0),
+                    upload_id,
                     max_parts: None,
                     part_number_marker,
                 };
@@ -205,7 +190,7 @@ impl OpContext {
                     .into_iter()
                     .map(|lp| ListedPart {
                         part: PartNumber(lp.part_number),
-                        etag: lp.etag.map(|e| ETag(e.as_str().to_owned())),
+                        etag: lp.etag,
                         size_bytes: Some(lp.size_bytes),
                     })
                     .collect();
@@ -230,9 +215,9 @@ impl OpContext {
                     .map(|cp| {
                         Ok(p::CompletedPart {
                             part_number: part_number(cp.part)?,
-                            etag: p::ETag::new(cp.etag.0),
+                            etag: cp.etag,
                             checksum: algorithm.zip(cp.checksum).map(|(a, value)| p::Checksum {
-                                algorithm: proto_alg(a),
+                                algorithm: a,
                                 value,
                             }),
                         })
@@ -241,11 +226,11 @@ impl OpContext {
                 let c = p::CompleteMultipartUpload {
                     bucket,
                     key,
-                    upload_id: p::UploadId::new(upload_id.0),
+                    upload_id,
                     parts,
                     full_object_checksum: algorithm.zip(full_object_checksum).map(|(a, value)| {
                         p::Checksum {
-                            algorithm: proto_alg(a),
+                            algorithm: a,
                             value,
                         }
                     }),
@@ -255,9 +240,9 @@ impl OpContext {
                 let out = p::parse_complete_multipart_upload(status, &headers, &body)
                     .map_err(response_failure)?;
                 Ok(Outcome::UploadCompleted {
-                    etag: ETag(out.etag.as_str().to_owned()),
+                    etag: out.etag,
                     server_checksum: algorithm
-                        .and_then(|a| out.checksums.crc(proto_alg(a)))
+                        .and_then(|a| out.checksums.crc(a))
                         .map(|c| (c.value, c.parts)),
                 })
             }
@@ -265,7 +250,7 @@ impl OpContext {
                 let a = p::AbortMultipartUpload {
                     bucket,
                     key,
-                    upload_id: p::UploadId::new(upload_id.0),
+                    upload_id,
                 };
                 let req = a.build(s3).map_err(build_failure)?;
                 let (status, headers, body) = self.http.send_buffered(req).await?;
@@ -280,7 +265,7 @@ impl OpContext {
                 let mut h = p::HeadObject::new(bucket, key);
                 h.checksum_mode = true;
                 h.part_number = pn.map(part_number).transpose()?;
-                h.if_match = if_match.map(|e| p::ETag::new(e.0));
+                h.if_match = if_match;
                 let req = h.build(s3).map_err(build_failure)?;
                 let (status, headers, body) = self.http.send_buffered(req).await?;
                 let out =
@@ -299,7 +284,7 @@ impl OpContext {
                     .saturating_mul(range.len_bytes().max(1));
                 sink.wait_turn(range.start, window).await;
                 let mut g = p::GetObject::new(bucket, key);
-                let pinned = p::ETag::new(if_match.0);
+                let pinned = if_match;
                 g.if_match = Some(pinned.clone());
                 g.range = p::ByteRange::new(range.start, range.end);
                 let req = g.build(s3).map_err(build_failure)?;
@@ -337,9 +322,7 @@ impl OpContext {
                         format!("asked for {range}, the server sent {sent}"),
                     ));
                 }
-                let mut crc = hashes
-                    .checksum
-                    .map(|a| p::ChecksumHasher::new(proto_alg(a)));
+                let mut crc = hashes.checksum.map(p::ChecksumHasher::new);
                 // The MD5 is hashed in lanes beside the other ranges' (see md5_lanes.rs).
                 let md5 = hashes.md5.then(|| self.md5_lanes.open());
                 let mut offset = range.start;
@@ -425,7 +408,7 @@ impl OpContext {
         if streamed && let Some(file_range) = source.file_range(range) {
             // Without a checksum to send, a CRC32 still tells whether the second pass read
             // the bytes the first one did.
-            let algorithm = checksum.map_or(p::ChecksumAlgorithm::Crc32, proto_alg);
+            let algorithm = checksum.unwrap_or_default();
             let (_, crc) = file_range.hash(Some(algorithm), false).await?;
             let verify = crc.map(|value| (algorithm, value));
             let sum = verify
@@ -440,7 +423,7 @@ impl OpContext {
             ));
         }
         let data = source.read(range).await?;
-        let sum = checksum.map(|a| proto_alg(a).checksum(&data));
+        let sum = checksum.map(|a| p::Checksum::of(a, &data));
         Ok((Payload::Bytes(data), sum))
     }
 
@@ -461,14 +444,14 @@ impl OpContext {
             ));
         }
         if let Some(file_range) = source.file_range(range) {
-            let (md5, crc) = file_range.hash(checksum.map(proto_alg), true).await?;
+            let (md5, crc) = file_range.hash(checksum, true).await?;
             return Ok((md5.unwrap_or_default(), crc));
         }
         let data = source.read(range).await?;
         tokio::task::spawn_blocking(move || {
             let mut md5 = Md5State::new();
             md5.update(&data);
-            let crc = checksum.map(|a| proto_alg(a).checksum(&data).value);
+            let crc = checksum.map(|a| p::Checksum::of(a, &data).value);
             (md5.finalize(), crc)
         })
         .await
@@ -482,9 +465,7 @@ impl OpContext {
         range: ByteRange,
         hashes: RangeHashes,
     ) -> Result<(Option<u32>, Option<[u8; 16]>), Failure> {
-        let crc = hashes
-            .checksum
-            .map(|a| p::ChecksumHasher::new(proto_alg(a)));
+        let crc = hashes.checksum.map(p::ChecksumHasher::new);
         let md5 = hashes.md5.then(Md5State::new);
         let (crc, md5) = self
             .sink()
@@ -517,7 +498,7 @@ impl OpContext {
 
 /// The checksum of `algorithm` a server echoed in its answer, if it did.
 fn echo(checksums: &p::ResponseChecksums, algorithm: Option<ChecksumAlgorithm>) -> Option<u32> {
-    checksums.crc(proto_alg(algorithm?)).map(|c| c.value)
+    checksums.crc(algorithm?).map(|c| c.value)
 }
 
 fn object_info(out: p::HeadObjectOutput, headers: &http::HeaderMap) -> ObjectInfo {
@@ -534,7 +515,7 @@ fn object_info(out: p::HeadObjectOutput, headers: &http::HeaderMap) -> ObjectInf
                 _ => ChecksumKind::Unstated,
             };
             Some(ObjectChecksum {
-                algorithm: core_alg(a)?,
+                algorithm: a,
                 value: v.value,
                 kind,
             })
@@ -550,7 +531,7 @@ fn object_info(out: p::HeadObjectOutput, headers: &http::HeaderMap) -> ObjectInf
         || sse("x-amz-server-side-encryption-customer-algorithm").is_some();
     ObjectInfo {
         content_length: out.content_length,
-        etag: ETag(out.etag.map(|e| e.as_str().to_owned()).unwrap_or_default()),
+        etag: out.etag.unwrap_or_else(|| ETag(String::new())),
         last_modified: out.last_modified,
         checksum,
         parts_count: out.parts_count,

@@ -189,7 +189,7 @@ impl Server<'_> {
             .upload_id;
         let mut completed = Vec::new();
         for (i, bytes) in parts.iter().enumerate() {
-            let sum = checksum.map(|(a, _)| a.checksum(bytes));
+            let sum = checksum.map(|(a, _)| s3_protocol::Checksum::of(a, bytes));
             let part = p::UploadPart {
                 bucket: bucket.into(),
                 key: key.into(),
