@@ -5,36 +5,7 @@ use std::fmt;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 
-pub use s3_types::ChecksumAlgorithm;
-
-/// How S3 derived an object's checksum (`x-amz-checksum-type`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-#[non_exhaustive]
-pub enum ChecksumType {
-    /// The checksum covers the whole object's bytes (combinable from part CRCs).
-    FullObject,
-    /// A checksum of the part checksums, written `<base64>-<parts>`.
-    Composite,
-}
-
-impl ChecksumType {
-    /// `FULL_OBJECT` or `COMPOSITE`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::FullObject => "FULL_OBJECT",
-            Self::Composite => "COMPOSITE",
-        }
-    }
-
-    /// Parses `FULL_OBJECT` / `COMPOSITE`.
-    pub fn parse(s: &str) -> Option<Self> {
-        match s.trim() {
-            "FULL_OBJECT" => Some(Self::FullObject),
-            "COMPOSITE" => Some(Self::Composite),
-            _ => None,
-        }
-    }
-}
+pub use s3_types::{ChecksumAlgorithm, ChecksumType};
 
 /// A CRC value tagged with its algorithm.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]

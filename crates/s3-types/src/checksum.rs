@@ -54,6 +54,35 @@ impl fmt::Display for ChecksumAlgorithm {
     }
 }
 
+/// How S3 derived an object's checksum (`x-amz-checksum-type`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ChecksumType {
+    /// The checksum covers the whole object's bytes (combinable from part CRCs).
+    FullObject,
+    /// A checksum of the part checksums, written `<base64>-<parts>`.
+    Composite,
+}
+
+impl ChecksumType {
+    /// `FULL_OBJECT` or `COMPOSITE`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::FullObject => "FULL_OBJECT",
+            Self::Composite => "COMPOSITE",
+        }
+    }
+
+    /// Parses `FULL_OBJECT` / `COMPOSITE`.
+    pub fn parse(s: &str) -> Option<Self> {
+        match s.trim() {
+            "FULL_OBJECT" => Some(Self::FullObject),
+            "COMPOSITE" => Some(Self::Composite),
+            _ => None,
+        }
+    }
+}
+
 /// The checksum of `data` under `algorithm`.
 pub fn checksum(algorithm: ChecksumAlgorithm, data: &[u8]) -> u32 {
     match algorithm {

@@ -475,7 +475,7 @@ impl Download {
         // Where the server did not tell the part lengths, the part size s3tm recorded
         // with its own uploads is tried; a disagreement over it proves nothing.
         let hinted = info
-            .part_size_hint
+            .part_size_hint()
             .filter(|p| *p > 0 && parts.is_none() && multipart)
             .filter(|p| worth.is_some_and(|n| size.div_ceil(*p) == u64::from(n)));
         let aligned_ok = parts.is_some() || hinted.is_some();

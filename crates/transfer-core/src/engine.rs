@@ -261,6 +261,14 @@ impl<T: Clone> Engine<T> {
         self.events.push_back(event);
     }
 
+    /// Takes back the operations emitted but not yet polled by the driver: they never
+    /// started, so no answer will come for them.
+    pub(crate) fn withdraw_unpolled(&mut self) {
+        for op in self.ops.drain(..) {
+            self.in_flight.remove(&op.id);
+        }
+    }
+
     /// Stops new work; once in-flight operations settle, the machine cleans up and ends
     /// as `ending` says.
     pub(crate) fn wind_down(&mut self, ending: Ending) {

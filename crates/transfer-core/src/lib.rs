@@ -67,7 +67,7 @@ pub use event::{Completion, Event, Verified};
 pub use machine::Machine;
 pub use op::{
     ChecksumKind, CompletedPart, Failure, FailureKind, ListedPart, ObjectChecksum, ObjectInfo,
-    OpKind, Operation, Outcome, RangeHashes,
+    OpKind, Operation, Outcome, PART_SIZE_METADATA, RangeHashes, check_range_answer,
 };
 pub use rangeset::RangeSet;
 pub use retry::RetryConfig;
@@ -76,7 +76,7 @@ pub use s3_types::{
 };
 pub use time::Time;
 pub use types::{
-    ByteRange, ChecksumAlgorithm, ETag, OpId, PartNumber, SourceFingerprint, UploadId,
+    ByteRange, ChecksumAlgorithm, ChecksumType, ETag, OpId, PartNumber, SourceFingerprint, UploadId,
 };
 pub use upload::{Upload, UploadMachine};
 
@@ -92,7 +92,9 @@ pub trait TransferMachine {
     /// Continues a paused transfer.
     fn resume(&mut self, now: Time);
     /// Settles in-flight operations, cleans up (aborts the upload, removes the partial
-    /// file), then emits [`Event::Cancelled`].
+    /// file), then emits [`Event::Cancelled`]. Operations emitted but not yet polled are
+    /// withdrawn (they never started and are not answered), so a machine rebuilt from a
+    /// checkpoint only to be cancelled asks for the clean-up alone.
     fn cancel(&mut self, now: Time);
     /// The next operation to start.
     #[must_use]

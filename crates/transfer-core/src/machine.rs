@@ -221,6 +221,9 @@ impl<D: Direction> TransferMachine for Machine<D> {
         {
             return;
         }
+        // What the driver has not polled yet never started (a saved transfer cancelled
+        // as soon as it is rebuilt): it is taken back rather than answered.
+        self.dir.engine_mut().withdraw_unpolled();
         self.dir.engine_mut().wind_down(Ending::Cancelled);
         self.dir.drive();
     }

@@ -1,6 +1,6 @@
 use std::fmt;
 
-use crate::{ByteRange, ChecksumAlgorithm, ETag, OpId, PartNumber, UploadId};
+use crate::{ByteRange, ChecksumAlgorithm, ChecksumType, ETag, OpId, PartNumber, UploadId};
 
 /// One thing for the driver to do. It names byte ranges, never carries bytes.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -31,9 +31,13 @@ pub enum OpKind {
     CreateMultipartUpload {
         /// Checksum algorithm the parts will carry.
         checksum: Option<ChecksumAlgorithm>,
-        /// Size of every part but the last; worth storing with the object (s3tm keeps it
-        /// in `x-amz-meta-s3tm-part-size`) so downloads can align ranges to parts.
-        part_size_bytes: u64,
+        /// The type of the object's checksum to ask for (`x-amz-checksum-type`), when it
+        /// has one: full-object, so that any later download can combine its ranges' CRCs
+        /// into it whatever its layout.
+        checksum_type: Option<ChecksumType>,
+        /// User metadata to store with the object (`x-amz-meta-*`): the part size, under
+        /// [`PART_SIZE_METADATA`], so downloads can align ranges to parts.
+        metadata: Vec<(String, String)>,
     },
     /// UploadPart of `range` of the source file. Answer: [`Outcome::PartUploaded`].
     UploadPart {
@@ -231,10 +235,70 @@ pub struct ObjectInfo {
     pub part_range: Option<ByteRange>,
     /// Encrypted with SSE-KMS or SSE-C, whose ETags are not an MD5 of the content.
     pub etag_not_md5: bool,
-    /// The part size the uploader recorded with the object, if it did. A claim, not a
-    /// fact: used only where the server does not tell the part lengths, and then a
-    /// disagreement makes the object "not verified", never a mismatch.
-    pub part_size_hint: Option<u64>,
+    /// The object's user metadata (`x-amz-meta-*`, names without the prefix), as sent.
+    pub metadata: Vec<(String, String)>,
+}
+
+/// Whether a GetObject answer is the one an [`OpKind::GetRange`] asked for, before the
+/// driver writes any of its bytes: the version the range is pinned to (some servers,
+/// s3s-fs among them, ignore `If-Match`, so the ETag answered is compared too) and
+/// exactly the bytes asked for (`served` is the `Content-Range`; a `200` with no
+/// `Content-Range` is the whole object, acceptable for a range that starts at 0).
+pub fn check_range_answer(
+    asked: ByteRange,
+    pinned: &ETag,
+    answered: Option<&ETag>,
+    served: Option<ByteRange>,
+) -> Result<(), Failure> {
+    if let Some(got) = answered
+        && !got.same_as(pinned)
+    {
+        return Err(Failure {
+            kind: FailureKind::PreconditionFailed,
+            status: Some(412),
+            code: Some("PreconditionFailed".into()),
+            message: format!("the object's ETag is now {got}"),
+        });
+    }
+    let whole = served.is_none() && asked.start == 0;
+    if served != Some(asked) && !whole {
+        let sent = served.map_or_else(|| "the whole object".to_owned(), |r| r.to_string());
+        return Err(Failure::new(
+            FailureKind::Transient,
+            format!("asked for {asked}, the server sent {sent}"),
+        ));
+    }
+    Ok(())
+}
+
+/// The user metadata in which s3tm records the part size of its multipart uploads.
+pub const PART_SIZE_METADATA: &str = "s3tm-part-size";
+
+impl ObjectInfo {
+    /// The part size the uploader recorded with the object ([`PART_SIZE_METADATA`]), if
+    /// it did. A claim, not a fact: used only where the server does not tell the part
+    /// lengths, and then a disagreement makes the object "not verified", never a
+    /// mismatch.
+    pub fn part_size_hint(&self) -> Option<u64> {
+        self.metadata
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(PART_SIZE_METADATA))
+            .and_then(|(_, v)| v.trim().parse().ok())
+    }
+}
+
+impl ChecksumKind {
+    /// What a checksum covers, from what the server said: its `x-amz-checksum-type` and
+    /// the part count of a `<value>-N` composite value. S3 writes `-N` on every composite
+    /// checksum; without it (moto, which may also label CRC32 as CRC32C), or without any
+    /// type, it is [`ChecksumKind::Unstated`] and every reading is weighed.
+    pub fn reported(checksum_type: Option<ChecksumType>, parts: Option<u32>) -> Self {
+        match (checksum_type, parts) {
+            (Some(ChecksumType::FullObject), _) => ChecksumKind::FullObject,
+            (_, Some(parts)) => ChecksumKind::Composite { parts },
+            _ => ChecksumKind::Unstated,
+        }
+    }
 }
 
 /// What happened to an operation.
@@ -404,5 +468,68 @@ impl fmt::Display for Failure {
             (None, Some(c)) => write!(f, "{c}: {}", self.message),
             (None, None) => f.write_str(&self.message),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const TAG: &str = "\"0123456789abcdef0123456789abcdef\"";
+
+    #[test]
+    fn a_range_answer_must_be_the_pinned_version_and_the_bytes_asked_for() {
+        let asked = ByteRange::new(10, 20);
+        let pinned = ETag::new(TAG);
+        let same = ETag::new(TAG.trim_matches('"').to_uppercase());
+        assert!(check_range_answer(asked, &pinned, Some(&same), Some(asked)).is_ok());
+        assert!(check_range_answer(asked, &pinned, None, Some(asked)).is_ok());
+        let replaced = check_range_answer(asked, &pinned, Some(&ETag::new("\"x\"")), Some(asked));
+        assert_eq!(
+            replaced.map_err(|f| f.kind),
+            Err(FailureKind::PreconditionFailed)
+        );
+        let other = check_range_answer(asked, &pinned, None, Some(ByteRange::new(10, 19)));
+        assert_eq!(other.map_err(|f| f.kind), Err(FailureKind::Transient));
+        // A 200 with the whole object answers a range from 0 only.
+        assert!(check_range_answer(ByteRange::new(0, 5), &pinned, None, None).is_ok());
+        assert!(check_range_answer(asked, &pinned, None, None).is_err());
+    }
+
+    #[test]
+    fn what_a_checksum_covers_as_the_server_said_it() {
+        use ChecksumKind as K;
+        assert_eq!(
+            K::reported(Some(ChecksumType::FullObject), Some(3)),
+            K::FullObject
+        );
+        assert_eq!(
+            K::reported(Some(ChecksumType::Composite), Some(3)),
+            K::Composite { parts: 3 }
+        );
+        assert_eq!(K::reported(None, Some(2)), K::Composite { parts: 2 });
+        assert_eq!(
+            K::reported(Some(ChecksumType::Composite), None),
+            K::Unstated
+        );
+        assert_eq!(K::reported(None, None), K::Unstated);
+    }
+
+    #[test]
+    fn the_part_size_hint_is_read_from_the_metadata() {
+        let info = |metadata: Vec<(String, String)>| ObjectInfo {
+            content_length: 1,
+            etag: ETag::new(TAG),
+            last_modified: None,
+            checksum: None,
+            parts_count: None,
+            part_range: None,
+            etag_not_md5: false,
+            metadata,
+        };
+        let hint = |v: &str| vec![("S3TM-Part-Size".to_owned(), v.to_owned())];
+        assert_eq!(info(hint(" 8388608")).part_size_hint(), Some(8 << 20));
+        assert_eq!(info(hint("eight")).part_size_hint(), None);
+        assert_eq!(info(Vec::new()).part_size_hint(), None);
     }
 }

@@ -860,11 +860,15 @@ impl Direction for Upload {
             },
             Task::Create => OpKind::CreateMultipartUpload {
                 checksum: self.cfg.checksum,
-                part_size_bytes: match self.plan {
+                checksum_type: self.cfg.checksum.map(|_| crate::ChecksumType::FullObject),
+                metadata: match self.plan {
                     UploadPlan::Multipart {
                         part_size_bytes, ..
-                    } => part_size_bytes,
-                    UploadPlan::Single => self.source.size_bytes,
+                    } => vec![(
+                        crate::PART_SIZE_METADATA.to_owned(),
+                        part_size_bytes.to_string(),
+                    )],
+                    UploadPlan::Single => Vec::new(),
                 },
             },
             Task::Part { number, .. } => OpKind::UploadPart {

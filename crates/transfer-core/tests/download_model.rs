@@ -386,7 +386,11 @@ impl World {
                     parts_count,
                     part_range,
                     etag_not_md5: self.kind == Kind::Kms,
-                    part_size_hint: (self.kind == Kind::MultipartHinted).then_some(5 * MIB),
+                    metadata: if self.kind == Kind::MultipartHinted {
+                        vec![(PART_SIZE_METADATA.to_owned(), (5 * MIB).to_string())]
+                    } else {
+                        Vec::new()
+                    },
                 })
             }
             OpKind::PreparePartialFile { size_bytes, create } => {
@@ -912,4 +916,23 @@ impl World {
         }
         assert!(self.d.machine.is_paused());
     }
+}
+
+/// A saved download cancelled as soon as it is rebuilt: its HeadObject is withdrawn and
+/// only the partial file is removed.
+#[test]
+fn a_rebuilt_download_cancelled_before_its_first_poll_only_deletes() {
+    let mut w = World::new(Kind::PlainMd5, 9 * MIB, 2 * MIB, 1, 11);
+    while w.last_checkpoint.is_none() {
+        w.deliver(0, Fault::None);
+    }
+    let cp = w.last_checkpoint.clone().expect("a checkpoint");
+    let mut m = DownloadMachine::from_checkpoint(w.cfg.clone(), cp, Time::ZERO);
+    m.cancel(Time::ZERO);
+    let op = m.poll_operation().expect("the delete");
+    assert!(matches!(op.kind, OpKind::DeletePartialFile), "{op:?}");
+    assert_eq!(m.poll_operation(), None);
+    m.handle_outcome(Time::ZERO, op.id, Outcome::FileDeleted);
+    let events: Vec<Event> = std::iter::from_fn(|| m.poll_event()).collect();
+    assert!(events.contains(&Event::Cancelled), "{events:?}");
 }

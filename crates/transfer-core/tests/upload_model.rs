@@ -417,7 +417,7 @@ impl World {
                     parts_count: None,
                     part_range: None,
                     etag_not_md5: false,
-                    part_size_hint: None,
+                    metadata: Vec::new(),
                 }),
                 None => Outcome::Failed(status_failure(FailureKind::NotFound, 404, "NoSuchKey")),
             },
@@ -865,4 +865,27 @@ fn checked_by_the_server_only_when_it_echoes_the_checksums() {
             }
         }
     }
+}
+
+/// A saved upload cancelled as soon as it is rebuilt (`s3tm cancel ID`): the ListParts it
+/// asked for is withdrawn, never answered, and only the abort is sent.
+#[test]
+fn a_rebuilt_upload_cancelled_before_its_first_poll_only_aborts() {
+    let mut w = World::new(16 * MIB, 5 * MIB, 1, Some(ChecksumAlgorithm::Crc32), 2);
+    w.deliver(0, Fault::None); // create
+    w.deliver(0, Fault::None); // part 1
+    let cp = w.last_checkpoint.clone().expect("a checkpoint");
+    let fp = cp.source.clone();
+    let mut m = UploadMachine::from_checkpoint(w.cfg.clone(), cp, fp, Time::ZERO);
+    m.cancel(Time::ZERO);
+    let op = m.poll_operation().expect("the abort");
+    assert!(
+        matches!(op.kind, OpKind::AbortMultipartUpload { .. }),
+        "{op:?}"
+    );
+    assert_eq!(m.poll_operation(), None);
+    m.handle_outcome(Time::ZERO, op.id, Outcome::UploadAborted);
+    let events: Vec<Event> = std::iter::from_fn(|| m.poll_event()).collect();
+    assert!(events.contains(&Event::Cancelled), "{events:?}");
+    assert!(m.is_finished());
 }

@@ -11,7 +11,7 @@ use s3_protocol as p;
 use tokio::sync::Semaphore;
 use transfer_core::{
     ByteRange, ChecksumAlgorithm, ChecksumKind, ETag, Failure, FailureKind, ListedPart,
-    ObjectChecksum, ObjectInfo, OpKind, Outcome, PartNumber, RangeHashes,
+    ObjectChecksum, ObjectInfo, OpKind, Outcome, PartNumber, RangeHashes, check_range_answer,
 };
 
 use crate::body::Payload;
@@ -36,9 +36,6 @@ pub(crate) struct OpContext {
     /// The manager's MD5 hasher, shared by the ranges of all its downloads.
     pub(crate) md5_lanes: Arc<Md5Lanes>,
 }
-
-/// User metadata in which s3tm records the part size of its multipart uploads.
-const PART_SIZE_META: &str = "s3tm-part-size";
 
 fn part_number(n: PartNumber) -> Result<p::PartNumber, Failure> {
     p::PartNumber::new(n.0)
@@ -123,15 +120,13 @@ impl OpContext {
             }
             OpKind::CreateMultipartUpload {
                 checksum,
-                part_size_bytes,
+                checksum_type,
+                metadata,
             } => {
                 let mut c = p::CreateMultipartUpload::new(bucket, key);
-                c.metadata
-                    .push((PART_SIZE_META.to_owned(), part_size_bytes.to_string()));
+                c.metadata = metadata;
                 c.checksum_algorithm = checksum;
-                // A full-object CRC can be combined from the ranges of any later download,
-                // whatever its part layout, so downloads can verify every byte.
-                c.checksum_type = checksum.map(|_| p::ChecksumType::FullObject);
+                c.checksum_type = checksum_type;
                 let req = c.build(s3).map_err(build_failure)?;
                 let (status, headers, body) = self.http.send_buffered(req).await?;
                 let out = p::parse_create_multipart_upload(status, &headers, &body)
@@ -298,30 +293,10 @@ impl OpContext {
                 }
                 let out = p::parse_get_object(parts.status, &parts.headers, &[])
                     .map_err(response_failure)?;
-                // Some servers ignore If-Match (s3s-fs): compare the ETag too, so a replaced
-                // object can never mix into the file.
-                if let Some(got) = &out.etag
-                    && !got.same_as(&pinned)
-                {
-                    return Err(Failure {
-                        kind: FailureKind::PreconditionFailed,
-                        status: Some(412),
-                        code: Some("PreconditionFailed".into()),
-                        message: format!("the object's ETag is now {}", got.as_str()),
-                    });
-                }
-                let served = out.content_range.map(|c| (c.range.start(), c.range.end()));
-                let whole = out.content_range.is_none() && range.start == 0;
-                if served != Some((range.start, range.end)) && !whole {
-                    let sent = match served {
-                        Some((start, end)) => format!("{}", ByteRange::new(start, end)),
-                        None => "the whole object".to_owned(),
-                    };
-                    return Err(Failure::new(
-                        FailureKind::Transient,
-                        format!("asked for {range}, the server sent {sent}"),
-                    ));
-                }
+                let served = out
+                    .content_range
+                    .map(|c| ByteRange::new(c.range.start(), c.range.end()));
+                check_range_answer(range, &pinned, out.etag.as_ref(), served)?;
                 let mut crc = hashes.checksum.map(p::ChecksumHasher::new);
                 // The MD5 is hashed in lanes beside the other ranges' (see md5_lanes.rs).
                 let md5 = hashes.md5.then(|| self.md5_lanes.open());
@@ -506,18 +481,10 @@ fn object_info(out: p::HeadObjectOutput, headers: &http::HeaderMap) -> ObjectInf
         .into_iter()
         .find_map(|a| {
             let v = out.checksums.crc(a)?;
-            let kind = match (out.checksums.checksum_type, v.parts) {
-                (Some(p::ChecksumType::FullObject), _) => ChecksumKind::FullObject,
-                (_, Some(parts)) => ChecksumKind::Composite { parts },
-                // S3 writes a composite checksum `<value>-<N>`. Without the `-N` (moto,
-                // which may also have computed CRC32 under the CRC32C name), or without
-                // any type, transfer-core weighs every reading and the ETag.
-                _ => ChecksumKind::Unstated,
-            };
             Some(ObjectChecksum {
                 algorithm: a,
                 value: v.value,
-                kind,
+                kind: ChecksumKind::reported(out.checksums.checksum_type, v.parts),
             })
         });
     let sse = |name: &str| {
@@ -539,10 +506,6 @@ fn object_info(out: p::HeadObjectOutput, headers: &http::HeaderMap) -> ObjectInf
             .content_range
             .map(|c| ByteRange::new(c.range.start(), c.range.end())),
         etag_not_md5,
-        part_size_hint: out
-            .metadata
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(PART_SIZE_META))
-            .and_then(|(_, v)| v.parse().ok()),
+        metadata: out.metadata,
     }
 }
