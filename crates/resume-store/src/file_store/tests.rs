@@ -416,3 +416,41 @@ fn state_dir_precedence_is_explicit_then_env_then_platform() {
         Err(StoreError::NoStateDir)
     ));
 }
+
+/// A record as s3tm wrote it with store format 1 (checked in, byte for byte).
+const FORMAT_1_RECORD: &[u8] = include_bytes!("../../tests/data/format1.record");
+
+fn format_1_expected() -> Record {
+    Record {
+        meta: crate::RecordMeta {
+            id: id("format1"),
+            direction: crate::Direction::Download,
+            bucket: "bucket".into(),
+            key: "dir/key".into(),
+            local_path: PathBuf::from("/home/u/file.bin"),
+            done_bytes: 5 << 20,
+            total_bytes: 10 << 20,
+            created_unix_ms: 1_700_000_000_000,
+            updated_unix_ms: 1_700_000_000_500,
+            state: crate::TransferState::Paused,
+        },
+        payload_version: 1,
+        payload: b"{\"checkpoint\":\"from s3tm store format 1\"}\n\x00\xff".to_vec(),
+    }
+}
+
+#[test]
+fn a_format_1_record_loads_and_lists() {
+    let (_tmp, store) = fresh();
+    fs::write(store.record_path(&id("format1")), FORMAT_1_RECORD).unwrap();
+    assert_eq!(
+        store.load(&id("format1")).unwrap(),
+        Some(format_1_expected())
+    );
+    let listed = store.list().unwrap();
+    assert_eq!(listed.len(), 1);
+    assert_eq!(
+        listed[0].summary.as_ref().unwrap().meta,
+        format_1_expected().meta
+    );
+}
