@@ -22,7 +22,9 @@ use std::sync::{Arc, Barrier};
 use std::thread;
 use std::time::Duration;
 
-use crate::{Direction, Record, RecordMeta, ResumeStore, StoreError, TransferId, TransferState};
+use crate::{
+    Direction, JournalEntry, Record, RecordMeta, ResumeStore, StoreError, TransferId, TransferState,
+};
 
 /// Makes a fresh, empty store.
 pub type Factory<'a> = &'a dyn Fn() -> Box<dyn ResumeStore>;
@@ -37,6 +39,12 @@ pub fn run_all(factory: Factory<'_>) {
     lease_is_exclusive_and_released_on_drop(factory);
     lease_is_exclusive_across_threads(factory);
     concurrent_saves_are_never_torn(factory);
+    journal_round_trip(factory);
+    append_without_a_record_is_not_found(factory);
+    save_compacts_the_journal(factory);
+    list_follows_the_last_entry(factory);
+    remove_takes_the_journal_along(factory);
+    appends_from_several_threads_all_survive(factory);
 }
 
 /// Builds a record whose payload can be checked with [`check_consistent`]:
@@ -57,6 +65,7 @@ pub fn consistent_record(id: &TransferId, key: &str, len: usize) -> Record {
         },
         payload_version: 1,
         payload: key.bytes().cycle().take(len).collect(),
+        journal: Vec::new(),
     }
 }
 
@@ -82,6 +91,45 @@ pub fn check_consistent(record: &Record) {
         record.meta.id,
         record.meta.key
     );
+}
+
+/// Builds the `i`th journal entry of a sequence named `tag`, checkable with
+/// [`check_journal`]: its data is `tag` and `i` repeated to a length that
+/// varies with `i` (and always holds `tag`), and `done_bytes` is `i + 1`.
+pub fn journal_entry(tag: &str, i: u64) -> JournalEntry {
+    let len = tag.len() + (i as usize * 37) % 300;
+    JournalEntry {
+        done_bytes: i + 1,
+        updated_unix_ms: 1_800_000_000_000 + i,
+        data: format!("{tag}-{i}/").bytes().cycle().take(len).collect(),
+    }
+}
+
+/// Panics unless `record.journal` is the first entries of the sequence
+/// `tag` made by [`journal_entry`], whole, and at least `at_least` of them,
+/// and unless the record reports the progress of the last one.
+pub fn check_journal(record: &Record, tag: &str, at_least: usize) {
+    assert!(
+        record.journal.len() >= at_least,
+        "record {}: {} journal entries, expected at least {at_least}",
+        record.meta.id,
+        record.journal.len()
+    );
+    for (i, entry) in record.journal.iter().enumerate() {
+        assert!(
+            *entry == journal_entry(tag, i as u64),
+            "record {}: journal entry {i} is not the {i}th one appended",
+            record.meta.id
+        );
+    }
+    if let Some(last) = record.journal.last() {
+        assert_eq!(
+            (record.meta.done_bytes, record.meta.updated_unix_ms),
+            (last.done_bytes, last.updated_unix_ms),
+            "record {}: progress is not the last entry's",
+            record.meta.id
+        );
+    }
 }
 
 fn id(s: &str) -> TransferId {
@@ -272,6 +320,186 @@ pub fn concurrent_saves_are_never_torn(factory: Factory<'_>) {
     }
 }
 
+/// `append` adds entries that `load` returns in order with the record,
+/// whose progress becomes the last entry's; a record saved with entries
+/// comes back with them, and takes further appends after them.
+pub fn journal_round_trip(factory: Factory<'_>) {
+    let store = factory();
+    let t = id("journal");
+    let saved = consistent_record(&t, "journaled", 2000);
+    ok("save", store.save(&saved));
+    let entries: Vec<_> = (0..4).map(|i| journal_entry("j", i)).collect();
+    for e in &entries {
+        ok("append", store.append(&t, e));
+    }
+    let loaded = ok("load", store.load(&t)).unwrap_or_else(|| panic!("journaled record lost"));
+    assert_eq!(loaded.journal, entries);
+    assert_eq!(loaded.payload, saved.payload);
+    assert_eq!(loaded.payload_version, saved.payload_version);
+    let mut meta = saved.meta.clone();
+    meta.done_bytes = entries[3].done_bytes;
+    meta.updated_unix_ms = entries[3].updated_unix_ms;
+    assert_eq!(loaded.meta, meta);
+    check_journal(&loaded, "j", 4);
+
+    // Saved with a journal: back as saved, and appended to after it.
+    let mut with_journal = consistent_record(&id("saved-journal"), "k", 10);
+    with_journal.journal = (0..3).map(|i| journal_entry("s", i)).collect();
+    ok("save", store.save(&with_journal));
+    let loaded = ok("load", store.load(&with_journal.meta.id));
+    let loaded = loaded.unwrap_or_else(|| panic!("record saved with a journal lost"));
+    assert_eq!(loaded.journal, with_journal.journal);
+    assert_eq!(loaded.payload, with_journal.payload);
+    ok(
+        "append",
+        store.append(&with_journal.meta.id, &journal_entry("s", 3)),
+    );
+    let loaded = ok("load", store.load(&with_journal.meta.id));
+    check_journal(&loaded.unwrap_or_else(|| panic!("lost")), "s", 4);
+
+    // An entry may be all zeros and empty.
+    let t = id("empty-entry");
+    ok("save", store.save(&consistent_record(&t, "k", 1)));
+    let empty = JournalEntry {
+        done_bytes: 0,
+        updated_unix_ms: 0,
+        data: Vec::new(),
+    };
+    ok("append", store.append(&t, &empty));
+    let loaded = ok("load", store.load(&t)).unwrap_or_else(|| panic!("lost"));
+    assert_eq!(loaded.journal, [empty]);
+    assert_eq!(
+        (loaded.meta.done_bytes, loaded.meta.updated_unix_ms),
+        (0, 0)
+    );
+}
+
+/// Appending to an id without a record is `NotFound`, and creates nothing.
+pub fn append_without_a_record_is_not_found(factory: Factory<'_>) {
+    let store = factory();
+    let t = id("no-record");
+    match store.append(&t, &journal_entry("n", 0)) {
+        Err(StoreError::NotFound { id }) => assert_eq!(id, "no-record"),
+        other => panic!("append without a record gave {other:?}"),
+    }
+    assert_eq!(ok("load", store.load(&t)), None);
+    assert!(ok("list", store.list()).is_empty());
+}
+
+/// A save replaces the journal too (here by an empty one); later appends
+/// go to the new record.
+pub fn save_compacts_the_journal(factory: Factory<'_>) {
+    let store = factory();
+    let t = id("compact");
+    ok("save", store.save(&consistent_record(&t, "before", 300)));
+    for i in 0..3 {
+        ok("append", store.append(&t, &journal_entry("old", i)));
+    }
+    let compacted = consistent_record(&t, "after", 500);
+    ok("save", store.save(&compacted));
+    assert_eq!(ok("load", store.load(&t)), Some(compacted.clone()));
+    for i in 0..2 {
+        ok("append", store.append(&t, &journal_entry("new", i)));
+    }
+    let loaded = ok("load", store.load(&t)).unwrap_or_else(|| panic!("compacted record lost"));
+    assert_eq!(loaded.payload, compacted.payload);
+    check_journal(&loaded, "new", 2);
+    assert_eq!(loaded.journal.len(), 2);
+}
+
+/// `list` reports the progress of the journal's last entry.
+pub fn list_follows_the_last_entry(factory: Factory<'_>) {
+    let store = factory();
+    let t = id("listed");
+    let saved = consistent_record(&t, "k", 10);
+    ok("save", store.save(&saved));
+    let summary = |store: &dyn ResumeStore| {
+        let mut listed = ok("list", store.list());
+        assert_eq!(listed.len(), 1);
+        match listed.remove(0).summary {
+            Ok(s) => s,
+            Err(e) => panic!("listed record unreadable: {e}"),
+        }
+    };
+    assert_eq!(summary(&*store).meta, saved.meta);
+    for i in [0, 41] {
+        let entry = journal_entry("l", i);
+        ok("append", store.append(&t, &entry));
+        let s = summary(&*store);
+        assert_eq!(
+            (s.meta.done_bytes, s.meta.updated_unix_ms),
+            (entry.done_bytes, entry.updated_unix_ms)
+        );
+        assert_eq!(s.payload_bytes, 10, "the payload alone");
+    }
+}
+
+/// `remove` takes the journal along: appends fail, and a record saved again
+/// under the same id starts with an empty journal.
+pub fn remove_takes_the_journal_along(factory: Factory<'_>) {
+    let store = factory();
+    let t = id("removed-journal");
+    ok("save", store.save(&consistent_record(&t, "k", 10)));
+    ok("append", store.append(&t, &journal_entry("r", 0)));
+    ok("remove", store.remove(&t));
+    assert_eq!(ok("load", store.load(&t)), None);
+    assert!(matches!(
+        store.append(&t, &journal_entry("r", 1)),
+        Err(StoreError::NotFound { .. })
+    ));
+    let again = consistent_record(&t, "again", 20);
+    ok("save", store.save(&again));
+    assert_eq!(ok("load", store.load(&t)), Some(again));
+}
+
+/// Threads appending to one transfer at once (its lease held) lose nothing:
+/// every entry is there, each thread's in the order it appended them.
+pub fn appends_from_several_threads_all_survive(factory: Factory<'_>) {
+    const THREADS: usize = 4;
+    const APPENDS: u64 = 25;
+    let store: Arc<dyn ResumeStore> = Arc::from(factory());
+    let t = id("threaded-appends");
+    let lease = ok("lease", store.lease(&t));
+    ok("save", store.save(&consistent_record(&t, "k", 10)));
+    let start = Arc::new(Barrier::new(THREADS));
+    let threads: Vec<_> = (0..THREADS)
+        .map(|w| {
+            let (store, t, start) = (Arc::clone(&store), t.clone(), Arc::clone(&start));
+            thread::spawn(move || {
+                start.wait();
+                for i in 0..APPENDS {
+                    ok(
+                        "append",
+                        store.append(&t, &journal_entry(&format!("w{w}"), i)),
+                    );
+                }
+            })
+        })
+        .collect();
+    for thread in threads {
+        if thread.join().is_err() {
+            panic!("an appending thread panicked");
+        }
+    }
+    let loaded = ok("load", store.load(&t)).unwrap_or_else(|| panic!("record lost"));
+    assert_eq!(loaded.journal.len(), THREADS * APPENDS as usize);
+    for w in 0..THREADS {
+        let tag = format!("w{w}");
+        let mine: Vec<_> = loaded
+            .journal
+            .iter()
+            .filter(|e| *e == &journal_entry(&tag, e.done_bytes - 1))
+            .cloned()
+            .collect();
+        let expected: Vec<_> = (0..APPENDS).map(|i| journal_entry(&tag, i)).collect();
+        assert!(
+            mine == expected,
+            "thread {w}'s entries lost or out of order"
+        );
+    }
+    drop(lease);
+}
+
 // ----- several processes -----
 
 const ROLE_ENV: &str = "S3TM_CONFORMANCE_CHILD_ROLE";
@@ -342,10 +570,46 @@ pub fn child_main(open: Opener<'_>) -> bool {
             }
             say("DONE");
         }
+        "append-loop" => {
+            let _lease = match store.lease(&t) {
+                Ok(l) => l,
+                Err(e) => {
+                    say(&format!("ERROR {e}"));
+                    return true;
+                }
+            };
+            let first = match store.load(&t) {
+                Ok(Some(r)) => r.journal.len() as u64,
+                Ok(None) => match store.save(&consistent_record(&t, APPEND_KEY, 100)) {
+                    Ok(()) => 0,
+                    Err(e) => {
+                        say(&format!("ERROR {e}"));
+                        return true;
+                    }
+                },
+                Err(e) => {
+                    say(&format!("ERROR {e}"));
+                    return true;
+                }
+            };
+            say(&format!("READY {first}"));
+            // Until killed; the bound only stops a child whose parent died.
+            for i in first..first + 100_000 {
+                if let Err(e) = store.append(&t, &journal_entry(APPEND_TAG, i)) {
+                    say(&format!("ERROR {e}"));
+                    return true;
+                }
+                say(&format!("APPENDED {i}"));
+            }
+            say("DONE");
+        }
         other => say(&format!("ERROR unknown role {other}")),
     }
     true
 }
+
+const APPEND_KEY: &str = "appended-to";
+const APPEND_TAG: &str = "mp";
 
 struct ChildProc {
     child: Child,
@@ -390,13 +654,27 @@ impl ChildProc {
     }
 
     fn expect(&mut self, want: &str) {
+        let got = self.line(want);
+        assert_eq!(got, want, "child said {got:?}, expected {want:?}");
+    }
+
+    /// The child's next message; `want` says what was expected, for errors.
+    fn line(&mut self, want: &str) -> String {
         match self.lines.recv_timeout(CHILD_TIMEOUT) {
-            Ok(got) => assert_eq!(got, want, "child said {got:?}, expected {want:?}"),
+            Ok(got) => got,
             Err(e) => {
                 let _ = self.child.kill();
                 panic!("child did not say {want:?} ({e}); is `child_test` the right test name?")
             }
         }
+    }
+
+    /// The number after `prefix` in the child's next message.
+    fn number(&mut self, prefix: &str) -> u64 {
+        let got = self.line(prefix);
+        got.strip_prefix(prefix)
+            .and_then(|n| n.trim().parse().ok())
+            .unwrap_or_else(|| panic!("child said {got:?}, expected {prefix:?} and a number"))
     }
 
     fn finish(mut self) {
@@ -428,7 +706,11 @@ impl Drop for ChildProc {
 ///
 /// Checks: a lease held by a child locks out the parent and vice versa;
 /// a lease is free again after its holder releases it or is killed; two
-/// children and the parent saving at once leave only whole records.
+/// children and the parent saving at once leave only whole records; a child
+/// killed (SIGKILL on Unix) while appending leaves the record with a journal
+/// that is a prefix of what it appended, in whole entries, and holding at
+/// least every entry whose append had returned; the next child appends after
+/// that prefix.
 pub fn multi_process(location: &str, open: Opener<'_>, child_test: &str) {
     let store = open(location);
     let t = id("multi-process");
@@ -493,4 +775,37 @@ pub fn multi_process(location: &str, open: Opener<'_>, child_test: &str) {
         let r = ok("load", store.load(&entry.id)).unwrap_or_else(|| panic!("{} lost", entry.id));
         check_consistent(&r);
     }
+
+    // Children appending until killed, one after the other.
+    let appended = id("mp-appends");
+    let mut at_rest = 0;
+    for round in 0..4 {
+        let mut child = ChildProc::spawn(child_test, "append-loop", location, &appended);
+        let first = child.number("READY");
+        assert_eq!(
+            first, at_rest,
+            "the child loaded another journal than the parent"
+        );
+        // Let it append a few, then kill it, most likely in the middle of one.
+        let stop = first + 3 + round * 5;
+        let acknowledged = loop {
+            let i = child.number("APPENDED");
+            if i + 1 >= stop {
+                break i + 1;
+            }
+        };
+        child.kill();
+        let r = ok("load", store.load(&appended));
+        let r = r.unwrap_or_else(|| panic!("the appended record vanished"));
+        assert_eq!(
+            r.payload,
+            consistent_record(&appended, APPEND_KEY, 100).payload
+        );
+        check_journal(&r, APPEND_TAG, acknowledged as usize);
+        at_rest = r.journal.len() as u64;
+    }
+    drop(ok(
+        "lease after the appender was killed",
+        store.lease(&appended),
+    ));
 }

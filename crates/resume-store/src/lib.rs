@@ -3,12 +3,14 @@
 //! A [`ResumeStore`] keeps one [`Record`] per transfer: an opaque payload
 //! (the caller's checkpoint, with the caller's own format version) plus a
 //! little [`RecordMeta`] so transfers can be listed without decoding
-//! payloads. It also hands out an exclusive [`Lease`] per transfer, so two
-//! drivers never resume the same transfer.
+//! payloads, and a journal of [`JournalEntry`]s appended since the payload
+//! was saved, each at a constant cost. It also hands out an exclusive
+//! [`Lease`] per transfer, so two drivers never resume the same transfer.
 //!
 //! - [`FileStore`] is the default: one file per transfer in a private
-//!   directory, replaced atomically and fsynced, checksummed, with leases as
-//!   OS file locks that vanish when their process dies.
+//!   directory, replaced atomically and fsynced, checksummed, with its journal
+//!   in a second file, and leases as OS file locks that vanish when their
+//!   process dies.
 //! - [`MemoryStore`] keeps records in memory, for tests.
 //!
 //! What this crate does not do: it knows nothing of S3 or of what a
@@ -18,6 +20,7 @@
 //!
 //! ```text
 //!  driver ──save(Record)──► FileStore ──► <dir>/<id>.record   (tmp + fsync + rename + fsync dir)
+//!         ──append(entry)─►           ──► <dir>/<id>.<gen>.journal  (one write + fdatasync)
 //!         ──lease(id)─────►           ──► <dir>/<id>.lock     (flock, released on drop or death)
 //!  CLI    ──list()────────►           ──► one ListEntry per record, broken ones included
 //! ```
@@ -27,6 +30,7 @@ mod error;
 mod file_store;
 mod format;
 mod id;
+mod journal;
 mod memory_store;
 mod record;
 mod store;
@@ -38,7 +42,9 @@ pub use error::StoreError;
 pub use file_store::{FileStore, STATE_DIR_ENV};
 pub use id::TransferId;
 pub use memory_store::MemoryStore;
-pub use record::{Direction, ListEntry, Record, RecordMeta, RecordSummary, TransferState};
+pub use record::{
+    Direction, JournalEntry, ListEntry, Record, RecordMeta, RecordSummary, TransferState,
+};
 pub use store::{Lease, ResumeStore};
 
 /// The newest on-disk record format version this build reads and writes.

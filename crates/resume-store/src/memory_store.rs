@@ -1,7 +1,7 @@
 use std::collections::{BTreeMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
-use crate::{Lease, ListEntry, Record, RecordSummary, ResumeStore, StoreError, TransferId};
+use crate::{JournalEntry, Lease, ListEntry, Record, ResumeStore, StoreError, TransferId};
 
 /// A [`ResumeStore`] that keeps records in memory, for tests and for callers
 /// that do not want checkpoints to outlive the process.
@@ -40,8 +40,20 @@ impl ResumeStore for MemoryStore {
         Ok(())
     }
 
+    fn append(&self, id: &TransferId, entry: &JournalEntry) -> Result<(), StoreError> {
+        match lock(&self.inner.records).get_mut(id) {
+            Some(record) => {
+                record.journal.push(entry.clone());
+                Ok(())
+            }
+            None => Err(StoreError::NotFound { id: id.to_string() }),
+        }
+    }
+
     fn load(&self, id: &TransferId) -> Result<Option<Record>, StoreError> {
-        Ok(lock(&self.inner.records).get(id).cloned())
+        Ok(lock(&self.inner.records)
+            .get(id)
+            .map(|r| r.clone().with_journal_progress()))
     }
 
     fn list(&self) -> Result<Vec<ListEntry>, StoreError> {
@@ -50,11 +62,7 @@ impl ResumeStore for MemoryStore {
             .map(|(id, record)| ListEntry {
                 id: id.clone(),
                 path: None,
-                summary: Ok(RecordSummary {
-                    meta: record.meta.clone(),
-                    payload_version: record.payload_version,
-                    payload_bytes: record.payload.len() as u64,
-                }),
+                summary: Ok(record.summary()),
             })
             .collect())
     }

@@ -15,6 +15,56 @@ pub struct Record {
     pub payload_version: u32,
     /// The checkpoint itself; the store never looks inside.
     pub payload: Vec<u8>,
+    /// What was appended since `payload` was saved, oldest first (see
+    /// [`ResumeStore::append`](crate::ResumeStore::append)). Empty in a record
+    /// about to be saved, normally: saving replaces the journal with this one,
+    /// so a caller compacts by folding the entries into `payload` and saving
+    /// with an empty journal.
+    pub journal: Vec<JournalEntry>,
+}
+
+/// One entry of a record's journal: a small update appended after the record
+/// was saved, at a cost that does not depend on the size of the record or of
+/// its journal.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct JournalEntry {
+    /// Bytes transferred so far, as of this entry; becomes the record's
+    /// [`RecordMeta::done_bytes`] when loaded or listed.
+    pub done_bytes: u64,
+    /// When this entry was made, in milliseconds since the Unix epoch, as
+    /// given by the caller; becomes the record's
+    /// [`RecordMeta::updated_unix_ms`].
+    pub updated_unix_ms: u64,
+    /// The caller's update itself; the store never looks inside.
+    pub data: Vec<u8>,
+}
+
+impl Record {
+    /// Makes `meta` say what the journal's last entry says (progress and time
+    /// of the last update), as `load` reports it.
+    pub(crate) fn with_journal_progress(mut self) -> Record {
+        self.meta = journal_progress(&self.meta, &self.journal);
+        self
+    }
+
+    /// What `list` reports about this record, journal included.
+    pub(crate) fn summary(&self) -> RecordSummary {
+        RecordSummary {
+            meta: journal_progress(&self.meta, &self.journal),
+            payload_version: self.payload_version,
+            payload_bytes: self.payload.len() as u64,
+        }
+    }
+}
+
+/// `meta` with the progress and time of the journal's last entry, if any.
+fn journal_progress(meta: &RecordMeta, journal: &[JournalEntry]) -> RecordMeta {
+    let mut meta = meta.clone();
+    if let Some(last) = journal.last() {
+        meta.done_bytes = last.done_bytes;
+        meta.updated_unix_ms = last.updated_unix_ms;
+    }
+    meta
 }
 
 /// Index metadata of a record: enough to list transfers without decoding
@@ -131,7 +181,7 @@ pub struct RecordSummary {
     pub meta: RecordMeta,
     /// The caller's payload format version.
     pub payload_version: u32,
-    /// Size of the payload.
+    /// Size of the payload (the journal not included).
     pub payload_bytes: u64,
 }
 

@@ -24,6 +24,7 @@ fn record(payload_bytes: usize) -> Record {
         },
         payload_version: 1,
         payload: (0..payload_bytes).map(|i| (i * 131 % 251) as u8).collect(),
+        journal: Vec::new(),
     }
 }
 

@@ -92,6 +92,7 @@ pub(crate) fn record(meta: &RecordMeta, stored: &Stored) -> Result<Record, Store
         meta: meta.clone(),
         payload_version: STORED_VERSION,
         payload,
+        journal: Vec::new(),
     })
 }
 

@@ -134,6 +134,13 @@ impl transfer_manager::ResumeStore for PanickingStore {
     ) -> Result<(), transfer_manager::store::StoreError> {
         panic!("this store cannot save");
     }
+    fn append(
+        &self,
+        _: &transfer_manager::TransferId,
+        _: &transfer_manager::store::JournalEntry,
+    ) -> Result<(), transfer_manager::store::StoreError> {
+        panic!("this store cannot append");
+    }
     fn load(
         &self,
         id: &transfer_manager::TransferId,

@@ -321,13 +321,7 @@ async fn corrupt_checkpoint_is_reported_with_its_path_and_kept() {
     let record = std::fs::read_dir(env.state())
         .unwrap()
         .map(|e| e.unwrap().path())
-        .find(|p| {
-            p.file_name()
-                .unwrap()
-                .to_string_lossy()
-                .starts_with(id.as_str())
-                && !p.to_string_lossy().ends_with(".lock")
-        })
+        .find(|p| p.file_name().unwrap().to_string_lossy() == format!("{id}.record"))
         .expect("the record file");
     let mut bytes = std::fs::read(&record).unwrap();
     let last = bytes.len() - 10;

@@ -3,6 +3,7 @@ use std::os::unix::fs::PermissionsExt;
 use super::*;
 use crate::conformance;
 use crate::format::tests::sample;
+use crate::journal;
 
 fn id(s: &str) -> TransferId {
     TransferId::new(s).unwrap()
@@ -52,12 +53,13 @@ fn file_store_conforms_across_processes() {
     let (_tmp, store) = fresh();
     let dir = store.dir().to_str().unwrap().to_owned();
     conformance::multi_process(&dir, &|d| Box::new(FileStore::open(d).unwrap()), CHILD_TEST);
-    // Released leases leave no lock files behind; only records remain.
-    assert!(
-        names(store.dir()).iter().all(|n| n.ends_with(".record")),
-        "{:?}",
-        names(store.dir())
-    );
+    // Released leases leave no lock files behind, nor saves temp files; only
+    // records and their journals remain, one journal each.
+    let names = names(store.dir());
+    let records: Vec<_> = names.iter().filter(|n| n.ends_with(".record")).collect();
+    let journals: Vec<_> = names.iter().filter(|n| n.ends_with(".journal")).collect();
+    assert_eq!(records.len() + journals.len(), names.len(), "{names:?}");
+    assert_eq!(records.len(), journals.len(), "{names:?}");
 }
 
 #[test]
@@ -73,6 +75,12 @@ fn directory_is_0700_and_records_0600_whatever_the_umask_allows() {
     assert_eq!(mode(&store.record_path(&id("t1"))), 0o600);
     let _lease = store.lease(&id("t1")).unwrap();
     assert_eq!(mode(&store.lock_path(&id("t1"))), 0o600);
+    store.append(&id("t1"), &entry(0)).unwrap();
+    assert_eq!(mode(&journal_of(&store, "t1")), 0o600);
+    // A journal the first append has to create (a format 1 record has none).
+    fs::write(store.record_path(&id("format1")), FORMAT_1_RECORD).unwrap();
+    store.append(&id("format1"), &entry(0)).unwrap();
+    assert_eq!(mode(&store.journal_path(&id("format1"), 0)), 0o600);
 }
 
 fn state_dir_refusal(dir: &Path) -> String {
@@ -172,7 +180,7 @@ fn interrupted_save_leaves_previous_record_and_is_not_listed() {
     store.save(&old).unwrap();
     // What a crash between writing the temp file and renaming it leaves:
     // a complete temp file and a half-written one, next to the old record.
-    let new = format::encode(&sample("t1", b"new checkpoint, longer".to_vec())).unwrap();
+    let new = format::encode(&sample("t1", b"new checkpoint, longer".to_vec()), 2).unwrap();
     fs::write(store.dir().join(".tmp-crash1.partial"), &new).unwrap();
     fs::write(
         store.dir().join(".tmp-crash2.partial"),
@@ -202,7 +210,11 @@ fn save_writes_through_a_temp_file_not_in_place() {
         before, after,
         "the record was rewritten in place, not replaced"
     );
-    assert_eq!(names(store.dir()), ["t1.record"], "temp files left behind");
+    assert_eq!(
+        names(store.dir()),
+        ["t1.2.journal", "t1.record"],
+        "temp files or the old journal left behind"
+    );
 }
 
 #[test]
@@ -275,7 +287,7 @@ fn newer_format_is_refused_and_kept() {
         Err(
             e @ StoreError::NewerVersion {
                 found: 9,
-                supported: 1,
+                supported: 2,
                 ..
             },
         ) => {
@@ -299,6 +311,7 @@ fn newer_format_is_refused_and_kept() {
 fn list_ignores_files_that_are_not_records() {
     let (_tmp, store) = fresh();
     store.save(&sample("t1", vec![])).unwrap();
+    store.append(&id("t1"), &entry(0)).unwrap();
     for junk in [
         ".tmp-x.partial",
         "t2.lock",
@@ -306,6 +319,11 @@ fn list_ignores_files_that_are_not_records() {
         "bad id.record",
         ".record",
         "..record",
+        "t1.0.journal",
+        "t3.5.journal",
+        "t3.journal",
+        "t3.record.journal",
+        ".tmp-y.journal",
     ] {
         fs::write(store.dir().join(junk), b"junk").unwrap();
     }
@@ -436,21 +454,240 @@ fn format_1_expected() -> Record {
         },
         payload_version: 1,
         payload: b"{\"checkpoint\":\"from s3tm store format 1\"}\n\x00\xff".to_vec(),
+        journal: Vec::new(),
     }
 }
 
 #[test]
 fn a_format_1_record_loads_and_lists() {
     let (_tmp, store) = fresh();
-    fs::write(store.record_path(&id("format1")), FORMAT_1_RECORD).unwrap();
-    assert_eq!(
-        store.load(&id("format1")).unwrap(),
-        Some(format_1_expected())
-    );
+    let t = id("format1");
+    fs::write(store.record_path(&t), FORMAT_1_RECORD).unwrap();
+    assert_eq!(store.load(&t).unwrap(), Some(format_1_expected()));
     let listed = store.list().unwrap();
     assert_eq!(listed.len(), 1);
     assert_eq!(
         listed[0].summary.as_ref().unwrap().meta,
         format_1_expected().meta
     );
+
+    // It takes appends, as generation 0, ...
+    store.append(&t, &entry(0)).unwrap();
+    let loaded = store.load(&t).unwrap().unwrap();
+    assert_eq!(loaded.journal, [entry(0)]);
+    assert_eq!(loaded.payload, format_1_expected().payload);
+    assert_eq!(names(store.dir()), ["format1.0.journal", "format1.record"]);
+    // ... and is saved in the current format, leaving no journal behind.
+    store.save(&format_1_expected()).unwrap();
+    assert_eq!(store.load(&t).unwrap(), Some(format_1_expected()));
+    let bytes = fs::read(store.record_path(&t)).unwrap();
+    assert!(bytes.starts_with(b"s3tm-resume-store 2 "));
+    assert_eq!(names(store.dir()), ["format1.1.journal", "format1.record"]);
+}
+
+fn entry(i: u64) -> JournalEntry {
+    conformance::journal_entry("e", i)
+}
+
+/// The one journal file of `id`.
+fn journal_of(store: &FileStore, id: &str) -> PathBuf {
+    let mine: Vec<_> = names(store.dir())
+        .into_iter()
+        .filter(|n| n.starts_with(&format!("{id}.")) && n.ends_with(".journal"))
+        .collect();
+    assert_eq!(mine.len(), 1, "{mine:?}");
+    store.dir().join(&mine[0])
+}
+
+/// A record `id` with three entries appended; returns the journal's path,
+/// its bytes and where its last entry starts.
+fn three_entries(store: &FileStore, name: &str) -> (PathBuf, Vec<u8>, usize) {
+    store.save(&sample(name, b"payload".to_vec())).unwrap();
+    for i in 0..3 {
+        store.append(&id(name), &entry(i)).unwrap();
+    }
+    let path = journal_of(store, name);
+    let bytes = fs::read(&path).unwrap();
+    let last = bytes.len() - (12 + 16 + entry(2).data.len());
+    (path, bytes, last)
+}
+
+fn loaded_journal(dir: &Path, name: &str) -> Vec<JournalEntry> {
+    // A fresh handle, which knows nothing of the journal yet.
+    let store = FileStore::open(dir).unwrap();
+    store.load(&id(name)).unwrap().unwrap().journal
+}
+
+#[test]
+fn a_torn_last_entry_is_left_out_and_cut_off_before_the_next_append() {
+    let (_tmp, store) = fresh();
+    let (path, bytes, last) = three_entries(&store, "torn");
+    assert_eq!(
+        loaded_journal(store.dir(), "torn"),
+        [entry(0), entry(1), entry(2)]
+    );
+    for cut in last..bytes.len() {
+        fs::write(&path, &bytes[..cut]).unwrap();
+        assert_eq!(
+            loaded_journal(store.dir(), "torn"),
+            [entry(0), entry(1)],
+            "cut at {cut}"
+        );
+        let listed = FileStore::open(store.dir()).unwrap().list().unwrap();
+        let meta = &listed[0].summary.as_ref().unwrap().meta;
+        assert_eq!(meta.done_bytes, entry(1).done_bytes, "cut at {cut}");
+        // The next append (by a process that knows nothing yet) goes where
+        // the torn entry began.
+        let next = FileStore::open(store.dir()).unwrap();
+        next.append(&id("torn"), &entry(2)).unwrap();
+        assert_eq!(fs::read(&path).unwrap(), bytes, "cut at {cut}");
+    }
+}
+
+#[test]
+fn a_damaged_last_entry_is_left_out() {
+    let (_tmp, store) = fresh();
+    let (path, bytes, last) = three_entries(&store, "flipped");
+    for i in last..bytes.len() {
+        let mut bad = bytes.clone();
+        bad[i] ^= 0x10;
+        fs::write(&path, &bad).unwrap();
+        assert_eq!(
+            loaded_journal(store.dir(), "flipped"),
+            [entry(0), entry(1)],
+            "flip at {i}"
+        );
+    }
+}
+
+#[test]
+fn a_damaged_entry_before_valid_ones_is_reported_and_kept() {
+    let (_tmp, store) = fresh();
+    let (path, bytes, last) = three_entries(&store, "damaged");
+    let second = 12 + 16 + entry(0).data.len();
+    for i in second..last {
+        let mut bad = bytes.clone();
+        bad[i] ^= 0x10;
+        fs::write(&path, &bad).unwrap();
+        let fresh_handle = FileStore::open(store.dir()).unwrap();
+        match fresh_handle.load(&id("damaged")) {
+            Err(e @ StoreError::Corrupt { .. }) => {
+                let message = e.to_string();
+                assert!(
+                    message.contains(&path.display().to_string())
+                        && message.contains("entry 2 ")
+                        && message.contains("s3tm cancel"),
+                    "{message}"
+                );
+            }
+            other => panic!("flip at {i}: {other:?}"),
+        }
+        let listed = fresh_handle.list().unwrap();
+        assert!(
+            matches!(listed[0].summary, Err(StoreError::Corrupt { .. })),
+            "flip at {i}"
+        );
+        // Nothing is appended after damage, nor is anything cut off.
+        assert!(matches!(
+            fresh_handle.append(&id("damaged"), &entry(3)),
+            Err(StoreError::Corrupt { .. })
+        ));
+        assert_eq!(fs::read(&path).unwrap(), bad, "flip at {i}");
+    }
+    // Saving replaces it.
+    store.save(&sample("damaged", vec![])).unwrap();
+    assert_eq!(loaded_journal(store.dir(), "damaged"), []);
+}
+
+#[test]
+fn a_stale_journal_is_ignored_and_swept_by_the_next_save_or_remove() {
+    let (_tmp, store) = fresh();
+    let t = id("stale");
+    store.save(&sample("stale", b"v1".to_vec())).unwrap();
+    store.append(&t, &entry(0)).unwrap();
+    let old = journal_of(&store, "stale");
+    let old_bytes = fs::read(&old).unwrap();
+    store.save(&sample("stale", b"v2".to_vec())).unwrap();
+    // What a crash between the rename and the deletion of the old journal leaves.
+    fs::write(&old, &old_bytes).unwrap();
+    assert_eq!(
+        store.load(&t).unwrap(),
+        Some(sample("stale", b"v2".to_vec()))
+    );
+    assert_eq!(store.list().unwrap().len(), 1);
+    // A process that knows nothing of it sweeps it on its first save.
+    let next = FileStore::open(store.dir()).unwrap();
+    next.save(&sample("stale", b"v3".to_vec())).unwrap();
+    assert_eq!(names(store.dir()), ["stale.3.journal", "stale.record"]);
+
+    fs::write(&old, &old_bytes).unwrap();
+    store.remove(&t).unwrap();
+    assert_eq!(names(store.dir()), Vec::<String>::new());
+}
+
+#[test]
+fn a_journal_left_without_its_record_is_never_taken_for_a_new_ones() {
+    let (_tmp, store) = fresh();
+    let t = id("orphan");
+    // A journal of generation 7, whose record was removed by a process that
+    // crashed before deleting the journal too.
+    let orphan = store.journal_path(&t, 7);
+    fs::write(
+        &orphan,
+        journal::encode_all(7, &[entry(0)], "orphan").unwrap(),
+    )
+    .unwrap();
+    store.save(&sample("orphan", vec![])).unwrap();
+    assert_eq!(store.load(&t).unwrap(), Some(sample("orphan", vec![])));
+    assert_eq!(names(store.dir()), ["orphan.8.journal", "orphan.record"]);
+    // Removing a record that is not there still sweeps.
+    store.remove(&t).unwrap();
+    fs::write(&orphan, b"junk").unwrap();
+    assert!(matches!(store.remove(&t), Err(StoreError::NotFound { .. })));
+    assert_eq!(names(store.dir()), Vec::<String>::new());
+}
+
+#[test]
+fn appends_follow_a_save_made_through_another_handle() {
+    let (_tmp, a) = fresh();
+    let b = FileStore::open(a.dir()).unwrap();
+    let t = id("two-handles");
+    a.save(&sample("two-handles", b"from a".to_vec())).unwrap();
+    a.append(&t, &entry(0)).unwrap();
+    b.save(&sample("two-handles", b"from b".to_vec())).unwrap();
+    a.append(&t, &entry(1)).unwrap();
+    let loaded = a.load(&t).unwrap().unwrap();
+    assert_eq!(
+        (loaded.payload.as_slice(), loaded.journal.as_slice()),
+        (&b"from b"[..], &[entry(1)][..])
+    );
+    b.remove(&t).unwrap();
+    assert!(matches!(
+        a.append(&t, &entry(2)),
+        Err(StoreError::NotFound { .. })
+    ));
+    assert_eq!(names(a.dir()), Vec::<String>::new());
+}
+
+#[test]
+fn appending_costs_one_write_whatever_the_journal_holds() {
+    // Not a timing test: the journal grows by exactly one entry per append,
+    // the record is never rewritten, and nothing else appears.
+    let (_tmp, store) = fresh();
+    let t = id("cost");
+    store.save(&sample("cost", vec![7; 50_000])).unwrap();
+    let record = store.record_path(&t);
+    let ino = std::os::unix::fs::MetadataExt::ino(&fs::metadata(&record).unwrap());
+    let journal = journal_of(&store, "cost");
+    let mut len = 0;
+    for i in 0..200 {
+        store.append(&t, &entry(i)).unwrap();
+        len += 12 + 16 + entry(i).data.len() as u64;
+        assert_eq!(fs::metadata(&journal).unwrap().len(), len);
+    }
+    assert_eq!(
+        std::os::unix::fs::MetadataExt::ino(&fs::metadata(&record).unwrap()),
+        ino
+    );
+    assert_eq!(names(store.dir()), ["cost.1.journal", "cost.record"]);
 }
