@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use resume_store::{Lease, RecordMeta, TransferId, TransferState as StoreState};
+use resume_store::{JournalEntry, Lease, RecordMeta, TransferId, TransferState as StoreState};
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use tokio::task::JoinSet;
 use tracing::Instrument;
@@ -272,22 +272,49 @@ impl Driver {
         let Some(p) = self.persistence.as_mut() else {
             return;
         };
-        match (save, &mut p.stored.checkpoint) {
-            (Some(Save::Whole(cp)), held) => *held = Some(cp),
-            (Some(Save::Delta(delta)), Some(cp)) => {
-                if let Err(e) = cp.apply(delta) {
-                    tracing::warn!(error = %e, "checkpoint delta not applied");
-                }
+        let delta = match (save, &mut p.stored.checkpoint) {
+            (Some(Save::Whole(cp)), held) => {
+                *held = Some(cp);
+                None
             }
+            // A delta goes to the record's journal; the copy held here (saved whole on
+            // the next state change or whole checkpoint) takes it in too.
+            (Some(Save::Delta(delta)), Some(cp)) => match serde_json::to_vec(&delta) {
+                Ok(data) => match cp.apply(delta) {
+                    Ok(()) => Some(data),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "checkpoint delta does not apply; saving whole");
+                        None
+                    }
+                },
+                Err(e) => {
+                    tracing::warn!(error = %e, "checkpoint delta not encoded; saving whole");
+                    None
+                }
+            },
             (Some(Save::Delta(_)), None) => {
                 tracing::warn!("checkpoint delta before any checkpoint; not saved");
+                return;
             }
-            (None, _) => {}
-        }
+            (None, _) => None,
+        };
+        // A state change is saved whole; progress while running goes to the journal.
+        let same_state = p.meta.state == state;
         p.meta.state = state;
         p.meta.done_bytes = done;
         p.meta.total_bytes = total.max(p.meta.total_bytes);
         p.meta.updated_unix_ms = now_unix_ms();
+        if let Some(data) = delta
+            && same_state
+        {
+            let entry = JournalEntry {
+                done_bytes: done,
+                updated_unix_ms: p.meta.updated_unix_ms,
+                data,
+            };
+            p.persister.append(p.meta.id.clone(), entry);
+            return;
+        }
         match record(&p.meta, &p.stored) {
             Ok(r) => p.persister.save(r),
             Err(e) => tracing::warn!(error = %e, "checkpoint not encoded"),

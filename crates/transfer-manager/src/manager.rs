@@ -11,8 +11,8 @@ use s3_protocol::{Addressing, Endpoint, S3Config};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::{Semaphore, broadcast, mpsc, watch};
 use transfer_core::{
-    Checkpoint, DownloadConfig, DownloadMachine, OpId, Outcome, SourceFingerprint, Time,
-    TransferMachine, UploadConfig, UploadMachine,
+    Checkpoint, Delta, DownloadConfig, DownloadMachine, SourceFingerprint, Time, TransferMachine,
+    UploadConfig, UploadMachine,
 };
 
 use crate::config::{Config, StateStore};
@@ -474,15 +474,9 @@ impl TransferManager {
             return Ok(());
         }
         let mut setup = self.rebuild_for_cancel(id).await?;
-        let queued: Vec<OpId> = std::iter::from_fn(|| setup.machine.poll_operation())
-            .map(|op| op.id)
-            .collect();
+        // What the rebuilt machine asked for first (ListParts, HeadObject) is withdrawn:
+        // it asks only for the clean-up.
         setup.machine.cancel(Time::ZERO);
-        for op in queued {
-            setup
-                .machine
-                .handle_outcome(Time::ZERO, op, Outcome::Dropped);
-        }
         match self.spawn(setup)?.join().await {
             Ok(_) => Ok(()),
             Err(e) if e.kind() == ErrorKind::Cancelled => Ok(()),
@@ -1240,12 +1234,25 @@ fn decode(rec: &Record) -> Result<Stored, Error> {
             ),
         ));
     }
-    serde_json::from_slice(&rec.payload).map_err(|e| {
+    let unreadable = |e: &dyn std::fmt::Display| {
         Error::new(
             ErrorKind::Checkpoint,
-            format!("the checkpoint of transfer {} is unreadable ({e}); cancel it with `s3tm cancel {}`", rec.meta.id, rec.meta.id),
+            format!(
+                "the checkpoint of transfer {} is unreadable ({e}); cancel it with `s3tm cancel {}`",
+                rec.meta.id, rec.meta.id
+            ),
         )
-    })
+    };
+    let mut stored: Stored = serde_json::from_slice(&rec.payload).map_err(|e| unreadable(&e))?;
+    // The parts and ranges done since the record was saved whole, oldest first.
+    for entry in &rec.journal {
+        let delta: Delta = serde_json::from_slice(&entry.data).map_err(|e| unreadable(&e))?;
+        let Some(cp) = stored.checkpoint.as_mut() else {
+            return Err(unreadable(&"a journal entry extends no checkpoint"));
+        };
+        cp.apply(delta).map_err(|e| unreadable(&e))?;
+    }
+    Ok(stored)
 }
 
 /// The lease of `id`, waiting a moment if it is taken: a transfer whose handle and

@@ -267,9 +267,6 @@ impl Persister {
 
     /// Queues a journal entry, to be appended after the records and entries queued
     /// before it.
-    // Not called yet: the driver is to send the machine's checkpoint deltas here, with
-    // a full record every so often to compact the journal.
-    #[allow(dead_code)]
     pub(crate) fn append(&self, id: TransferId, entry: JournalEntry) {
         self.send(|p| p.appends.push((id, entry)));
     }
