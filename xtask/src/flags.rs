@@ -11,7 +11,11 @@ commands:
   test        cargo fmt --all --check, then cargo clippy --workspace --all-targets
               -- -D warnings, then cargo test --workspace (every test and doctest,
               property tests at PROPTEST_CASES, default 512); stops at the first
-              failing step
+              failing step; between clippy and the tests, the same clippy step as `tidy`
+  tidy        the architecture's rules alone: clippy on the libraries of transfer-core
+              and s3-protocol with their clippy.toml bans (clock, files, sockets,
+              threads, processes, printing) forbidden, then the tidy tests (dependency
+              arrows, runtime crates reached transitively, manifests, docs)
   proptest    the property tests of transfer-core (upload_model, download_model) and
               s3-protocol (properties) with more cases
                 --cases N     cases per property (default 512)
@@ -40,6 +44,7 @@ commands:
 pub(crate) enum Command {
     Help,
     Test,
+    Tidy,
     Proptest(ProptestOptions),
     Demo(crate::demo::DemoOptions),
     Serve,
@@ -68,6 +73,7 @@ pub(crate) fn parse(args: &[String]) -> Result<Command, UsageError> {
     match command.as_str() {
         "help" | "-h" | "--help" => no_options("help", rest).map(|()| Command::Help),
         "test" => no_options("test", rest).map(|()| Command::Test),
+        "tidy" => no_options("tidy", rest).map(|()| Command::Tidy),
         "proptest" => parse_proptest(rest).map(Command::Proptest),
         "demo" => crate::demo::parse(rest).map(Command::Demo),
         "serve" => no_options("serve", rest).map(|()| Command::Serve),
@@ -141,6 +147,7 @@ mod tests {
     #[test]
     fn commands_that_exist() {
         assert_eq!(parse_str("test"), Ok(Command::Test));
+        assert_eq!(parse_str("tidy"), Ok(Command::Tidy));
         assert_eq!(parse_str("help"), Ok(Command::Help));
         assert_eq!(
             parse_str("proptest --cases 4096 --release -- upload --nocapture"),
@@ -168,6 +175,7 @@ mod tests {
             "bench --size",
             "serve --port 9000",
             "test --fast",
+            "tidy --fix",
             "proptest --cases",
             "proptest --cases 0",
             "proptest --cases many",
@@ -188,7 +196,7 @@ mod tests {
             .collect();
         assert_eq!(
             listed,
-            ["test", "proptest", "bench", "demo", "serve", "help"]
+            ["test", "tidy", "proptest", "bench", "demo", "serve", "help"]
         );
         for command in listed {
             assert!(

@@ -8,8 +8,9 @@
 //! # Layout
 //!
 //! One module per command, each with a `run` function; `flags` turns the command line
-//! into a [`flags::Command`]; `step` runs and prints external commands. The tidy checks
-//! (`tidy`) are ordinary `#[test]`s, so `cargo test --workspace` runs them too.
+//! into a [`flags::Command`]; `step` runs and prints external commands. Most tidy checks
+//! (`tidy`) are ordinary `#[test]`s, so `cargo test --workspace` runs them too; the rest
+//! is a clippy step that `test` runs as well.
 //!
 //! # Adding a command
 //!
@@ -26,8 +27,6 @@ mod proptest;
 mod serve;
 mod step;
 mod test;
-
-#[cfg(test)]
 mod tidy;
 
 use std::path::{Path, PathBuf};
@@ -48,6 +47,7 @@ fn main() -> ExitCode {
             Ok(())
         }
         flags::Command::Test => test::run(),
+        flags::Command::Tidy => tidy::run(),
         flags::Command::Proptest(options) => proptest::run(&options),
         flags::Command::Demo(options) => demo::run(&options),
         flags::Command::Serve => serve::run(),

@@ -3,8 +3,8 @@
 
 use std::ffi::OsString;
 use std::fmt;
-use std::io::Write as _;
-use std::process::Command;
+use std::io::{BufRead as _, BufReader, Write as _};
+use std::process::{Command, Stdio};
 use std::time::Instant;
 
 use anyhow::{Context as _, bail};
@@ -15,6 +15,8 @@ pub(crate) struct Step {
     program: &'static str,
     args: Vec<String>,
     envs: Vec<(&'static str, String)>,
+    /// Fail the step if its standard error has a line containing this.
+    fail_on_stderr: Option<&'static str>,
 }
 
 impl Step {
@@ -30,7 +32,15 @@ impl Step {
             program: "cargo",
             args: args.into_iter().map(Into::into).collect(),
             envs: Vec::new(),
+            fail_on_stderr: None,
         }
+    }
+
+    /// Fails the step, even if the command succeeds, when a line of its standard error
+    /// contains `text` (which it still prints as it comes).
+    pub(crate) fn fail_on_stderr(mut self, text: &'static str) -> Step {
+        self.fail_on_stderr = Some(text);
+        self
     }
 
     pub(crate) fn env(mut self, key: &'static str, value: impl fmt::Display) -> Step {
@@ -48,14 +58,39 @@ impl Step {
             "cargo" => std::env::var_os("CARGO").unwrap_or_else(|| OsString::from("cargo")),
             other => OsString::from(other),
         };
-        let status = Command::new(program)
+        let mut command = Command::new(program);
+        command
             .args(&self.args)
             .envs(self.envs.iter().map(|(k, v)| (k, v)))
-            .current_dir(crate::project_root())
-            .status()
+            .current_dir(crate::project_root());
+        if self.fail_on_stderr.is_some() {
+            command.stderr(Stdio::piped());
+        }
+        let mut child = command
+            .spawn()
             .with_context(|| format!("step `{}` could not start `{self}`", self.name))?;
+        let mut flagged = None;
+        if let (Some(text), Some(stderr)) = (self.fail_on_stderr, child.stderr.take()) {
+            for line in BufReader::new(stderr).lines() {
+                let line = line.with_context(|| format!("step `{}`: reading stderr", self.name))?;
+                eprintln!("{line}");
+                if flagged.is_none() && line.contains(text) {
+                    flagged = Some(line);
+                }
+            }
+        }
+        let status = child
+            .wait()
+            .with_context(|| format!("step `{}`: waiting for `{self}`", self.name))?;
         if !status.success() {
             bail!("step `{}` failed ({status}): `{self}`", self.name);
+        }
+        if let Some(line) = flagged {
+            bail!(
+                "step `{}` printed `{}` on stderr, which fails it: {line}",
+                self.name,
+                self.fail_on_stderr.unwrap_or_default()
+            );
         }
         println!(
             "==> [{}] ok in {:.1}s",

@@ -1,8 +1,9 @@
 //! `cargo xtask test`: the one test command, run locally and by `.ci/run`.
 //!
-//! Formatting, then clippy with warnings denied, then every test of the workspace
-//! (unit, integration, property and doc tests, and the tidy checks in this crate),
-//! stopping at the first step that fails. No step is ever skipped; under `CI` the
+//! Formatting, then clippy with warnings denied, then clippy on the sans-IO libraries
+//! with their `clippy.toml` bans forbidden (see `tidy`), then every test of the
+//! workspace (unit, integration, property and doc tests, and the tidy checks in this
+//! crate), stopping at the first step that fails. No step is ever skipped; under `CI` the
 //! property tests may not run fewer than [`DEFAULT_PROPTEST_CASES`] cases, and run from a
 //! fixed seed so that the verdict is reproducible.
 
@@ -17,7 +18,16 @@ pub(crate) fn run() -> anyhow::Result<()> {
     let ci = is_ci(std::env::var("CI").ok().as_deref());
     let cases = proptest_cases(std::env::var("PROPTEST_CASES").ok().as_deref(), ci)?;
     let moto = crate::moto::provision(&crate::project_root(), ci)?;
-    let steps = [
+    let steps = steps(cases, moto.as_deref(), ci);
+    for step in &steps {
+        step.run()?;
+    }
+    println!("==> all {} steps passed", steps.len());
+    Ok(())
+}
+
+fn steps(cases: u32, moto: Option<&std::path::Path>, ci: bool) -> [Step; 4] {
+    [
         Step::cargo("fmt", ["fmt", "--all", "--check"]),
         Step::cargo(
             "clippy",
@@ -28,21 +38,20 @@ pub(crate) fn run() -> anyhow::Result<()> {
                 "--",
                 "-D",
                 "warnings",
-            ],
+            ]
+            .map(str::to_owned)
+            .into_iter()
+            .chain(crate::tidy::allow_configured_lints()),
         ),
+        crate::tidy::clippy_step(),
         ci_seed(
             with_moto(
                 Step::cargo("test", ["test", "--workspace"]).env("PROPTEST_CASES", cases),
-                moto.as_deref(),
+                moto,
             ),
             ci,
         ),
-    ];
-    for step in &steps {
-        step.run()?;
-    }
-    println!("==> all {} steps passed", steps.len());
-    Ok(())
+    ]
 }
 
 /// The tests find the provisioned moto through `S3TM_MOTO_SERVER`.
@@ -91,6 +100,27 @@ fn proptest_cases(value: Option<&str>, ci: bool) -> anyhow::Result<u32> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn lint_steps() {
+        let lines: Vec<String> = steps(512, None, false)
+            .iter()
+            .take(3)
+            .map(ToString::to_string)
+            .collect();
+        assert_eq!(
+            lines,
+            [
+                "cargo fmt --all --check",
+                "cargo clippy --workspace --all-targets -- -D warnings \
+                 -A clippy::disallowed_methods -A clippy::disallowed_types \
+                 -A clippy::disallowed_macros",
+                "cargo clippy -p transfer-core -p s3-protocol --lib -- -D warnings \
+                 -F clippy::disallowed_methods -F clippy::disallowed_types \
+                 -F clippy::disallowed_macros",
+            ]
+        );
+    }
 
     #[test]
     fn ci_detection() {
