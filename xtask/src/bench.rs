@@ -311,6 +311,7 @@ fn micro_benchmarks() -> anyhow::Result<Vec<(String, String)>> {
         ("s3-protocol", "protocol"),
         ("transfer-core", "step"),
         ("resume-store", "save"),
+        ("transfer-manager", "md5"),
     ] {
         let label = format!("cargo bench -p {package} --bench {bench}");
         println!("==> [micro] {label}");

@@ -765,7 +765,9 @@ impl Results {
             d.push_str(
                 "## Micro-benchmarks (divan)\n\n\
                  `cargo bench -p s3-protocol --bench protocol`, `-p transfer-core --bench \
-                 step`, `-p resume-store --bench save`; divan's output as printed.\n\n",
+                 step`, `-p resume-store --bench save`, `-p transfer-manager --bench md5` \
+                 (a download's part MD5s: md5-many's lanes against the md-5 crate, see \
+                 `md5_lanes.rs`); divan's output as printed.\n\n",
             );
             for (label, text) in micro {
                 let _ = writeln!(d, "`{label}`\n\n```text\n{}\n```\n", text.trim_end());
