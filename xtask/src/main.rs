@@ -1,9 +1,10 @@
 //! `cargo xtask`: the workspace's build and test orchestration, in Rust instead of shell.
 //!
 //! `.cargo/config.toml` aliases `cargo xtask` to `cargo run --package xtask --quiet --`.
-//! This crate depends on `anyhow`, and for `bench` (which embeds the s3s-fs server) on
-//! s3-testkit, tokio, tempfile and nix; it is never a dependency of another crate (the
-//! tidy test checks that).
+//! This crate depends on `anyhow`; for `bench`, `demo` and `serve` (which run the s3s-fs
+//! server in this process) on s3-testkit, tokio, tempfile, nix and sha2; for `tidy` on
+//! serde_json and toml. It is never a dependency of another crate (the tidy test checks
+//! that).
 //!
 //! # Layout
 //!
