@@ -12,10 +12,10 @@ commands:
               -- -D warnings, then cargo test --workspace (every test and doctest,
               property tests at PROPTEST_CASES, default 512); stops at the first
               failing step; between clippy and the tests, the same clippy step as `tidy`
-  tidy        the architecture's rules alone: clippy on the libraries of transfer-core
-              and s3-protocol with their clippy.toml bans (clock, files, sockets,
-              threads, processes, printing) forbidden, then the tidy tests (dependency
-              arrows, runtime crates reached transitively, manifests, docs)
+  tidy        the architecture's rules alone: clippy on the libraries of s3-types,
+              transfer-core and s3-protocol with their clippy.toml bans (clock, files,
+              sockets, threads, processes, printing) forbidden, then the tidy tests
+              (dependency arrows, runtime crates reached transitively, manifests, docs)
   proptest    the property tests of transfer-core (upload_model, download_model) and
               s3-protocol (properties) with more cases
                 --cases N     cases per property (default 512)

@@ -115,7 +115,7 @@ mod tests {
                 "cargo clippy --workspace --all-targets -- -D warnings \
                  -A clippy::disallowed_methods -A clippy::disallowed_types \
                  -A clippy::disallowed_macros",
-                "cargo clippy -p transfer-core -p s3-protocol --lib -- -D warnings \
+                "cargo clippy -p s3-types -p transfer-core -p s3-protocol --lib -- -D warnings \
                  -F clippy::disallowed_methods -F clippy::disallowed_types \
                  -F clippy::disallowed_macros",
             ]

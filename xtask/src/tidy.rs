@@ -26,7 +26,7 @@ use crate::step::Step;
 
 /// The crates that do no IO and read no clock, whose libraries are linted with their
 /// `clippy.toml`'s bans forbidden.
-pub(crate) const SANS_IO_CRATES: &[&str] = &["transfer-core", "s3-protocol"];
+pub(crate) const SANS_IO_CRATES: &[&str] = &["s3-types", "transfer-core", "s3-protocol"];
 
 /// The clippy lints a `clippy.toml` configures; see [`clippy_step`].
 const CONFIGURED_LINTS: &[&str] = &[
@@ -84,7 +84,7 @@ mod tests {
     fn tidy_commands() {
         assert_eq!(
             super::clippy_step().to_string(),
-            "cargo clippy -p transfer-core -p s3-protocol --lib -- -D warnings \
+            "cargo clippy -p s3-types -p transfer-core -p s3-protocol --lib -- -D warnings \
              -F clippy::disallowed_methods -F clippy::disallowed_types \
              -F clippy::disallowed_macros"
         );

@@ -84,6 +84,24 @@ const RUNTIME_ALLOWED: &[RuntimeEdge] = &[RuntimeEdge {
 /// (crate, `disallowed-methods`, `disallowed-types`).
 const REQUIRED_BANS: &[(&str, &[&str], &[&str])] = &[
     (
+        "s3-types",
+        &[
+            "std::time::Instant::now",
+            "std::time::SystemTime::now",
+            "std::thread::spawn",
+            "std::thread::sleep",
+            "std::fs::read",
+            "std::fs::write",
+            "std::io::Read::read",
+            "std::io::Write::write",
+        ],
+        &[
+            "std::fs::File",
+            "std::net::TcpStream",
+            "std::process::Command",
+        ],
+    ),
+    (
         "transfer-core",
         &[
             "std::time::Instant::now",
