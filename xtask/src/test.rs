@@ -38,10 +38,7 @@ fn steps(cases: u32, moto: Option<&std::path::Path>, ci: bool) -> [Step; 4] {
                 "--",
                 "-D",
                 "warnings",
-            ]
-            .map(str::to_owned)
-            .into_iter()
-            .chain(crate::tidy::allow_configured_lints()),
+            ],
         ),
         crate::tidy::clippy_step(),
         ci_seed(
@@ -112,9 +109,7 @@ mod tests {
             lines,
             [
                 "cargo fmt --all --check",
-                "cargo clippy --workspace --all-targets -- -D warnings \
-                 -A clippy::disallowed_methods -A clippy::disallowed_types \
-                 -A clippy::disallowed_macros",
+                "cargo clippy --workspace --all-targets -- -D warnings",
                 "cargo clippy -p s3-types -p transfer-core -p s3-protocol --lib -- -D warnings \
                  -F clippy::disallowed_methods -F clippy::disallowed_types \
                  -F clippy::disallowed_macros",

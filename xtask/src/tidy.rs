@@ -51,16 +51,6 @@ pub(crate) fn clippy_step() -> Step {
     Step::cargo("clippy sans-IO", args).fail_on_stderr("clippy.toml:")
 }
 
-/// Arguments for the workspace-wide clippy step: the configured lints are left to
-/// [`clippy_step`], which checks the libraries they are written for (tests may read the
-/// clock, a live test opens sockets).
-pub(crate) fn allow_configured_lints() -> Vec<String> {
-    CONFIGURED_LINTS
-        .iter()
-        .flat_map(|lint| ["-A".to_owned(), (*lint).to_owned()])
-        .collect()
-}
-
 /// The tidy tests, by name (`tidy::` is the module path of every one of them).
 fn tests_step() -> Step {
     Step::cargo(

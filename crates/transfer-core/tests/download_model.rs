@@ -1,6 +1,13 @@
 //! Property tests of the download machine against an in-memory model of S3 and of the
 //! local disk: answers in any order, faults, corrupted bytes, pause, resume, cancel,
 //! crashes, an object replaced mid-download and a partial file deleted under it.
+// clippy.toml's bans (no clock, files, sockets, environment) are for the library; tests
+// and benches drive it from the outside.
+#![allow(
+    clippy::disallowed_methods,
+    clippy::disallowed_types,
+    clippy::disallowed_macros
+)]
 
 mod common;
 
@@ -240,81 +247,6 @@ impl World {
         self.versions.last().expect("a version")
     }
 
-    fn poll(&mut self) {
-        while let Some(op) = self.d.machine.poll_operation() {
-            if matches!(op.kind, OpKind::PreparePartialFile { .. }) {
-                // The driver saves every checkpoint emitted so far before this runs.
-                self.take_checkpoints();
-                self.durable = self.history.len();
-            }
-            assert!(
-                !self.d.paused_cmd || matches!(op.kind, OpKind::DeletePartialFile),
-                "operation {op:?} started while paused"
-            );
-            assert!(self.d.finished.is_none(), "operation after the end: {op:?}");
-            self.d.log.push(format!("start {:?} {:?}", op.id, op.kind));
-            self.d.in_flight.push(op);
-        }
-        let gets = self
-            .d
-            .in_flight
-            .iter()
-            .filter(|o| matches!(o.kind, OpKind::GetRange { .. }))
-            .count();
-        assert!(gets <= self.cfg.max_in_flight, "{gets} GETs in flight");
-        self.take_checkpoints();
-        while let Some(ev) = self.d.machine.poll_event() {
-            self.d.log.push(format!("event {ev:?}"));
-            match &ev {
-                Event::Progress {
-                    bytes_done,
-                    bytes_total,
-                } => {
-                    assert!(*bytes_done >= self.d.progress_floor, "progress went back");
-                    assert!(bytes_done <= bytes_total);
-                    self.d.progress_floor = *bytes_done;
-                }
-                Event::Restarted { .. } => self.d.progress_floor = 0,
-                Event::Invalidated { .. } => {
-                    assert!(
-                        self.tampered,
-                        "a range was invalidated with the partial file untouched\n{}",
-                        self.d.log.join("\n")
-                    );
-                    self.d.progress_floor = 0;
-                }
-                Event::Paused => self.durable = self.history.len(),
-                Event::Completed(_) | Event::Failed(_) | Event::Cancelled => {
-                    assert!(self.d.finished.is_none(), "two endings");
-                    self.d.finished = Some(ev.clone());
-                }
-                _ => {}
-            }
-        }
-    }
-
-    fn execute(&mut self, op: &Operation, fault: Fault) -> Outcome {
-        let network = matches!(op.kind, OpKind::HeadObject { .. } | OpKind::GetRange { .. });
-        let fault = if network || fault == Fault::Drop {
-            fault
-        } else {
-            Fault::None
-        };
-        if fault == Fault::Drop {
-            return Outcome::Dropped;
-        }
-        if let Some(f) = failure(fault)
-            && fault != Fault::LostAnswer
-        {
-            return Outcome::Failed(f);
-        }
-        let outcome = self.apply(op, fault == Fault::Corrupt);
-        match failure(fault) {
-            Some(f) => Outcome::Failed(f),
-            None => outcome,
-        }
-    }
-
     fn apply(&mut self, op: &Operation, corrupt: bool) -> Outcome {
         let v = self.current().clone();
         let precondition = || {
@@ -470,30 +402,6 @@ impl World {
         }
     }
 
-    fn crash(&mut self, executed: bool, lost: usize) {
-        for op in std::mem::take(&mut self.d.in_flight) {
-            // Only what reached the disk survives; an unanswered range is simply lost.
-            if executed
-                && matches!(
-                    op.kind,
-                    OpKind::GetRange { .. } | OpKind::PreparePartialFile { .. }
-                )
-            {
-                let _ = self.apply(&op, false);
-            }
-        }
-        self.d.paused_cmd = false;
-        self.d.cancelled_cmd = false;
-        self.d.progress_floor = 0;
-        self.d.now = self.d.now + std::time::Duration::from_secs(1);
-        self.last_checkpoint = surviving(&mut self.history, &mut self.durable, lost);
-        self.d.machine = match self.last_checkpoint.clone() {
-            Some(cp) => DownloadMachine::from_checkpoint(self.cfg.clone(), cp, self.d.now),
-            None => DownloadMachine::new(self.cfg.clone(), PARTIAL.into(), self.d.now),
-        };
-        self.poll();
-    }
-
     fn check_end(&self) {
         let log = || self.d.log.join("\n");
         match self.d.finished.as_ref().expect("finished") {
@@ -611,15 +519,102 @@ impl Model for World {
     }
 
     fn execute(&mut self, op: &Operation, fault: Fault) -> Outcome {
-        World::execute(self, op, fault)
+        let network = matches!(op.kind, OpKind::HeadObject { .. } | OpKind::GetRange { .. });
+        let fault = if network || fault == Fault::Drop {
+            fault
+        } else {
+            Fault::None
+        };
+        if fault == Fault::Drop {
+            return Outcome::Dropped;
+        }
+        if let Some(f) = failure(fault)
+            && fault != Fault::LostAnswer
+        {
+            return Outcome::Failed(f);
+        }
+        let outcome = self.apply(op, fault == Fault::Corrupt);
+        match failure(fault) {
+            Some(f) => Outcome::Failed(f),
+            None => outcome,
+        }
     }
 
     fn poll(&mut self) {
-        World::poll(self);
+        while let Some(op) = self.d.machine.poll_operation() {
+            if matches!(op.kind, OpKind::PreparePartialFile { .. }) {
+                // The driver saves every checkpoint emitted so far before this runs.
+                self.take_checkpoints();
+                self.durable = self.history.len();
+            }
+            assert!(
+                !self.d.paused_cmd || matches!(op.kind, OpKind::DeletePartialFile),
+                "operation {op:?} started while paused"
+            );
+            assert!(self.d.finished.is_none(), "operation after the end: {op:?}");
+            self.d.log.push(format!("start {:?} {:?}", op.id, op.kind));
+            self.d.in_flight.push(op);
+        }
+        let gets = self
+            .d
+            .in_flight
+            .iter()
+            .filter(|o| matches!(o.kind, OpKind::GetRange { .. }))
+            .count();
+        assert!(gets <= self.cfg.max_in_flight, "{gets} GETs in flight");
+        self.take_checkpoints();
+        while let Some(ev) = self.d.machine.poll_event() {
+            self.d.log.push(format!("event {ev:?}"));
+            match &ev {
+                Event::Progress {
+                    bytes_done,
+                    bytes_total,
+                } => {
+                    assert!(*bytes_done >= self.d.progress_floor, "progress went back");
+                    assert!(bytes_done <= bytes_total);
+                    self.d.progress_floor = *bytes_done;
+                }
+                Event::Restarted { .. } => self.d.progress_floor = 0,
+                Event::Invalidated { .. } => {
+                    assert!(
+                        self.tampered,
+                        "a range was invalidated with the partial file untouched\n{}",
+                        self.d.log.join("\n")
+                    );
+                    self.d.progress_floor = 0;
+                }
+                Event::Paused => self.durable = self.history.len(),
+                Event::Completed(_) | Event::Failed(_) | Event::Cancelled => {
+                    assert!(self.d.finished.is_none(), "two endings");
+                    self.d.finished = Some(ev.clone());
+                }
+                _ => {}
+            }
+        }
     }
 
     fn crash(&mut self, executed: bool, lost: usize) {
-        World::crash(self, executed, lost);
+        for op in std::mem::take(&mut self.d.in_flight) {
+            // Only what reached the disk survives; an unanswered range is simply lost.
+            if executed
+                && matches!(
+                    op.kind,
+                    OpKind::GetRange { .. } | OpKind::PreparePartialFile { .. }
+                )
+            {
+                let _ = self.apply(&op, false);
+            }
+        }
+        self.d.paused_cmd = false;
+        self.d.cancelled_cmd = false;
+        self.d.progress_floor = 0;
+        self.d.now = self.d.now + std::time::Duration::from_secs(1);
+        self.last_checkpoint = surviving(&mut self.history, &mut self.durable, lost);
+        self.d.machine = match self.last_checkpoint.clone() {
+            Some(cp) => DownloadMachine::from_checkpoint(self.cfg.clone(), cp, self.d.now),
+            None => DownloadMachine::new(self.cfg.clone(), PARTIAL.into(), self.d.now),
+        };
+        self.poll();
     }
 
     fn change(&mut self) {

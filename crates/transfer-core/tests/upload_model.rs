@@ -3,6 +3,13 @@
 //! Random schedules interleave answers in any order, faults, pause, resume, cancel,
 //! crashes (the machine is rebuilt from its last checkpoint), a modified source and an
 //! upload that vanishes on the server. Invariants are checked after every step.
+// clippy.toml's bans (no clock, files, sockets, environment) are for the library; tests
+// and benches drive it from the outside.
+#![allow(
+    clippy::disallowed_methods,
+    clippy::disallowed_types,
+    clippy::disallowed_macros
+)]
 
 mod common;
 
@@ -127,107 +134,8 @@ impl World {
         self.versions.last().expect("one version at least")
     }
 
-    /// Drains every output of the machine and checks the invariants.
-    fn poll(&mut self) {
-        while let Some(op) = self.d.machine.poll_operation() {
-            assert!(
-                !self.d.paused_cmd || matches!(op.kind, OpKind::AbortMultipartUpload { .. }),
-                "operation {op:?} started while paused"
-            );
-            assert!(self.d.finished.is_none(), "operation after the end: {op:?}");
-            self.d
-                .log
-                .push(format!("start {:?} {}", op.id, op.kind.name()));
-            self.d.in_flight.push(op);
-        }
-        let parts_in_flight = self
-            .d
-            .in_flight
-            .iter()
-            .filter(|o| matches!(o.kind, OpKind::UploadPart { .. } | OpKind::PutObject { .. }))
-            .count();
-        assert!(
-            parts_in_flight <= self.cfg.max_in_flight,
-            "{parts_in_flight} parts in flight"
-        );
-        while let Some(save) = self.d.machine.poll_checkpoint() {
-            let last = self.last_checkpoint.clone().map(Checkpoint::Upload);
-            let Checkpoint::Upload(cp) = replay(last, save) else {
-                panic!("an upload saved a download's checkpoint");
-            };
-            assert_eq!(cp.version, CHECKPOINT_VERSION);
-            assert!(
-                cp.completed.windows(2).all(|w| w[0].part < w[1].part),
-                "checkpoint parts not ascending"
-            );
-            self.recorded_uploads.insert(cp.upload_id.0.clone());
-            self.history.push(cp.clone());
-            self.last_checkpoint = Some(cp);
-        }
-        while let Some(ev) = self.d.machine.poll_event() {
-            self.d.log.push(format!("event {ev:?}"));
-            match &ev {
-                Event::Progress {
-                    bytes_done,
-                    bytes_total,
-                } => {
-                    assert!(
-                        *bytes_done >= self.d.progress_floor,
-                        "progress went back: {bytes_done} < {}",
-                        self.d.progress_floor
-                    );
-                    assert!(bytes_done <= bytes_total);
-                    self.d.progress_floor = *bytes_done;
-                }
-                Event::Restarted { .. } => {
-                    self.must_not_resend.clear();
-                    self.d.progress_floor = 0;
-                }
-                Event::Invalidated { range, .. } => {
-                    assert!(
-                        self.tampered,
-                        "a part was invalidated with the source untouched\n{}",
-                        self.d.log.join("\n")
-                    );
-                    let part_size = match self.d.machine.plan() {
-                        UploadPlan::Multipart {
-                            part_size_bytes, ..
-                        } => part_size_bytes,
-                        UploadPlan::Single => u64::MAX,
-                    };
-                    let part = (range.start / part_size) as u32 + 1;
-                    self.must_not_resend.remove(&part);
-                    self.d.progress_floor = 0;
-                }
-                Event::Paused => self.durable = self.history.len(),
-                Event::Completed(_) | Event::Failed(_) | Event::Cancelled => {
-                    assert!(self.d.finished.is_none(), "two endings");
-                    self.d.finished = Some(ev.clone());
-                }
-                _ => {}
-            }
-        }
-    }
-
     fn fingerprint_now(&self) -> SourceFingerprint {
         fingerprint(self.source().len() as u64, self.fp_generation)
-    }
-
-    /// Runs `op` against the model server and local file, as a driver would.
-    fn execute(&mut self, op: &Operation, fault: Fault) -> Outcome {
-        if fault == Fault::Drop {
-            return Outcome::Dropped;
-        }
-        if let Some(f) = failure(fault)
-            && fault != Fault::LostAnswer
-        {
-            return Outcome::Failed(f);
-        }
-        let outcome = self.apply(op);
-        match failure(fault) {
-            Some(f) => Outcome::Failed(f),
-            None => outcome,
-        }
     }
 
     // The failure is the outcome the driver would report, as it is.
@@ -425,39 +333,6 @@ impl World {
         }
     }
 
-    fn crash(&mut self, executed: bool, lost: usize) {
-        for op in std::mem::take(&mut self.d.in_flight) {
-            if executed {
-                let _ = self.apply(&op);
-            }
-        }
-        // An upload only a lost checkpoint named is left behind.
-        self.last_checkpoint = surviving(&mut self.history, &mut self.durable, lost);
-        self.recorded_uploads = self
-            .history
-            .iter()
-            .map(|cp| cp.upload_id.0.clone())
-            .collect();
-        self.d.paused_cmd = false;
-        self.d.cancelled_cmd = false;
-        self.d.progress_floor = 0;
-        self.d.now = self.d.now + std::time::Duration::from_secs(1);
-        let current = self.fingerprint_now();
-        self.d.machine = match self.last_checkpoint.clone() {
-            Some(cp) => {
-                self.must_not_resend = cp.completed.iter().map(|p| p.part.0).collect();
-                self.machine_fp = cp.source.clone();
-                UploadMachine::from_checkpoint(self.cfg.clone(), cp, current, self.d.now)
-            }
-            None => {
-                self.must_not_resend.clear();
-                self.machine_fp = current.clone();
-                UploadMachine::new(self.cfg.clone(), current, self.d.now)
-            }
-        };
-        self.poll();
-    }
-
     fn check_end(&self) {
         let size = self.versions[0].len() as u64;
         match self.d.finished.as_ref().expect("finished") {
@@ -548,16 +423,136 @@ impl Model for World {
         self.cfg.retry.stall_timeout
     }
 
+    /// Runs `op` against the model server and local file, as a driver would.
     fn execute(&mut self, op: &Operation, fault: Fault) -> Outcome {
-        World::execute(self, op, fault)
+        if fault == Fault::Drop {
+            return Outcome::Dropped;
+        }
+        if let Some(f) = failure(fault)
+            && fault != Fault::LostAnswer
+        {
+            return Outcome::Failed(f);
+        }
+        let outcome = self.apply(op);
+        match failure(fault) {
+            Some(f) => Outcome::Failed(f),
+            None => outcome,
+        }
     }
 
+    /// Drains every output of the machine and checks the invariants.
     fn poll(&mut self) {
-        World::poll(self);
+        while let Some(op) = self.d.machine.poll_operation() {
+            assert!(
+                !self.d.paused_cmd || matches!(op.kind, OpKind::AbortMultipartUpload { .. }),
+                "operation {op:?} started while paused"
+            );
+            assert!(self.d.finished.is_none(), "operation after the end: {op:?}");
+            self.d
+                .log
+                .push(format!("start {:?} {}", op.id, op.kind.name()));
+            self.d.in_flight.push(op);
+        }
+        let parts_in_flight = self
+            .d
+            .in_flight
+            .iter()
+            .filter(|o| matches!(o.kind, OpKind::UploadPart { .. } | OpKind::PutObject { .. }))
+            .count();
+        assert!(
+            parts_in_flight <= self.cfg.max_in_flight,
+            "{parts_in_flight} parts in flight"
+        );
+        while let Some(save) = self.d.machine.poll_checkpoint() {
+            let last = self.last_checkpoint.clone().map(Checkpoint::Upload);
+            let Checkpoint::Upload(cp) = replay(last, save) else {
+                panic!("an upload saved a download's checkpoint");
+            };
+            assert_eq!(cp.version, CHECKPOINT_VERSION);
+            assert!(
+                cp.completed.windows(2).all(|w| w[0].part < w[1].part),
+                "checkpoint parts not ascending"
+            );
+            self.recorded_uploads.insert(cp.upload_id.0.clone());
+            self.history.push(cp.clone());
+            self.last_checkpoint = Some(cp);
+        }
+        while let Some(ev) = self.d.machine.poll_event() {
+            self.d.log.push(format!("event {ev:?}"));
+            match &ev {
+                Event::Progress {
+                    bytes_done,
+                    bytes_total,
+                } => {
+                    assert!(
+                        *bytes_done >= self.d.progress_floor,
+                        "progress went back: {bytes_done} < {}",
+                        self.d.progress_floor
+                    );
+                    assert!(bytes_done <= bytes_total);
+                    self.d.progress_floor = *bytes_done;
+                }
+                Event::Restarted { .. } => {
+                    self.must_not_resend.clear();
+                    self.d.progress_floor = 0;
+                }
+                Event::Invalidated { range, .. } => {
+                    assert!(
+                        self.tampered,
+                        "a part was invalidated with the source untouched\n{}",
+                        self.d.log.join("\n")
+                    );
+                    let part_size = match self.d.machine.plan() {
+                        UploadPlan::Multipart {
+                            part_size_bytes, ..
+                        } => part_size_bytes,
+                        UploadPlan::Single => u64::MAX,
+                    };
+                    let part = (range.start / part_size) as u32 + 1;
+                    self.must_not_resend.remove(&part);
+                    self.d.progress_floor = 0;
+                }
+                Event::Paused => self.durable = self.history.len(),
+                Event::Completed(_) | Event::Failed(_) | Event::Cancelled => {
+                    assert!(self.d.finished.is_none(), "two endings");
+                    self.d.finished = Some(ev.clone());
+                }
+                _ => {}
+            }
+        }
     }
 
     fn crash(&mut self, executed: bool, lost: usize) {
-        World::crash(self, executed, lost);
+        for op in std::mem::take(&mut self.d.in_flight) {
+            if executed {
+                let _ = self.apply(&op);
+            }
+        }
+        // An upload only a lost checkpoint named is left behind.
+        self.last_checkpoint = surviving(&mut self.history, &mut self.durable, lost);
+        self.recorded_uploads = self
+            .history
+            .iter()
+            .map(|cp| cp.upload_id.0.clone())
+            .collect();
+        self.d.paused_cmd = false;
+        self.d.cancelled_cmd = false;
+        self.d.progress_floor = 0;
+        self.d.now = self.d.now + std::time::Duration::from_secs(1);
+        let current = self.fingerprint_now();
+        self.d.machine = match self.last_checkpoint.clone() {
+            Some(cp) => {
+                self.must_not_resend = cp.completed.iter().map(|p| p.part.0).collect();
+                self.machine_fp = cp.source.clone();
+                UploadMachine::from_checkpoint(self.cfg.clone(), cp, current, self.d.now)
+            }
+            None => {
+                self.must_not_resend.clear();
+                self.machine_fp = current.clone();
+                UploadMachine::new(self.cfg.clone(), current, self.d.now)
+            }
+        };
+        self.poll();
     }
 
     fn change(&mut self) {
