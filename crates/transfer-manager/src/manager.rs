@@ -151,6 +151,14 @@ struct Setup {
     upload_checksum: Option<transfer_core::ChecksumAlgorithm>,
 }
 
+/// What a saved transfer is rebuilt into before it runs: its machine, and the source of an
+/// upload or the sink of a download.
+type Rebuilt = (
+    Box<dyn TransferMachine + Send + Sync>,
+    Option<Arc<Source>>,
+    Option<Arc<Sink>>,
+);
+
 impl TransferManager {
     /// A manager for `config`. Opens the checkpoint store (creating its directory).
     pub fn new(config: Config) -> Result<Self, Error> {
@@ -559,127 +567,11 @@ impl TransferManager {
             )
         })?;
         let stored = decode(&rec)?;
-        let here = SavedEndpoint::of(&self.inner.config);
-        if let Some(saved) = stored.endpoint.as_ref().filter(|e| !e.same_server(&here)) {
-            let mut how = String::from("s3tm");
-            if let Some(url) = &saved.endpoint_url {
-                how.push_str(&format!(" --endpoint-url {url}"));
-            }
-            how.push_str(&format!(" --region {} resume {id}", saved.region));
-            return Err(Error::new(
-                ErrorKind::InvalidInput,
-                format!(
-                    "transfer {id} was started against {saved}, not {here}: continue it against the same server (`{how}`)"
-                ),
-            ));
-        }
+        self.refuse_other_server(id, &stored)?;
         let meta = rec.meta.clone();
-        let mut upload_cfg = self.upload_config();
-        upload_cfg.part_size_bytes = stored.part_size_bytes;
-        upload_cfg.multipart_threshold_bytes = stored.multipart_threshold_bytes;
-        upload_cfg.checksum = stored.checksum;
-        let (machine, source, sink): (Box<dyn TransferMachine + Send + Sync>, _, _) = match meta
-            .direction
-        {
-            Direction::Upload => {
-                let cp = match &stored.checkpoint {
-                    Some(Checkpoint::Upload(cp)) => Some(cp.clone()),
-                    _ => None,
-                };
-                if for_cancel {
-                    let Some(cp) = cp else {
-                        // A single PutObject leaves nothing on the server.
-                        self.forget(id).await;
-                        return Err(Error::new(
-                            ErrorKind::Cancelled,
-                            format!("transfer {id} had nothing to clean up"),
-                        ));
-                    };
-                    let fp = cp.source.clone();
-                    (
-                        Box::new(UploadMachine::from_checkpoint(
-                            upload_cfg,
-                            cp,
-                            fp,
-                            Time::ZERO,
-                        )) as _,
-                        None,
-                        None,
-                    )
-                } else {
-                    let current = blocking_fingerprint(&stored.local_path).await.map_err(|e| {
-                        Error::new(
-                            ErrorKind::SourceChanged,
-                            format!("{e}; the upload cannot continue: cancel it with `s3tm cancel {id}`"),
-                        )
-                    })?;
-                    let (machine, expected): (
-                        Box<dyn TransferMachine + Send + Sync>,
-                        SourceFingerprint,
-                    ) = match cp {
-                        Some(cp) => {
-                            let m =
-                                UploadMachine::from_checkpoint(upload_cfg, cp, current, Time::ZERO);
-                            // Reads are checked against the file the machine believes in.
-                            let expected = m.source().clone();
-                            (Box::new(m), expected)
-                        }
-                        None => (
-                            Box::new(UploadMachine::new(upload_cfg, current.clone(), Time::ZERO)),
-                            current,
-                        ),
-                    };
-                    let source = Source::open_file(&stored.local_path, expected).map_err(|e| {
-                        Error::local(format!("cannot open {}", stored.local_path.display()), e)
-                    })?;
-                    (machine, Some(Arc::new(source)), None)
-                }
-            }
-            Direction::Download => {
-                let (machine, partial): (Box<dyn TransferMachine + Send + Sync>, PathBuf) =
-                    match &stored.checkpoint {
-                        Some(Checkpoint::Download(cp)) => {
-                            let partial = PathBuf::from(&cp.partial_path);
-                            (
-                                Box::new(DownloadMachine::from_checkpoint(
-                                    self.download_config(),
-                                    cp.clone(),
-                                    Time::ZERO,
-                                )),
-                                partial,
-                            )
-                        }
-                        _ => {
-                            let partial = partial_path(&stored.local_path);
-                            let m = DownloadMachine::new(
-                                self.download_config(),
-                                partial.display().to_string(),
-                                Time::ZERO,
-                            );
-                            (Box::new(m), partial)
-                        }
-                    };
-                let dest = &stored.local_path;
-                if !for_cancel && let Destination::Stream = blocking_destination(dest).await? {
-                    return Err(Error::new(
-                        ErrorKind::InvalidInput,
-                        format!(
-                            "{} is now a character device or FIFO, and a saved download continues only into a file; cancel it with `s3tm cancel {id}`",
-                            dest.display()
-                        ),
-                    ));
-                }
-                let sink = Arc::new(Sink::file(partial, dest.clone()));
-                // The partial file of a run of this transfer that just ended here may
-                // still be held for a moment, like its lease above.
-                match claim(sink.clone(), Duration::from_secs(2)).await? {
-                    Ok(()) => {}
-                    // What is not s3tm's own is left alone by the cancel's delete.
-                    Err(PartialError::Refused(_)) if for_cancel => {}
-                    Err(e) => return Err(e.error()),
-                }
-                (machine, None, Some(sink))
-            }
+        let (machine, source, sink) = match meta.direction {
+            Direction::Upload => self.rebuild_upload(id, &stored, for_cancel).await?,
+            Direction::Download => self.rebuild_download(id, &stored, for_cancel).await?,
         };
         let upload_checksum = stored.checksum;
         let persister = Persister::start(self.inner.store.clone(), sink.clone());
@@ -700,6 +592,131 @@ impl TransferManager {
             resumed: true,
             upload_checksum,
         })
+    }
+
+    /// A saved transfer continues only against the server it was started against.
+    fn refuse_other_server(&self, id: &TransferId, stored: &Stored) -> Result<(), Error> {
+        let here = SavedEndpoint::of(&self.inner.config);
+        let Some(saved) = stored.endpoint.as_ref().filter(|e| !e.same_server(&here)) else {
+            return Ok(());
+        };
+        let mut how = String::from("s3tm");
+        if let Some(url) = &saved.endpoint_url {
+            how.push_str(&format!(" --endpoint-url {url}"));
+        }
+        how.push_str(&format!(" --region {} resume {id}", saved.region));
+        Err(Error::new(
+            ErrorKind::InvalidInput,
+            format!(
+                "transfer {id} was started against {saved}, not {here}: continue it against the same server (`{how}`)"
+            ),
+        ))
+    }
+
+    /// The machine and source of a saved upload: from its checkpoint, against the source
+    /// file as it is now (or, to cancel it, only what aborting it needs).
+    async fn rebuild_upload(
+        &self,
+        id: &TransferId,
+        stored: &Stored,
+        for_cancel: bool,
+    ) -> Result<Rebuilt, Error> {
+        let mut upload_cfg = self.upload_config();
+        upload_cfg.part_size_bytes = stored.part_size_bytes;
+        upload_cfg.multipart_threshold_bytes = stored.multipart_threshold_bytes;
+        upload_cfg.checksum = stored.checksum;
+        let cp = match &stored.checkpoint {
+            Some(Checkpoint::Upload(cp)) => Some(cp.clone()),
+            _ => None,
+        };
+        if for_cancel {
+            let Some(cp) = cp else {
+                // A single PutObject leaves nothing on the server.
+                self.forget(id).await;
+                return Err(Error::new(
+                    ErrorKind::Cancelled,
+                    format!("transfer {id} had nothing to clean up"),
+                ));
+            };
+            let fp = cp.source.clone();
+            let machine = UploadMachine::from_checkpoint(upload_cfg, cp, fp, Time::ZERO);
+            return Ok((Box::new(machine), None, None));
+        }
+        let current = blocking_fingerprint(&stored.local_path)
+            .await
+            .map_err(|e| {
+                Error::new(
+                    ErrorKind::SourceChanged,
+                    format!("{e}; the upload cannot continue: cancel it with `s3tm cancel {id}`"),
+                )
+            })?;
+        let (machine, expected): (Box<dyn TransferMachine + Send + Sync>, SourceFingerprint) =
+            match cp {
+                Some(cp) => {
+                    let m = UploadMachine::from_checkpoint(upload_cfg, cp, current, Time::ZERO);
+                    // Reads are checked against the file the machine believes in.
+                    let expected = m.source().clone();
+                    (Box::new(m), expected)
+                }
+                None => (
+                    Box::new(UploadMachine::new(upload_cfg, current.clone(), Time::ZERO)),
+                    current,
+                ),
+            };
+        let source = Source::open_file(&stored.local_path, expected)
+            .map_err(|e| Error::local(format!("cannot open {}", stored.local_path.display()), e))?;
+        Ok((machine, Some(Arc::new(source)), None))
+    }
+
+    /// The machine and sink of a saved download: from its checkpoint, into its partial
+    /// file, claimed again (or, to cancel it, only what removing that file needs).
+    async fn rebuild_download(
+        &self,
+        id: &TransferId,
+        stored: &Stored,
+        for_cancel: bool,
+    ) -> Result<Rebuilt, Error> {
+        let (machine, partial): (Box<dyn TransferMachine + Send + Sync>, PathBuf) =
+            match &stored.checkpoint {
+                Some(Checkpoint::Download(cp)) => {
+                    let partial = PathBuf::from(&cp.partial_path);
+                    let m = DownloadMachine::from_checkpoint(
+                        self.download_config(),
+                        cp.clone(),
+                        Time::ZERO,
+                    );
+                    (Box::new(m), partial)
+                }
+                _ => {
+                    let partial = partial_path(&stored.local_path);
+                    let m = DownloadMachine::new(
+                        self.download_config(),
+                        partial.display().to_string(),
+                        Time::ZERO,
+                    );
+                    (Box::new(m), partial)
+                }
+            };
+        let dest = &stored.local_path;
+        if !for_cancel && let Destination::Stream = blocking_destination(dest).await? {
+            return Err(Error::new(
+                ErrorKind::InvalidInput,
+                format!(
+                    "{} is now a character device or FIFO, and a saved download continues only into a file; cancel it with `s3tm cancel {id}`",
+                    dest.display()
+                ),
+            ));
+        }
+        let sink = Arc::new(Sink::file(partial, dest.clone()));
+        // The partial file of a run of this transfer that just ended here may still be
+        // held for a moment, like its lease.
+        match claim(sink.clone(), Duration::from_secs(2)).await? {
+            Ok(()) => {}
+            // What is not s3tm's own is left alone by the cancel's delete.
+            Err(PartialError::Refused(_)) if for_cancel => {}
+            Err(e) => return Err(e.error()),
+        }
+        Ok((machine, None, Some(sink)))
     }
 
     async fn forget(&self, id: &TransferId) {
