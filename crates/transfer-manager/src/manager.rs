@@ -252,10 +252,11 @@ impl TransferManager {
         let path = absolute(path.as_ref())?;
         let fp = blocking_fingerprint(&path).await?;
         let machine = UploadMachine::new(self.upload_config(), fp.clone(), Time::ZERO);
-        let source = Source::open_file(&path, fp.clone())
-            .map_err(|e| Error::local(format!("cannot open {}", path.display()), e))?;
+        let source = blocking_open(&path, fp.clone()).await?;
         let id = new_id();
+        let lease = self.lease(&id).await?;
         let persistence = self.persistence(
+            lease,
             &id,
             Direction::Upload,
             bucket,
@@ -303,7 +304,7 @@ impl TransferManager {
             let stream = open_stream(&dest).await?;
             return self.download_to_writer(bucket, key, stream).await;
         }
-        self.refuse_second_download_to(&dest)?;
+        self.refuse_second_download_to(&dest).await?;
         let partial = partial_path(&dest);
         let machine = DownloadMachine::new(
             self.download_config(),
@@ -315,7 +316,9 @@ impl TransferManager {
         claim(sink.clone(), Duration::ZERO)
             .await?
             .map_err(PartialError::error)?;
+        let lease = self.lease(&id).await?;
         let persistence = self.persistence(
+            lease,
             &id,
             Direction::Download,
             bucket,
@@ -499,13 +502,11 @@ impl TransferManager {
     async fn forget_if_unreadable(&self, id: &TransferId) -> Result<bool, Error> {
         let store = self.inner.store.clone();
         let id2 = id.clone();
-        let (lease, loaded) = tokio::task::spawn_blocking(move || {
-            let lease = lease_patiently(store.as_ref(), &id2)?;
-            Ok::<_, StoreError>((lease, store.load(&id2)))
+        let (lease, loaded) = off_thread(move || {
+            let lease = lease_patiently(store.as_ref(), &id2).map_err(Error::store)?;
+            Ok((lease, store.load(&id2)))
         })
-        .await
-        .map_err(|e| Error::new(ErrorKind::LocalIo, e.to_string()))?
-        .map_err(Error::store)?;
+        .await?;
         let partial = match loaded {
             Err(StoreError::Corrupt { .. }) => None,
             Ok(Some(rec)) if rec.payload_version <= STORED_VERSION && decode(&rec).is_err() => {
@@ -521,10 +522,7 @@ impl TransferManager {
         }
         let store = self.inner.store.clone();
         let id2 = id.clone();
-        tokio::task::spawn_blocking(move || store.remove(&id2))
-            .await
-            .map_err(|e| Error::new(ErrorKind::LocalIo, e.to_string()))?
-            .map_err(Error::store)?;
+        off_thread(move || store.remove(&id2).map_err(Error::store)).await?;
         drop(lease);
         Ok(true)
     }
@@ -552,14 +550,12 @@ impl TransferManager {
         }
         let store = self.inner.store.clone();
         let id2 = id.clone();
-        let (lease, rec) = tokio::task::spawn_blocking(move || -> Result<_, StoreError> {
-            let lease = lease_patiently(store.as_ref(), &id2)?;
-            let rec = store.load(&id2)?;
+        let (lease, rec) = off_thread(move || {
+            let lease = lease_patiently(store.as_ref(), &id2).map_err(Error::store)?;
+            let rec = store.load(&id2).map_err(Error::store)?;
             Ok((lease, rec))
         })
-        .await
-        .map_err(|e| Error::new(ErrorKind::LocalIo, e.to_string()))?
-        .map_err(Error::store)?;
+        .await?;
         let rec = rec.ok_or_else(|| {
             Error::new(
                 ErrorKind::NotFound,
@@ -663,8 +659,7 @@ impl TransferManager {
                     current,
                 ),
             };
-        let source = Source::open_file(&stored.local_path, expected)
-            .map_err(|e| Error::local(format!("cannot open {}", stored.local_path.display()), e))?;
+        let source = blocking_open(&stored.local_path, expected).await?;
         Ok((machine, Some(Arc::new(source)), None))
     }
 
@@ -725,9 +720,17 @@ impl TransferManager {
         let _ = tokio::task::spawn_blocking(move || store.remove(&id)).await;
     }
 
+    /// The lease of a new transfer, taken on the blocking pool.
+    async fn lease(&self, id: &TransferId) -> Result<Lease, Error> {
+        let store = self.inner.store.clone();
+        let id = id.clone();
+        off_thread(move || store.lease(&id).map_err(Error::store)).await
+    }
+
     #[allow(clippy::too_many_arguments)]
     fn persistence(
         &self,
+        lease: Lease,
         id: &TransferId,
         direction: Direction,
         bucket: &str,
@@ -736,7 +739,6 @@ impl TransferManager {
         total: u64,
         sink: Option<Arc<Sink>>,
     ) -> Result<Persistence, Error> {
-        let lease = self.inner.store.lease(id).map_err(Error::store)?;
         let now = now_unix_ms();
         let meta = RecordMeta {
             id: id.clone(),
@@ -875,17 +877,12 @@ impl TransferManager {
 
     /// Saved transfers no process runs now (paused, interrupted or failed) that `pick`
     /// chooses, leaving out those this manager holds.
-    fn idle_saved(
+    async fn idle_saved(
         &self,
         pick: impl Fn(&ResumableTransfer) -> bool,
     ) -> Result<Vec<ResumableTransfer>, Error> {
-        let (saved, _) = self.list_resumable()?;
-        let held: Vec<TransferId> = self
-            .inner
-            .active
-            .lock()
-            .map(|a| a.keys().cloned().collect())
-            .unwrap_or_default();
+        let (saved, _) = self.list_off_thread().await?;
+        let held = self.active_ids();
         Ok(saved
             .into_iter()
             .filter(|t| t.state != SavedState::Running && !held.contains(&t.id) && pick(t))
@@ -914,67 +911,32 @@ impl TransferManager {
     pub fn list_resumable(
         &self,
     ) -> Result<(Vec<ResumableTransfer>, Vec<UnreadableTransfer>), Error> {
-        let entries = self.inner.store.list().map_err(Error::store)?;
-        let active: Vec<TransferId> = self
-            .inner
+        list_saved(self.inner.store.as_ref(), || self.active_ids())
+    }
+
+    /// [`list_resumable`](Self::list_resumable) on the blocking pool.
+    async fn list_off_thread(
+        &self,
+    ) -> Result<(Vec<ResumableTransfer>, Vec<UnreadableTransfer>), Error> {
+        let store = self.inner.store.clone();
+        let active = self.active_ids();
+        off_thread(move || list_saved(store.as_ref(), || active)).await
+    }
+
+    /// The transfers this manager runs or holds paused.
+    fn active_ids(&self) -> Vec<TransferId> {
+        self.inner
             .active
             .lock()
             .map(|a| a.keys().cloned().collect())
-            .unwrap_or_default();
-        let mut ok = Vec::new();
-        let mut bad = Vec::new();
-        for e in entries {
-            match e.summary {
-                Ok(s) => {
-                    let m = s.meta;
-                    let state = match m.state.as_str() {
-                        "running" if active.contains(&m.id) => SavedState::Running,
-                        "running" => match self.inner.store.lease(&m.id) {
-                            Err(StoreError::Locked { .. }) => SavedState::Running,
-                            _ => SavedState::Interrupted,
-                        },
-                        "paused" => SavedState::Paused,
-                        "failed" => SavedState::Failed,
-                        other => SavedState::Unknown(other.to_owned()),
-                    };
-                    ok.push(ResumableTransfer {
-                        id: m.id,
-                        direction: m.direction,
-                        bucket: m.bucket,
-                        key: m.key,
-                        local_path: m.local_path,
-                        bytes_done: m.done_bytes,
-                        bytes_total: m.total_bytes,
-                        state,
-                        created_unix_ms: m.created_unix_ms,
-                        updated_unix_ms: m.updated_unix_ms,
-                    })
-                }
-                Err(err) => bad.push(UnreadableTransfer {
-                    id: e.id,
-                    error: err.to_string(),
-                }),
-            }
-        }
-        Ok((ok, bad))
+            .unwrap_or_default()
     }
 
     /// The server saved transfer `id` was started against; `None` for records of an s3tm
     /// that did not keep it. [`TransferManager::resume`] refuses a transfer saved against
     /// another server than this manager's.
     pub fn saved_endpoint(&self, id: &TransferId) -> Result<Option<SavedEndpoint>, Error> {
-        let rec = self
-            .inner
-            .store
-            .load(id)
-            .map_err(Error::store)?
-            .ok_or_else(|| {
-                Error::new(
-                    ErrorKind::NotFound,
-                    format!("no saved transfer {id}; see `s3tm ls`"),
-                )
-            })?;
-        Ok(decode(&rec)?.endpoint)
+        saved_endpoint(self.inner.store.as_ref(), id)
     }
 
     /// The recorded transfer of `bucket`/`key` to or from `path`, if there is one (so that
@@ -1006,46 +968,16 @@ impl TransferManager {
 
     /// Two downloads to one destination would write the same partial file: one running,
     /// or one saved to be resumed, whose checkpoint names the bytes already in that file.
-    fn refuse_second_download_to(&self, dest: &Path) -> Result<(), Error> {
-        let (list, _) = self.list_resumable()?;
-        let other = list
-            .iter()
-            .find(|t| t.direction == Direction::Download && t.local_path == dest);
-        match other {
-            Some(t) if t.state == SavedState::Running => Err(Error::new(
-                ErrorKind::Locked,
-                format!(
-                    "{} is already being downloaded by transfer {} (in this or another process); wait for it or cancel it",
-                    dest.display(),
-                    t.id
-                ),
-            )),
-            Some(t) => {
-                // Name the server it was saved against when it is not this one: the same
-                // command against another endpoint is another transfer.
-                let here = SavedEndpoint::of(&self.inner.config);
-                let elsewhere = match self.saved_endpoint(&t.id).ok().flatten() {
-                    Some(saved) if !saved.same_server(&here) => {
-                        format!(", saved against {saved}, not {here},")
-                    }
-                    _ => String::new(),
-                };
-                Err(Error::new(
-                    ErrorKind::Locked,
-                    format!(
-                        "{} has a {} download of s3://{}/{} (transfer {}){elsewhere} whose partial file a new download would overwrite; resume it with `s3tm resume {}` or forget it with `s3tm cancel {}`",
-                        dest.display(),
-                        t.state,
-                        t.bucket,
-                        t.key,
-                        t.id,
-                        t.id,
-                        t.id
-                    ),
-                ))
-            }
-            None => Ok(()),
-        }
+    async fn refuse_second_download_to(&self, dest: &Path) -> Result<(), Error> {
+        let store = self.inner.store.clone();
+        let active = self.active_ids();
+        let here = SavedEndpoint::of(&self.inner.config);
+        let dest = dest.to_owned();
+        off_thread(move || {
+            let (list, _) = list_saved(store.as_ref(), || active)?;
+            refuse_second_download(store.as_ref(), &list, &dest, &here)
+        })
+        .await
     }
 
     /// Pauses every running transfer of this manager; resolves once all are paused with
@@ -1088,7 +1020,7 @@ impl TransferManager {
     pub async fn resume_all(
         &self,
     ) -> Result<Vec<(TransferId, Result<TransferHandle, Error>)>, Error> {
-        let saved = self.idle_saved(|_| true)?;
+        let saved = self.idle_saved(|_| true).await?;
         let mut out = Vec::new();
         for h in self.handles(|a| a.handle.progress.borrow().state == TransferState::Paused) {
             let result = h.resume().map(|()| h.clone());
@@ -1124,7 +1056,7 @@ impl TransferManager {
         &self,
         pick: impl Fn(&str, &str) -> bool,
     ) -> Result<Vec<(TransferId, Result<(), Error>)>, Error> {
-        let saved = self.idle_saved(|t| pick(&t.bucket, &t.key))?;
+        let saved = self.idle_saved(|t| pick(&t.bucket, &t.key)).await?;
         let mut out = Vec::new();
         for h in self.handles(|a| pick(&a.bucket, &a.key)) {
             out.push(Self::cancel_and_wait(h).await);
@@ -1241,6 +1173,113 @@ fn failure_error(what: &str, failure: transfer_core::Failure) -> Error {
     )
 }
 
+/// Every record in `store`, readable or not; `active` gives the transfers this manager
+/// runs (called once the store is listed). Blocking.
+fn list_saved(
+    store: &dyn ResumeStore,
+    active: impl FnOnce() -> Vec<TransferId>,
+) -> Result<(Vec<ResumableTransfer>, Vec<UnreadableTransfer>), Error> {
+    let entries = store.list().map_err(Error::store)?;
+    let active = active();
+    let mut ok = Vec::new();
+    let mut bad = Vec::new();
+    for e in entries {
+        match e.summary {
+            Ok(s) => {
+                let m = s.meta;
+                let state = match m.state.as_str() {
+                    "running" if active.contains(&m.id) => SavedState::Running,
+                    "running" => match store.lease(&m.id) {
+                        Err(StoreError::Locked { .. }) => SavedState::Running,
+                        _ => SavedState::Interrupted,
+                    },
+                    "paused" => SavedState::Paused,
+                    "failed" => SavedState::Failed,
+                    other => SavedState::Unknown(other.to_owned()),
+                };
+                ok.push(ResumableTransfer {
+                    id: m.id,
+                    direction: m.direction,
+                    bucket: m.bucket,
+                    key: m.key,
+                    local_path: m.local_path,
+                    bytes_done: m.done_bytes,
+                    bytes_total: m.total_bytes,
+                    state,
+                    created_unix_ms: m.created_unix_ms,
+                    updated_unix_ms: m.updated_unix_ms,
+                })
+            }
+            Err(err) => bad.push(UnreadableTransfer {
+                id: e.id,
+                error: err.to_string(),
+            }),
+        }
+    }
+    Ok((ok, bad))
+}
+
+/// The server saved transfer `id` was started against. Blocking.
+fn saved_endpoint(
+    store: &dyn ResumeStore,
+    id: &TransferId,
+) -> Result<Option<SavedEndpoint>, Error> {
+    let rec = store.load(id).map_err(Error::store)?.ok_or_else(|| {
+        Error::new(
+            ErrorKind::NotFound,
+            format!("no saved transfer {id}; see `s3tm ls`"),
+        )
+    })?;
+    Ok(decode(&rec)?.endpoint)
+}
+
+/// The error of a download to `dest` while `list` holds another one (see
+/// [`TransferManager::download_file`]). Blocking.
+fn refuse_second_download(
+    store: &dyn ResumeStore,
+    list: &[ResumableTransfer],
+    dest: &Path,
+    here: &SavedEndpoint,
+) -> Result<(), Error> {
+    let other = list
+        .iter()
+        .find(|t| t.direction == Direction::Download && t.local_path == dest);
+    match other {
+        Some(t) if t.state == SavedState::Running => Err(Error::new(
+            ErrorKind::Locked,
+            format!(
+                "{} is already being downloaded by transfer {} (in this or another process); wait for it or cancel it",
+                dest.display(),
+                t.id
+            ),
+        )),
+        Some(t) => {
+            // Name the server it was saved against when it is not this one: the same
+            // command against another endpoint is another transfer.
+            let elsewhere = match saved_endpoint(store, &t.id).ok().flatten() {
+                Some(saved) if !saved.same_server(here) => {
+                    format!(", saved against {saved}, not {here},")
+                }
+                _ => String::new(),
+            };
+            Err(Error::new(
+                ErrorKind::Locked,
+                format!(
+                    "{} has a {} download of s3://{}/{} (transfer {}){elsewhere} whose partial file a new download would overwrite; resume it with `s3tm resume {}` or forget it with `s3tm cancel {}`",
+                    dest.display(),
+                    t.state,
+                    t.bucket,
+                    t.key,
+                    t.id,
+                    t.id,
+                    t.id
+                ),
+            ))
+        }
+        None => Ok(()),
+    }
+}
+
 fn decode(rec: &Record) -> Result<Stored, Error> {
     if rec.payload_version > STORED_VERSION {
         return Err(Error::new(
@@ -1307,22 +1346,37 @@ fn absolute(path: &Path) -> Result<PathBuf, Error> {
 
 /// Opens (and locks) the existing partial file of `sink` before its transfer starts.
 async fn claim(sink: Arc<Sink>, patience: Duration) -> Result<Result<(), PartialError>, Error> {
-    tokio::task::spawn_blocking(move || sink.claim_blocking(patience))
-        .await
-        .map_err(|e| Error::new(ErrorKind::LocalIo, e.to_string()))
+    off_thread(move || Ok(sink.claim_blocking(patience))).await
 }
 
 async fn blocking_destination(dest: &Path) -> Result<Destination, Error> {
     let d = dest.to_owned();
-    tokio::task::spawn_blocking(move || destination(&d))
-        .await
-        .map_err(|e| Error::new(ErrorKind::LocalIo, e.to_string()))?
+    off_thread(move || destination(&d)).await
 }
 
 async fn blocking_fingerprint(path: &Path) -> Result<SourceFingerprint, Error> {
     let p = path.to_owned();
-    tokio::task::spawn_blocking(move || fingerprint(&p))
+    off_thread(move || {
+        fingerprint(&p)
+            .map_err(|e| Error::local(format!("cannot read source file {}", p.display()), e))
+    })
+    .await
+}
+
+async fn blocking_open(path: &Path, fp: SourceFingerprint) -> Result<Source, Error> {
+    let p = path.to_owned();
+    off_thread(move || {
+        Source::open_file(&p, fp)
+            .map_err(|e| Error::local(format!("cannot open {}", p.display()), e))
+    })
+    .await
+}
+
+/// Runs `f` on the blocking pool: the async threads never wait on the disk.
+async fn off_thread<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, Error> + Send + 'static,
+) -> Result<T, Error> {
+    tokio::task::spawn_blocking(f)
         .await
         .map_err(|e| Error::new(ErrorKind::LocalIo, e.to_string()))?
-        .map_err(|e| Error::local(format!("cannot read source file {}", path.display()), e))
 }
