@@ -70,7 +70,7 @@ pub use op::{
     OpKind, Operation, Outcome, PART_SIZE_METADATA, RangeHashes, check_range_answer,
 };
 pub use rangeset::RangeSet;
-pub use retry::RetryConfig;
+pub use retry::{RequestRetries, RetryConfig};
 pub use s3_types::{
     ETagKind, checksum, combine, combine_all, composite, md5_digest, md5_of_nothing, multipart_etag,
 };

@@ -1,6 +1,7 @@
 use std::time::Duration;
 
-use crate::op::FailureKind;
+use crate::TransferError;
+use crate::op::{Failure, FailureKind};
 
 /// How failed operations are retried.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -98,6 +99,45 @@ impl Backoff {
     }
 }
 
+/// The retries of one request that no machine drives (a listing, or an abort the user
+/// asked for): the same classification, budgets and backoff as a transfer's operations,
+/// so that a driver can ask "retry this failure, and after how long?" and decide nothing.
+#[derive(Debug, Clone)]
+pub struct RequestRetries {
+    backoff: Backoff,
+    attempts: Attempts,
+}
+
+impl RequestRetries {
+    /// Retries under `cfg`; its seed makes the delays reproducible.
+    pub fn new(cfg: RetryConfig) -> Self {
+        RequestRetries {
+            backoff: Backoff::new(cfg),
+            attempts: Attempts::default(),
+        }
+    }
+
+    /// Records that an attempt of `op` failed with `failure`: the delay before the next
+    /// attempt, or the error that ends the request (a failure not worth another try, or
+    /// a spent budget), as a machine would report it.
+    pub fn next_attempt(
+        &mut self,
+        op: &'static str,
+        failure: Failure,
+    ) -> Result<Duration, TransferError> {
+        if !failure.kind.is_retryable() {
+            return Err(TransferError::Remote { op, failure });
+        }
+        self.backoff
+            .next_delay(&mut self.attempts, failure.kind)
+            .ok_or_else(|| TransferError::RetriesExhausted {
+                op,
+                attempts: self.attempts.transient + self.attempts.throttled,
+                last: failure,
+            })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -134,5 +174,45 @@ mod tests {
         let mut a = Attempts::default();
         assert_eq!(b.next_delay(&mut a, FailureKind::Denied), None);
         assert_eq!(b.next_delay(&mut a, FailureKind::InvalidRequest), None);
+    }
+
+    #[test]
+    fn a_request_retries_what_an_operation_would_and_ends_as_one() {
+        let cfg = RetryConfig::default();
+        let failure = |kind| Failure::new(kind, "no");
+        let mut r = RequestRetries::new(cfg.clone());
+        let mut delays = vec![];
+        let end = loop {
+            match r.next_attempt("request", failure(FailureKind::Throttled)) {
+                Ok(d) => delays.push(d),
+                Err(e) => break e,
+            }
+        };
+        assert_eq!(delays.len() as u32, cfg.max_throttled_attempts - 1);
+        assert!(
+            delays
+                .iter()
+                .all(|d| *d >= cfg.throttle_base_delay && *d <= cfg.max_delay)
+        );
+        assert!(matches!(
+            end,
+            TransferError::RetriesExhausted { attempts, .. } if attempts == cfg.max_throttled_attempts
+        ));
+        // The same seed, the same schedule.
+        let mut again = RequestRetries::new(cfg.clone());
+        let replay: Vec<_> = (0..delays.len())
+            .map(|_| again.next_attempt("request", failure(FailureKind::Throttled)))
+            .collect();
+        assert_eq!(replay, delays.into_iter().map(Ok).collect::<Vec<_>>());
+        // A permanent failure ends it at once, as the server said it.
+        let mut r = RequestRetries::new(cfg);
+        assert!(
+            r.next_attempt("request", failure(FailureKind::Transient))
+                .is_ok()
+        );
+        assert!(matches!(
+            r.next_attempt("request", failure(FailureKind::Denied)),
+            Err(TransferError::Remote { op: "request", .. })
+        ));
     }
 }
