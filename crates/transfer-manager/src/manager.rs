@@ -214,10 +214,16 @@ impl TransferManager {
         &self.inner.config
     }
 
+    /// The retry settings of one transfer or request, with a jitter seed of its own.
+    fn retry_config(&self) -> transfer_core::RetryConfig {
+        let mut retry = self.inner.config.retry.clone();
+        retry.seed ^= fastrand::u64(..);
+        retry
+    }
+
     fn upload_config(&self) -> UploadConfig {
         let c = &self.inner.config;
-        let mut retry = c.retry.clone();
-        retry.seed ^= fastrand::u64(..);
+        let retry = self.retry_config();
         UploadConfig {
             multipart_threshold_bytes: c.multipart_threshold_bytes,
             part_size_bytes: c.part_size_bytes,
@@ -231,8 +237,7 @@ impl TransferManager {
 
     fn download_config(&self) -> DownloadConfig {
         let c = &self.inner.config;
-        let mut retry = c.retry.clone();
-        retry.seed ^= fastrand::u64(..);
+        let retry = self.retry_config();
         DownloadConfig {
             range_size_bytes: c.part_size_bytes,
             max_in_flight: c.max_in_flight_per_download,
@@ -1072,6 +1077,9 @@ impl TransferManager {
     }
 }
 
+/// A request as s3-protocol builds it.
+type Request = http::Request<s3_protocol::RequestBody>;
+
 /// A multipart upload in progress on the server, by any tool.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MultipartUploadInfo {
@@ -1095,9 +1103,12 @@ impl TransferManager {
         req.prefix = prefix.map(str::to_owned);
         loop {
             let what = format!("listing multipart uploads in s3://{bucket}");
-            let built = req.build(self.inner.http.s3());
             let page = self
-                .one_shot(&what, built, s3_protocol::parse_list_multipart_uploads)
+                .one_shot(
+                    &what,
+                    |s3| req.build(s3),
+                    s3_protocol::parse_list_multipart_uploads,
+                )
                 .await?;
             out.extend(page.uploads.into_iter().map(|u| MultipartUploadInfo {
                 key: u.key,
@@ -1133,44 +1144,49 @@ impl TransferManager {
             key: key.to_owned(),
             upload_id: s3_protocol::UploadId::new(upload_id),
         };
-        let built = req.build(self.inner.http.s3());
-        self.one_shot(&what, built, s3_protocol::parse_abort_multipart_upload)
-            .await
+        self.one_shot(
+            &what,
+            |s3| req.build(s3),
+            s3_protocol::parse_abort_multipart_upload,
+        )
+        .await
     }
 
-    /// One request outside any transfer (listings, aborts the user asked for): sent once,
-    /// its failure reported as it is.
+    /// One request outside any transfer (listings, aborts the user asked for), built and
+    /// signed again for every attempt. Whether a failure is tried again, and after how
+    /// long, is transfer-core's answer ([`RequestRetries`]), as for a transfer's requests.
+    ///
+    /// [`RequestRetries`]: transfer_core::RequestRetries
     async fn one_shot<T>(
         &self,
         what: &str,
-        built: Result<http::Request<s3_protocol::RequestBody>, s3_protocol::RequestError>,
+        build: impl Fn(&S3Config) -> Result<Request, s3_protocol::RequestError>,
         parse: fn(
             http::StatusCode,
             &http::HeaderMap,
             &[u8],
         ) -> Result<T, s3_protocol::ResponseError>,
     ) -> Result<T, Error> {
-        let built =
-            built.map_err(|e| Error::new(ErrorKind::InvalidInput, format!("{what}: {e}")))?;
-        let (status, headers, body) = self
-            .inner
-            .http
-            .send_buffered(built)
-            .await
-            .map_err(|f| failure_error(what, f))?;
-        parse(status, &headers, &body)
-            .map_err(|e| failure_error(what, crate::http::response_failure(e)))
+        let mut retries = transfer_core::RequestRetries::new(self.retry_config());
+        loop {
+            let built = build(self.inner.http.s3())
+                .map_err(|e| Error::new(ErrorKind::InvalidInput, format!("{what}: {e}")))?;
+            let failure = match self.inner.http.send_buffered(built).await {
+                Ok((status, headers, body)) => match parse(status, &headers, &body) {
+                    Ok(out) => return Ok(out),
+                    Err(e) => crate::http::response_failure(e),
+                },
+                Err(f) => f,
+            };
+            match retries.next_attempt("request", failure.clone()) {
+                Ok(delay) => {
+                    tracing::info!(what, ?delay, %failure, "retrying");
+                    tokio::time::sleep(delay).await;
+                }
+                Err(e) => return Err(crate::error::from_transfer(e, what)),
+            }
+        }
     }
-}
-
-fn failure_error(what: &str, failure: transfer_core::Failure) -> Error {
-    crate::error::from_transfer(
-        transfer_core::TransferError::Remote {
-            op: "request",
-            failure,
-        },
-        what,
-    )
 }
 
 /// Every record in `store`, readable or not; `active` gives the transfers this manager

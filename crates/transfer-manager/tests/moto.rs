@@ -1,6 +1,7 @@
 //! Multipart semantics that s3s-fs lacks, against moto with SigV4 verification on:
 //! abort on cancel (checked with ListMultipartUploads), If-Match 412 on a replaced
-//! object, ListParts validation on resume, and a missing bucket.
+//! object, ListParts validation on resume, a missing bucket, and the listings and aborts
+//! of `s3tm clean` and `s3tm cancel` retried through throttling and errors.
 
 mod common;
 
@@ -94,6 +95,131 @@ async fn cancel_of_a_saved_upload_from_another_manager_aborts_it() {
             .is_empty()
     );
     assert!(tm2.list_resumable().unwrap().0.is_empty());
+}
+
+/// An upload left paused on the server by a manager that is gone, as `s3tm clean` and
+/// `s3tm cancel` find them.
+async fn left_behind(
+    moto: &s3_testkit::MotoServer,
+    proxy: &FaultProxy,
+    dir: &tempfile::TempDir,
+    tm: TransferManager,
+    seed: u64,
+) -> (transfer_manager::TransferId, TransferManager) {
+    proxy.delay(Matcher::upload_part(), Duration::from_millis(200), ALWAYS);
+    let src = random_file(dir.path(), "src", 30 * MIB, seed);
+    let h = tm.upload_file("bucket", "k", &src).await.unwrap();
+    wait_for_progress(&h, 5 * MIB).await;
+    h.pause().await.unwrap();
+    let id = h.id().clone();
+    drop((h, tm));
+    proxy.clear();
+    let tm = manager(
+        &proxy.endpoint(),
+        moto.access_key(),
+        moto.secret_key(),
+        moto.region(),
+        &dir.path().join("state"),
+    );
+    (id, tm)
+}
+
+/// The listing behind `s3tm clean` is retried as a transfer's requests are: a throttled,
+/// failing or cut ListMultipartUploads is sent again.
+#[tokio::test]
+async fn clean_lists_through_throttling_and_server_errors() {
+    let Some((moto, proxy, dir, tm)) =
+        setup("clean_lists_through_throttling_and_server_errors").await
+    else {
+        return;
+    };
+    let (_, tm) = left_behind(&moto, &proxy, &dir, tm, 27).await;
+    let list = Matcher::method(http::Method::GET).query_param("uploads");
+    let slow_down = proxy.respond_with(list.clone(), 503, "SlowDown", 1);
+    let internal = proxy.respond_with(list.clone(), 500, "InternalError", 1);
+    let lost = proxy.drop_response(list, 1);
+    let uploads = tm.list_multipart_uploads("bucket", None).await.unwrap();
+    let fired = [slow_down, internal, lost].map(|r| proxy.fired(r));
+    assert_eq!(fired, [1, 1, 1]);
+    assert_eq!(uploads.len(), 1, "{uploads:?}");
+}
+
+/// The abort behind `s3tm clean` is retried as a transfer's requests are: a throttled,
+/// failing or cut AbortMultipartUpload is sent again.
+#[tokio::test]
+async fn clean_aborts_through_throttling_and_server_errors() {
+    let Some((moto, proxy, dir, tm)) =
+        setup("clean_aborts_through_throttling_and_server_errors").await
+    else {
+        return;
+    };
+    let (_, tm) = left_behind(&moto, &proxy, &dir, tm, 29).await;
+    let uploads = tm.list_multipart_uploads("bucket", None).await.unwrap();
+    let [u] = uploads.as_slice() else {
+        panic!("one upload expected: {uploads:?}");
+    };
+    let slow_down = proxy.respond_with(Matcher::abort_multipart_upload(), 503, "SlowDown", 1);
+    let internal = proxy.respond_with(Matcher::abort_multipart_upload(), 500, "InternalError", 1);
+    // Cut before it reaches the server (a lost answer would make the retry NoSuchUpload).
+    let cut = proxy.reset_after_request_bytes(Matcher::abort_multipart_upload(), 0, 1);
+    tm.abort_multipart_upload("bucket", &u.key, &u.upload_id)
+        .await
+        .unwrap();
+    let fired = [slow_down, internal, cut].map(|r| proxy.fired(r));
+    assert_eq!(fired, [1, 1, 1]);
+    assert!(
+        tm.list_multipart_uploads("bucket", None)
+            .await
+            .unwrap()
+            .is_empty(),
+        "the upload was not aborted"
+    );
+}
+
+/// A listing that stays throttled still ends, once the throttling budget is spent.
+#[tokio::test]
+async fn a_listing_that_stays_throttled_fails_after_the_retry_budget() {
+    let Some((moto, proxy, dir, _)) =
+        setup("a_listing_that_stays_throttled_fails_after_the_retry_budget").await
+    else {
+        return;
+    };
+    let tm = manager_with(
+        &proxy.endpoint(),
+        moto.access_key(),
+        moto.secret_key(),
+        moto.region(),
+        &dir.path().join("state"),
+        |c| c.retry.max_throttled_attempts = 4,
+    );
+    let list = Matcher::method(http::Method::GET).query_param("uploads");
+    let slow_down = proxy.respond_with(list, 503, "SlowDown", ALWAYS);
+    let err = tm.list_multipart_uploads("bucket", None).await.unwrap_err();
+    assert_eq!(proxy.fired(slow_down), 4);
+    assert_eq!(err.kind(), ErrorKind::Remote, "{err}");
+    assert!(err.to_string().contains("SlowDown"), "{err}");
+    assert!(err.to_string().contains("after 4 attempts"), "{err}");
+}
+
+/// `s3tm cancel` of a saved upload aborts it even when the first abort is throttled.
+#[tokio::test]
+async fn cancel_of_a_saved_upload_aborts_it_through_throttling() {
+    let Some((moto, proxy, dir, tm)) =
+        setup("cancel_of_a_saved_upload_aborts_it_through_throttling").await
+    else {
+        return;
+    };
+    let (id, tm) = left_behind(&moto, &proxy, &dir, tm, 28).await;
+    let slow_down = proxy.respond_with(Matcher::abort_multipart_upload(), 503, "SlowDown", 1);
+    tm.cancel_saved(&id).await.unwrap();
+    assert_eq!(proxy.fired(slow_down), 1);
+    assert!(
+        tm.list_multipart_uploads("bucket", None)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(tm.list_resumable().unwrap().0.is_empty());
 }
 
 #[tokio::test]
