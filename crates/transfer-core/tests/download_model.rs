@@ -564,30 +564,16 @@ impl Model for World {
         assert!(gets <= self.cfg.max_in_flight, "{gets} GETs in flight");
         self.take_checkpoints();
         while let Some(ev) = self.d.machine.poll_event() {
-            self.d.log.push(format!("event {ev:?}"));
+            self.d.observe(&ev);
             match &ev {
-                Event::Progress {
-                    bytes_done,
-                    bytes_total,
-                } => {
-                    assert!(*bytes_done >= self.d.progress_floor, "progress went back");
-                    assert!(bytes_done <= bytes_total);
-                    self.d.progress_floor = *bytes_done;
-                }
-                Event::Restarted { .. } => self.d.progress_floor = 0,
                 Event::Invalidated { .. } => {
                     assert!(
                         self.tampered,
                         "a range was invalidated with the partial file untouched\n{}",
                         self.d.log.join("\n")
                     );
-                    self.d.progress_floor = 0;
                 }
                 Event::Paused => self.durable = self.history.len(),
-                Event::Completed(_) | Event::Failed(_) | Event::Cancelled => {
-                    assert!(self.d.finished.is_none(), "two endings");
-                    self.d.finished = Some(ev.clone());
-                }
                 _ => {}
             }
         }

@@ -478,23 +478,10 @@ impl Model for World {
             self.last_checkpoint = Some(cp);
         }
         while let Some(ev) = self.d.machine.poll_event() {
-            self.d.log.push(format!("event {ev:?}"));
+            self.d.observe(&ev);
             match &ev {
-                Event::Progress {
-                    bytes_done,
-                    bytes_total,
-                } => {
-                    assert!(
-                        *bytes_done >= self.d.progress_floor,
-                        "progress went back: {bytes_done} < {}",
-                        self.d.progress_floor
-                    );
-                    assert!(bytes_done <= bytes_total);
-                    self.d.progress_floor = *bytes_done;
-                }
                 Event::Restarted { .. } => {
                     self.must_not_resend.clear();
-                    self.d.progress_floor = 0;
                 }
                 Event::Invalidated { range, .. } => {
                     assert!(
@@ -510,13 +497,8 @@ impl Model for World {
                     };
                     let part = (range.start / part_size) as u32 + 1;
                     self.must_not_resend.remove(&part);
-                    self.d.progress_floor = 0;
                 }
                 Event::Paused => self.durable = self.history.len(),
-                Event::Completed(_) | Event::Failed(_) | Event::Cancelled => {
-                    assert!(self.d.finished.is_none(), "two endings");
-                    self.d.finished = Some(ev.clone());
-                }
                 _ => {}
             }
         }

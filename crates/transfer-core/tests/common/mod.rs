@@ -234,6 +234,32 @@ impl<M> Driver<M> {
         }
     }
 
+    /// Checks what every event must respect (progress never goes back within a run, at
+    /// most one ending) and records it; the world looks at the rest.
+    pub fn observe(&mut self, ev: &Event) {
+        self.log.push(format!("event {ev:?}"));
+        match ev {
+            Event::Progress {
+                bytes_done,
+                bytes_total,
+            } => {
+                assert!(
+                    *bytes_done >= self.progress_floor,
+                    "progress went back: {bytes_done} < {}",
+                    self.progress_floor
+                );
+                assert!(bytes_done <= bytes_total);
+                self.progress_floor = *bytes_done;
+            }
+            Event::Restarted { .. } | Event::Invalidated { .. } => self.progress_floor = 0,
+            Event::Completed(_) | Event::Failed(_) | Event::Cancelled => {
+                assert!(self.finished.is_none(), "two endings");
+                self.finished = Some(ev.clone());
+            }
+            _ => {}
+        }
+    }
+
     /// The steps so far, for failure messages.
     pub fn history(&self) -> String {
         self.log.join("\n")
