@@ -22,6 +22,24 @@ pub enum StoreError {
         reason: String,
     },
 
+    /// A record is sound but its journal is damaged before its last entry (a torn
+    /// last entry is not damage: it is left out). `record` is the record as saved,
+    /// without its journal, so that what it names (an upload, a partial file) can
+    /// still be cleaned up. Nothing is left out silently: the files stay as they are.
+    #[error(
+        "the journal {} of a checkpoint is corrupt ({reason}); it was left in place: \
+         cancel the transfer with `s3tm cancel ID`",
+        path.display()
+    )]
+    CorruptJournal {
+        /// The journal file.
+        path: PathBuf,
+        /// What exactly is wrong with it.
+        reason: String,
+        /// The record, without its journal.
+        record: Box<crate::Record>,
+    },
+
     /// A record was written by a newer version of the store format.
     #[error(
         "checkpoint {} was written by a newer s3tm (store format {found}, this build \

@@ -201,7 +201,17 @@ impl FileStore {
             if !names_file(&path, &file) {
                 continue;
             }
-            record.journal = journal?;
+            record.journal = match journal {
+                Ok(entries) => entries,
+                Err(StoreError::Corrupt { path, reason }) => {
+                    return Err(StoreError::CorruptJournal {
+                        path,
+                        reason,
+                        record: Box::new(record),
+                    });
+                }
+                Err(e) => return Err(e),
+            };
             return Ok(Some(record.with_journal_progress()));
         }
         Err(StoreError::io(

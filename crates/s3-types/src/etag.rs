@@ -48,14 +48,23 @@ impl ETag {
             .unwrap_or(s)
     }
 
-    /// Whether both tags name the same version, ignoring quoting and the case of hex
-    /// digits.
+    /// Whether both tags name the same version, ignoring quoting; the case of the digits
+    /// is ignored only where both are S3's hex forms (an MD5 or a multipart tag), since
+    /// another server's opaque tags may differ in case alone.
     pub fn same_as(&self, other: &ETag) -> bool {
-        self.unquoted().eq_ignore_ascii_case(other.unquoted())
+        let (a, b) = (self.unquoted(), other.unquoted());
+        match (self.kind(), other.kind()) {
+            (ETagKind::Opaque, _) | (_, ETagKind::Opaque) => a == b,
+            _ => a.eq_ignore_ascii_case(b),
+        }
     }
 
-    /// Tells a plain MD5 from a multipart `-N` ETag.
+    /// Tells a plain MD5 from a multipart `-N` ETag; a weak tag (`W/"..."`) is opaque
+    /// whatever it holds, as it promises no byte-for-byte content.
     pub fn kind(&self) -> ETagKind {
+        if self.0.trim().starts_with("W/") {
+            return ETagKind::Opaque;
+        }
         let s = self.unquoted();
         let (hex_part, parts) = match s.split_once('-') {
             // Comparing with the canonical rendering rejects `+5` and `007`, which
@@ -128,11 +137,20 @@ mod tests {
     }
 
     #[test]
-    fn comparison_ignores_quotes_weakness_and_hex_case() {
+    fn comparison_ignores_quotes_and_the_case_of_s3_hex_tags_only() {
         let a = ETag::new(format!("\"{MD5}\""));
         assert!(a.same_as(&ETag::new(MD5)));
-        assert!(a.same_as(&ETag::new(format!("W/\"{}\"", MD5.to_uppercase()))));
+        assert!(a.same_as(&ETag::new(format!("\"{}\"", MD5.to_uppercase()))));
         assert!(!a.same_as(&ETag::new(format!("\"{MD5}-1\""))));
+        // Another server's opaque tags: exact.
+        assert!(ETag::new("\"v1-Ab\"").same_as(&ETag::new("v1-Ab")));
+        assert!(!ETag::new("\"v1-Ab\"").same_as(&ETag::new("\"v1-ab\"")));
+        // A weak tag holds no MD5 and compares exactly.
+        let weak = ETag::new(format!("W/\"{MD5}\""));
+        assert_eq!(weak.kind(), ETagKind::Opaque);
+        assert_eq!(weak.as_md5(), None);
+        assert!(weak.same_as(&a));
+        assert!(!weak.same_as(&ETag::new(MD5.to_uppercase())));
         assert_eq!(a.unquoted(), MD5);
         assert_eq!(a.as_str(), format!("\"{MD5}\""));
     }

@@ -89,6 +89,15 @@ impl Checkpoint {
         }
     }
 
+    /// How many parts or ranges it lists: what replaying a journal of as many deltas
+    /// costs as much as.
+    pub fn entries(&self) -> usize {
+        match self {
+            Checkpoint::Upload(u) => u.completed.len(),
+            Checkpoint::Download(d) => d.range_hashes.len().max(d.completed.ranges().len()),
+        }
+    }
+
     /// Bytes done and bytes in all.
     pub fn progress(&self) -> (u64, u64) {
         match self {
@@ -308,6 +317,36 @@ mod tests {
         assert_eq!(d.completed.len_bytes(), 20);
         let indexes: Vec<u32> = d.range_hashes.iter().map(|h| h.index).collect();
         assert_eq!(indexes, [0, 2]);
+    }
+
+    /// The journal never outgrows the record: after a whole save holding W parts, at most
+    /// max(W, 64) deltas follow before the next whole one, so a 1,000-part upload is
+    /// saved whole a handful of times, never once per part and never only once.
+    #[test]
+    fn whole_saves_come_once_the_deltas_outnumber_the_last_whole_one() {
+        let mut engine: crate::engine::Engine<()> =
+            crate::engine::Engine::new(crate::RetryConfig::default(), 1, crate::Time::ZERO);
+        let mut done: Vec<u32> = Vec::new();
+        let mut wholes = Vec::new();
+        engine.checkpoint(upload(&done));
+        for n in 1..=1_000u32 {
+            done.push(n);
+            if !engine.delta(Delta::Part(part(n))) {
+                engine.checkpoint(upload(&done));
+                wholes.push(n);
+            }
+        }
+        // 0 parts held: 64 deltas, then whole at 65 (65 held), 131 (131), 263, 527.
+        assert_eq!(wholes, [65, 131, 263, 527]);
+        let saves: Vec<Save> = std::iter::from_fn(|| engine.poll_checkpoint()).collect();
+        assert_eq!(saves.len(), 1_001);
+        let deltas_after_last = saves
+            .iter()
+            .rev()
+            .take_while(|s| matches!(s, Save::Delta(_)))
+            .count();
+        assert_eq!(deltas_after_last, 473);
+        assert!(deltas_after_last <= 527, "the journal outgrew the record");
     }
 
     #[test]

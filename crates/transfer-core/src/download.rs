@@ -670,8 +670,7 @@ impl Download {
         if let Some(h) = &hash {
             self.hashes.insert(index, h.clone());
         }
-        let entries = self.hashes.len().max(self.completed.ranges().len());
-        self.emit_delta(crate::Delta::Range { range, hash }, entries);
+        self.emit_delta(crate::Delta::Range { range, hash });
         self.emit_progress();
     }
 

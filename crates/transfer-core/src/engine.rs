@@ -67,8 +67,9 @@ pub(crate) struct Engine<T> {
     ops: VecDeque<Operation>,
     events: VecDeque<Event>,
     checkpoints: VecDeque<Save>,
-    /// Deltas saved since the last whole checkpoint; `None` before the first whole one.
-    since_whole: Option<usize>,
+    /// Deltas saved since the last whole checkpoint, and how many parts or ranges that
+    /// one held; `None` before the first whole one.
+    since_whole: Option<(usize, usize)>,
 }
 
 impl<T: Clone> Engine<T> {
@@ -234,17 +235,20 @@ impl<T: Clone> Engine<T> {
     }
 
     pub(crate) fn checkpoint(&mut self, cp: Checkpoint) {
+        self.since_whole = Some((0, cp.entries()));
         self.checkpoints.push_back(Save::Whole(cp));
-        self.since_whole = Some(0);
     }
 
-    /// Saves `delta` when a whole checkpoint holding `entries` parts or ranges was saved
-    /// recently enough; otherwise returns false, and the caller saves whole.
-    pub(crate) fn delta(&mut self, delta: Delta, entries: usize) -> bool {
+    /// Saves `delta` unless a whole checkpoint is due: once the deltas since the last
+    /// whole one outnumber the parts or ranges it held (and at least
+    /// [`DELTAS_BETWEEN_WHOLES`]), so that the journal never outgrows the record and the
+    /// cost of a whole save, spread over the deltas before it, stays constant per step.
+    /// Returns false when the caller must save whole instead.
+    pub(crate) fn delta(&mut self, delta: Delta) -> bool {
         match self.since_whole {
-            Some(n) if n < entries.max(DELTAS_BETWEEN_WHOLES) => {
+            Some((n, held)) if n < held.max(DELTAS_BETWEEN_WHOLES) => {
                 self.checkpoints.push_back(Save::Delta(delta));
-                self.since_whole = Some(n + 1);
+                self.since_whole = Some((n + 1, held));
                 true
             }
             _ => false,
@@ -292,12 +296,11 @@ impl<T: Clone> Engine<T> {
         self.finish_with(event);
     }
 
-    /// Fails the transfer with the error that started the wind-down, if one did, else
-    /// with `err`.
-    pub(crate) fn fail_first(&mut self, err: TransferError) {
+    /// The error that started the wind-down under way, if one did.
+    pub(crate) fn take_failure(&mut self) -> Option<TransferError> {
         match self.ending.take() {
-            Some(Ending::Failed(original)) => self.fail(original),
-            _ => self.fail(err),
+            Some(Ending::Failed(original)) => Some(original),
+            _ => None,
         }
     }
 

@@ -81,6 +81,20 @@ pub enum TransferError {
         /// What went wrong.
         message: String,
     },
+    /// The transfer failed, and the multipart upload it had opened could not be
+    /// aborted either: it stays on the server (and is billed) until aborted. The
+    /// checkpoint is kept so that `s3tm cancel` can abort it.
+    #[error(
+        "{cause}; and multipart upload {upload_id} could not be aborted ({abort}): it stays on the server until `s3tm cancel` or `s3tm clean` removes it"
+    )]
+    UploadLeft {
+        /// Why the transfer failed.
+        cause: Box<TransferError>,
+        /// The upload left on the server.
+        upload_id: String,
+        /// Why it could not be aborted.
+        abort: Box<TransferError>,
+    },
     /// A checkpoint does not describe a transfer this machine can continue.
     #[error("checkpoint cannot be resumed: {0}; cancel the transfer and start it again")]
     InvalidCheckpoint(String),

@@ -66,8 +66,8 @@ pub(crate) trait Direction {
     }
 
     /// Saves one piece of progress: as a delta, or whole when one is due.
-    fn emit_delta(&mut self, delta: crate::Delta, entries: usize) {
-        if !self.engine_mut().delta(delta, entries) {
+    fn emit_delta(&mut self, delta: crate::Delta) {
+        if !self.engine_mut().delta(delta) {
             self.emit_checkpoint();
         }
     }

@@ -136,11 +136,47 @@ impl RequestRetries {
                 last: failure,
             })
     }
+
+    /// Whether an AbortMultipartUpload that fails with `failure` has in fact succeeded:
+    /// the upload is gone after an earlier attempt, whose answer was lost after the
+    /// server acted on it (as the upload machine treats NoSuchUpload on its abort).
+    pub fn abort_already_done(&self, failure: &Failure) -> bool {
+        let retried = self.attempts.transient + self.attempts.throttled > 0;
+        let gone = failure.has_code("NoSuchUpload")
+            || (failure.kind == crate::FailureKind::NotFound && failure.code.is_none());
+        retried && gone
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_abort_that_finds_the_upload_gone_after_a_retry_is_done() {
+        let gone = Failure {
+            kind: crate::FailureKind::NotFound,
+            status: Some(404),
+            code: Some("NoSuchUpload".into()),
+            message: "gone".into(),
+        };
+        let mut r = RequestRetries::new(RetryConfig::default());
+        assert!(
+            !r.abort_already_done(&gone),
+            "a first attempt proves nothing"
+        );
+        let lost = Failure::new(crate::FailureKind::Transport, "connection reset");
+        r.next_attempt("AbortMultipartUpload", lost)
+            .expect("retried");
+        assert!(r.abort_already_done(&gone));
+        let denied = Failure {
+            kind: crate::FailureKind::Denied,
+            status: Some(403),
+            code: Some("AccessDenied".into()),
+            message: "no".into(),
+        };
+        assert!(!r.abort_already_done(&denied));
+    }
 
     #[test]
     fn delays_grow_within_bounds_and_budget_ends() {

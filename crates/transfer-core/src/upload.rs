@@ -278,8 +278,7 @@ impl Upload {
     /// Records a part as done and saves that.
     fn part_done(&mut self, part: CompletedPart) {
         self.completed.insert(part.part.0, part.clone());
-        let entries = self.completed.len();
-        self.emit_delta(crate::Delta::Part(part), entries);
+        self.emit_delta(crate::Delta::Part(part));
         self.emit_progress();
     }
 
@@ -767,10 +766,18 @@ impl Upload {
         }
         let op = self.op_for(&task).name();
         if let Err(err) = self.engine.retry(now, slot, op, failure) {
-            if task == Task::Abort {
-                self.engine.fail_first(err);
-            } else {
-                self.engine.fail(err);
+            match (task, self.engine.take_failure()) {
+                // The clean-up after a failure failed too: both are said, and the upload
+                // left on the server is named, so that it can still be aborted.
+                (Task::Abort, Some(cause)) => {
+                    let upload_id = self.upload_id.as_ref().map(|u| u.0.clone());
+                    self.engine.fail(TransferError::UploadLeft {
+                        cause: Box::new(cause),
+                        upload_id: upload_id.unwrap_or_default(),
+                        abort: Box::new(err),
+                    });
+                }
+                _ => self.engine.fail(err),
             }
         }
     }

@@ -388,6 +388,22 @@ impl World {
                 assert!(self.modified, "SourceChanged without a modification");
                 self.assert_no_recorded_upload_open();
             }
+            // The abort after a changed source ran out of its (scarce) retries: the
+            // upload left open is the one named, and no other.
+            Event::Failed(TransferError::UploadLeft {
+                cause, upload_id, ..
+            }) => {
+                assert!(
+                    self.scarce_retries,
+                    "an abort failed under a generous budget"
+                );
+                assert!(
+                    matches!(**cause, TransferError::SourceChanged { .. }) && self.modified,
+                    "{cause:?}"
+                );
+                let open: Vec<&String> = self.server.uploads.keys().collect();
+                assert_eq!(open, [upload_id], "only the upload named is left open");
+            }
             Event::Cancelled => {
                 assert!(
                     self.d.ever_cancelled,

@@ -266,7 +266,8 @@ impl Driver {
         });
     }
 
-    /// Queues the record (with `cp` as the new checkpoint when given).
+    /// Queues what the machine saved: a delta as a journal entry while the state is
+    /// unchanged and the journal is writable, anything else as the whole record.
     fn persist(&mut self, save: Option<Save>, state: StoreState) {
         let (done, total) = self.machine.progress();
         let Some(p) = self.persistence.as_mut() else {
@@ -306,6 +307,7 @@ impl Driver {
         p.meta.updated_unix_ms = now_unix_ms();
         if let Some(data) = delta
             && same_state
+            && !p.persister.needs_full()
         {
             let entry = JournalEntry {
                 done_bytes: done,

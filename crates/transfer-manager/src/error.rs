@@ -140,8 +140,15 @@ impl std::error::Error for Error {
 
 /// Maps a machine's verdict onto the public error, naming the object.
 pub(crate) fn from_transfer(err: transfer_core::TransferError, what: &str) -> Error {
+    let kind = kind_of(&err);
+    let message = format!("{what}: {err}");
+    Error::with_source(kind, message, err)
+}
+
+fn kind_of(err: &transfer_core::TransferError) -> ErrorKind {
     use transfer_core::{FailureKind as F, TransferError as T};
-    let kind = match &err {
+    match err {
+        T::UploadLeft { cause, .. } => kind_of(cause),
         T::TooLarge { .. } | T::InvalidConfig(_) => ErrorKind::InvalidInput,
         T::SourceChanged { .. } => ErrorKind::SourceChanged,
         T::ObjectChanged { .. } => ErrorKind::ObjectChanged,
@@ -161,7 +168,5 @@ pub(crate) fn from_transfer(err: transfer_core::TransferError, what: &str) -> Er
         T::Local { .. } => ErrorKind::LocalIo,
         T::InvalidCheckpoint(_) => ErrorKind::Checkpoint,
         _ => ErrorKind::Remote,
-    };
-    let message = format!("{what}: {err}");
-    Error::with_source(kind, message, err)
+    }
 }

@@ -512,11 +512,25 @@ impl TransferManager {
             Ok((lease, store.load(&id2)))
         })
         .await?;
+        let partial_of = |rec: &Record| {
+            (rec.meta.direction == Direction::Download).then(|| {
+                (
+                    partial_path(&rec.meta.local_path),
+                    rec.meta.local_path.clone(),
+                )
+            })
+        };
         let partial = match loaded {
             Err(StoreError::Corrupt { .. }) => None,
+            // The record is sound but its journal is not: what the record names is
+            // cleaned up from it (the journal only added progress).
+            Err(StoreError::CorruptJournal { record, .. }) => {
+                self.abort_what_it_names(*record.clone()).await?;
+                partial_of(&record)
+            }
             Ok(Some(rec)) if rec.payload_version <= STORED_VERSION && decode(&rec).is_err() => {
-                (rec.meta.direction == Direction::Download)
-                    .then(|| (partial_path(&rec.meta.local_path), rec.meta.local_path))
+                self.abort_what_it_names(rec.clone()).await?;
+                partial_of(&rec)
             }
             _ => return Ok(false),
         };
@@ -530,6 +544,23 @@ impl TransferManager {
         off_thread(move || store.remove(&id2).map_err(Error::store)).await?;
         drop(lease);
         Ok(true)
+    }
+
+    /// Aborts the multipart upload an unreadable record still names, when its payload
+    /// reads without its journal (the journal only added parts).
+    async fn abort_what_it_names(&self, mut rec: Record) -> Result<(), Error> {
+        rec.journal.clear();
+        if let Ok(Stored {
+            bucket,
+            key,
+            checkpoint: Some(Checkpoint::Upload(cp)),
+            ..
+        }) = decode(&rec)
+        {
+            self.abort_multipart_upload(&bucket, &key, cp.upload_id.as_str())
+                .await?;
+        }
+        Ok(())
     }
 
     async fn rebuild(&self, id: &TransferId) -> Result<Setup, Error> {
@@ -1108,6 +1139,7 @@ impl TransferManager {
                     &what,
                     |s3| req.build(s3),
                     s3_protocol::parse_list_multipart_uploads,
+                    None,
                 )
                 .await?;
             out.extend(page.uploads.into_iter().map(|u| MultipartUploadInfo {
@@ -1148,6 +1180,7 @@ impl TransferManager {
             &what,
             |s3| req.build(s3),
             s3_protocol::parse_abort_multipart_upload,
+            Some(()),
         )
         .await
     }
@@ -1157,6 +1190,12 @@ impl TransferManager {
     /// long, is transfer-core's answer ([`RequestRetries`]), as for a transfer's requests.
     ///
     /// [`RequestRetries`]: transfer_core::RequestRetries
+    ///
+    /// `abort` is the answer of an abort, given when the request is one: an abort that
+    /// finds the upload gone after a retried attempt has succeeded
+    /// ([`RequestRetries::abort_already_done`]).
+    ///
+    /// [`RequestRetries::abort_already_done`]: transfer_core::RequestRetries::abort_already_done
     async fn one_shot<T>(
         &self,
         what: &str,
@@ -1166,6 +1205,7 @@ impl TransferManager {
             &http::HeaderMap,
             &[u8],
         ) -> Result<T, s3_protocol::ResponseError>,
+        mut abort: Option<T>,
     ) -> Result<T, Error> {
         let mut retries = transfer_core::RequestRetries::new(self.retry_config());
         loop {
@@ -1178,6 +1218,11 @@ impl TransferManager {
                 },
                 Err(f) => f,
             };
+            if retries.abort_already_done(&failure)
+                && let Some(done) = abort.take()
+            {
+                return Ok(done);
+            }
             match retries.next_attempt("request", failure.clone()) {
                 Ok(delay) => {
                     tracing::info!(what, ?delay, %failure, "retrying");

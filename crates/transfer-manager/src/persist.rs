@@ -28,7 +28,9 @@ use transfer_core::{Checkpoint, ChecksumAlgorithm};
 
 use crate::io::Sink;
 
-/// Format version of [`Stored`] payloads.
+/// Format version of [`Stored`] payloads, and of the journal entries saved after them
+/// (JSON of a `transfer_core::Delta`): a change to either bumps it, so an older s3tm
+/// refuses the record as newer rather than calling it unreadable.
 pub(crate) const STORED_VERSION: u32 = 1;
 
 /// What a record's payload holds: the machine's checkpoint plus what the driver needs to
@@ -263,6 +265,17 @@ impl Persister {
             p.save = Some(Box::new(record));
             p.appends.clear();
         });
+    }
+
+    /// Whether an entry appended now would wait for a full record: one of this
+    /// transfer's writes failed and no full record is queued since. The driver then
+    /// saves whole rather than let its checkpoints stop until the next one.
+    pub(crate) fn needs_full(&self) -> bool {
+        let state = lock(&self.shared.state);
+        state
+            .slots
+            .get(&self.slot)
+            .is_some_and(|slot| slot.gap && slot.pending.save.is_none())
     }
 
     /// Queues a journal entry, to be appended after the records and entries queued
@@ -842,13 +855,17 @@ mod tests {
             (b"r1".to_vec(), vec![entry("a3")])
         );
 
-        // A failed entry stops the next ones too, until a full record.
+        // A failed entry stops the next ones too, until a full record; the driver
+        // asks, and saves whole at once rather than waiting for the next pause.
+        assert!(!p.needs_full());
         store.fail.store(1, Ordering::SeqCst);
         p.append(id("t"), entry("a4"));
         p.flush().await.unwrap_err();
+        assert!(p.needs_full(), "after a failed entry");
         p.append(id("t"), entry("a5"));
         p.flush().await.unwrap_err();
         p.save(rec("t", "r2"));
+        assert!(!p.needs_full(), "a full record is queued");
         p.append(id("t"), entry("a6"));
         p.flush().await.unwrap();
         let log = store.log();

@@ -349,6 +349,59 @@ async fn corrupt_checkpoint_is_reported_with_its_path_and_kept() {
     );
 }
 
+/// A sound record whose journal is damaged before its last entry is unreadable for a
+/// resume, but `cancel` still aborts the multipart upload the record names (the journal
+/// only added parts) before it forgets the transfer: nothing is left on the server.
+#[tokio::test]
+async fn cancel_of_a_checkpoint_with_a_damaged_journal_still_aborts_its_upload() {
+    let env = Env::new().await;
+    env.slow();
+    let src = random_file(env.dir.path(), "src", 20 * MIB, 16);
+    let id = env.paused_upload(&src, 5 * MIB).await;
+    // Three entries after the record the pause saved whole, the middle one damaged.
+    use resume_store::ResumeStore as _;
+    let store = resume_store::FileStore::open(env.state()).unwrap();
+    for n in 0..3u64 {
+        let entry = resume_store::JournalEntry {
+            done_bytes: 5 * MIB,
+            updated_unix_ms: n,
+            data: b"{\"part\":{\"part\":4,\"etag\":\"x\",\"checksum\":null}}".to_vec(),
+        };
+        store.append(&id, &entry).unwrap();
+    }
+    drop(store);
+    let journal = std::fs::read_dir(env.state())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.to_string_lossy().ends_with(".journal"))
+        .expect("the journal file");
+    let mut bytes = std::fs::read(&journal).unwrap();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0xff;
+    std::fs::write(&journal, &bytes).unwrap();
+
+    let tm = env.manager(2);
+    let err = tm.resume(&id).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Checkpoint, "{err}");
+    assert!(err.to_string().contains("s3tm cancel"), "{err}");
+    env.proxy.clear_requests();
+    tm.cancel_saved(&id).await.unwrap();
+    let aborts = env
+        .proxy
+        .requests()
+        .iter()
+        .filter(|r| r.method == http::Method::DELETE && r.query.contains("uploadId"))
+        .map(|r| r.status)
+        .collect::<Vec<_>>();
+    assert_eq!(
+        aborts,
+        [Some(204)],
+        "the upload the record named is aborted"
+    );
+    let (ok, bad) = tm.list_resumable().unwrap();
+    assert!(ok.is_empty() && bad.is_empty(), "{ok:?} {bad:?}");
+}
+
 #[tokio::test]
 async fn a_second_download_to_the_same_destination_is_refused_while_the_first_runs() {
     let env = Env::new().await;

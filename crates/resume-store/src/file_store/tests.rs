@@ -571,7 +571,7 @@ fn a_damaged_entry_before_valid_ones_is_reported_and_kept() {
         fs::write(&path, &bad).unwrap();
         let fresh_handle = FileStore::open(store.dir()).unwrap();
         match fresh_handle.load(&id("damaged")) {
-            Err(e @ StoreError::Corrupt { .. }) => {
+            Err(e @ StoreError::CorruptJournal { .. }) => {
                 let message = e.to_string();
                 assert!(
                     message.contains(&path.display().to_string())
@@ -584,7 +584,7 @@ fn a_damaged_entry_before_valid_ones_is_reported_and_kept() {
         }
         let listed = fresh_handle.list().unwrap();
         assert!(
-            matches!(listed[0].summary, Err(StoreError::Corrupt { .. })),
+            matches!(listed[0].summary, Err(StoreError::CorruptJournal { .. })),
             "flip at {i}"
         );
         // Nothing is appended after damage, nor is anything cut off.
