@@ -125,6 +125,21 @@ pub(crate) fn resolve_copy(
 /// `G`/`GB`/`GiB` or `T`/`TB`/`TiB`, case-insensitive. Every unit is a power of 1024, as
 /// in the AWS CLI's `multipart_chunksize` and rclone's sizes. Decimals are allowed
 /// (`1.5GiB`); the result is rounded down to whole bytes.
+/// A rate in bytes per second: a size (`20MiB`, `8M`, `512KiB`), with or without `/s`,
+/// of at least 64KiB.
+pub(crate) fn parse_rate(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let t = t.strip_suffix("/s").unwrap_or(t);
+    let rate = parse_size(t)?;
+    let min = transfer_manager::MIN_BANDWIDTH_LIMIT_BYTES_PER_SEC;
+    if rate < min {
+        return Err(format!(
+            "{s} is below the smallest limit, 64KiB/s ({min} bytes per second)"
+        ));
+    }
+    Ok(rate)
+}
+
 pub(crate) fn parse_size(s: &str) -> Result<u64, String> {
     let t = s.trim();
     let split = t
@@ -229,6 +244,15 @@ mod tests {
     use super::*;
 
     const MIB: u64 = 1 << 20;
+
+    #[test]
+    fn rates() {
+        assert_eq!(parse_rate("20MiB"), Ok(20 * MIB));
+        assert_eq!(parse_rate("512KiB/s"), Ok(512 * 1024));
+        assert_eq!(parse_rate(" 8M/s "), Ok(8 * MIB));
+        assert!(parse_rate("1KiB").unwrap_err().contains("64KiB"));
+        assert!(parse_rate("fast").is_err());
+    }
 
     #[test]
     fn sizes() {

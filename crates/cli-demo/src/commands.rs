@@ -39,6 +39,9 @@ fn config(global: &Global) -> Result<Config, Failure> {
     if let Some(wait) = global.pause_timeout {
         c.pause_timeout = wait;
     }
+    if let Some(rate) = global.bwlimit {
+        c.bandwidth_limit_bytes_per_sec = Some(rate);
+    }
     Ok(c)
 }
 

@@ -86,6 +86,10 @@ pub(crate) struct Global {
     /// running then are cut off and sent again on resume.
     #[arg(long, global = true, value_name = "DURATION", value_parser = args::parse_duration)]
     pub(crate) pause_timeout: Option<Duration>,
+    /// Cap on the bytes per second all transfers of this command move, uploads and
+    /// downloads together: 20MiB, 512KiB/s, 8M (at least 64KiB; default none).
+    #[arg(long, global = true, value_name = "RATE", value_parser = args::parse_rate)]
+    pub(crate) bwlimit: Option<u64>,
 }
 
 #[derive(Debug, Subcommand)]

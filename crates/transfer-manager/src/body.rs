@@ -19,6 +19,7 @@ use s3_protocol as p;
 use tokio::task::JoinHandle;
 use transfer_core::{Failure, FailureKind};
 
+use crate::bandwidth::Bandwidth;
 use crate::io::{CHUNK, FileRange};
 
 /// Largest frame handed to hyper: small enough that progress is seen every few hundred
@@ -135,6 +136,9 @@ pub(crate) struct SendBody {
     len: u64,
     taken: u64,
     progress: Arc<Progress>,
+    /// The manager's bandwidth cap, and the wait it asked for before the next frame.
+    bandwidth: Option<Arc<Bandwidth>>,
+    pacing: Option<Pin<Box<tokio::time::Sleep>>>,
 }
 
 enum Inner {
@@ -171,7 +175,7 @@ impl std::fmt::Display for BodyFailed {
 impl std::error::Error for BodyFailed {}
 
 impl SendBody {
-    pub(crate) fn new(payload: Payload) -> Self {
+    pub(crate) fn new(payload: Payload, bandwidth: Option<Arc<Bandwidth>>) -> Self {
         let len = payload.len();
         let inner = match payload {
             Payload::Bytes(b) => Inner::Bytes(b),
@@ -190,6 +194,8 @@ impl SendBody {
             len,
             taken: 0,
             progress: Progress::new(),
+            bandwidth,
+            pacing: None,
         }
     }
 
@@ -198,6 +204,12 @@ impl SendBody {
     }
 
     fn emit(&mut self, data: Bytes) -> Poll<Option<Result<Frame<Bytes>, BodyFailed>>> {
+        if let Some(b) = &self.bandwidth {
+            let wait = b.charge(data.len());
+            if !wait.is_zero() {
+                self.pacing = Some(Box::pin(tokio::time::sleep(wait)));
+            }
+        }
         self.taken += data.len() as u64;
         self.progress.record(data.len(), self.taken >= self.len);
         Poll::Ready(Some(Ok(Frame::data(data))))
@@ -264,6 +276,13 @@ impl Body for SendBody {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BodyFailed>>> {
         let this = self.get_mut();
+        // The bandwidth cap's wait, charged by the frame before, comes first.
+        if let Some(pacing) = this.pacing.as_mut() {
+            if pacing.as_mut().poll(cx).is_pending() {
+                return Poll::Pending;
+            }
+            this.pacing = None;
+        }
         match &mut this.inner {
             Inner::Bytes(b) => {
                 if b.is_empty() {

@@ -95,6 +95,12 @@ pub struct Config {
     /// A PEM file of the certificate authorities to trust instead of the built-in (Mozilla)
     /// roots, for servers with certificates from a private authority.
     pub ca_bundle: Option<PathBuf>,
+    /// A cap on the bytes all transfers of the manager move per second, uploads and
+    /// downloads together (default: none). Body bytes are counted as they cross the
+    /// wire, through one token bucket holding a tenth of a second of rate, so the flow is
+    /// smooth at the second scale. At least
+    /// [`MIN_BANDWIDTH_LIMIT_BYTES_PER_SEC`](crate::MIN_BANDWIDTH_LIMIT_BYTES_PER_SEC).
+    pub bandwidth_limit_bytes_per_sec: Option<u64>,
 }
 
 impl Config {
@@ -125,6 +131,7 @@ impl Config {
             read_timeout: Duration::from_secs(60),
             pause_timeout: Duration::from_secs(5),
             ca_bundle: None,
+            bandwidth_limit_bytes_per_sec: None,
         }
     }
 

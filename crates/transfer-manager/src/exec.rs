@@ -316,6 +316,11 @@ impl OpContext {
                     let Ok(data) = frame.into_data() else {
                         continue;
                     };
+                    if let Some(wait) = self.http.bandwidth().map(|b| b.charge(data.len()))
+                        && !wait.is_zero()
+                    {
+                        tokio::time::sleep(wait).await;
+                    }
                     if offset + (buffered + data.len()) as u64 > range.end {
                         return Err(Failure::new(
                             FailureKind::Transient,

@@ -22,6 +22,7 @@ use rustls::pki_types::pem::PemObject;
 use s3_protocol::{Credentials, PayloadHash, RequestBody, ResponseError, S3Config};
 use transfer_core::{Failure, FailureKind};
 
+use crate::bandwidth::Bandwidth;
 use crate::body::{Payload, SendBody};
 use crate::{Error, ErrorKind};
 
@@ -74,6 +75,8 @@ pub(crate) struct HttpClient {
     s3: S3Config,
     credentials: Option<Credentials>,
     read_timeout: Duration,
+    /// The manager's bandwidth cap, shared by every request.
+    bandwidth: Option<Arc<Bandwidth>>,
 }
 
 impl HttpClient {
@@ -83,6 +86,7 @@ impl HttpClient {
         connect_timeout: Duration,
         read_timeout: Duration,
         ca_bundle: Option<&Path>,
+        bandwidth: Option<Arc<Bandwidth>>,
     ) -> Result<Self, Error> {
         let mut http = HttpConnector::new();
         http.enforce_http(false);
@@ -109,7 +113,13 @@ impl HttpClient {
             s3,
             credentials,
             read_timeout,
+            bandwidth,
         })
+    }
+
+    /// The manager's bandwidth cap, if it has one.
+    pub(crate) fn bandwidth(&self) -> Option<&Bandwidth> {
+        self.bandwidth.as_deref()
     }
 
     pub(crate) fn s3(&self) -> &S3Config {
@@ -148,7 +158,7 @@ impl HttpClient {
             RequestBody::External { .. } => body.unwrap_or(Payload::Bytes(Bytes::new())),
         };
         let len = payload.len();
-        let body = SendBody::new(payload);
+        let body = SendBody::new(payload, self.bandwidth.clone());
         let progress = body.progress();
         let response = self.client.request(Request::from_parts(parts, body));
         tokio::pin!(response);

@@ -21,6 +21,7 @@
 #![forbid(unsafe_code)]
 
 mod aws_config;
+mod bandwidth;
 mod body;
 mod config;
 mod driver;
@@ -33,6 +34,7 @@ mod manager;
 mod md5_lanes;
 mod persist;
 
+pub use bandwidth::MIN_BANDWIDTH_LIMIT_BYTES_PER_SEC;
 pub use config::{Config, StateStore};
 pub use error::{Error, ErrorKind};
 pub use handle::{PauseReport, Progress, TransferHandle, TransferOutcome, TransferState};

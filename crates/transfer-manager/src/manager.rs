@@ -175,12 +175,26 @@ impl TransferManager {
             None => Addressing::Auto,
         };
         let s3 = S3Config::custom(config.region.clone(), endpoint, addressing);
+        let bandwidth = match config.bandwidth_limit_bytes_per_sec {
+            Some(rate) if rate < crate::MIN_BANDWIDTH_LIMIT_BYTES_PER_SEC => {
+                return Err(Error::new(
+                    ErrorKind::InvalidInput,
+                    format!(
+                        "a bandwidth limit of {rate} bytes/s is below the smallest s3tm accepts ({} bytes/s, 64KiB)",
+                        crate::MIN_BANDWIDTH_LIMIT_BYTES_PER_SEC
+                    ),
+                ));
+            }
+            Some(rate) => Some(Arc::new(crate::bandwidth::Bandwidth::new(rate))),
+            None => None,
+        };
         let http = HttpClient::new(
             s3,
             config.credentials.clone(),
             config.connect_timeout,
             config.read_timeout,
             config.ca_bundle.as_deref(),
+            bandwidth,
         )?;
         let store: Arc<dyn ResumeStore> = match &config.state {
             StateStore::Default => Arc::new(FileStore::open_default().map_err(Error::store)?),
