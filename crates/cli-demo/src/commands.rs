@@ -81,7 +81,11 @@ pub(crate) async fn cp(global: &Global, a: CpArgs) -> Result<u8, Failure> {
     let anonymous = config.credentials.is_none();
     let manager = manager(config)?;
     let data_on_stdout = matches!(&copy, Copy::Download { path, .. } if is_stdout(path));
-    let out = Arc::new(Output::new(&a.output).with_stdout_for_data(data_on_stdout));
+    let out = Arc::new(
+        Output::new(&a.output)
+            .with_stdout_for_data(data_on_stdout)
+            .with_require_verified(a.require_verified),
+    );
 
     let (direction, url, path) = match copy {
         Copy::Upload { path, to } => (Direction::Upload, to, path),
@@ -298,7 +302,7 @@ pub(crate) async fn resume(global: &Global, a: ResumeArgs) -> Result<u8, Failure
     let signals = Signals::new()?;
     let mut managers = Managers::new(global, a.max_memory)?;
     let manager = managers.first().clone();
-    let out = Arc::new(Output::new(&a.output));
+    let out = Arc::new(Output::new(&a.output).with_require_verified(a.require_verified));
     let (saved, unreadable) = saved_and_unreadable(&manager)?;
     // A record that cannot be read cannot be resumed: say so, and why.
     let mut failed = 0;

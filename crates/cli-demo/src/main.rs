@@ -131,6 +131,10 @@ pub(crate) struct CpArgs {
     /// Start over even when this copy was interrupted before.
     #[arg(long)]
     pub(crate) no_resume: bool,
+    /// Exit with status 1 when the copy completes but could not be verified (the summary
+    /// says `NOT verified` and why); the file or object is in place all the same.
+    #[arg(long)]
+    pub(crate) require_verified: bool,
     #[command(flatten)]
     pub(crate) output: OutputArgs,
 }
@@ -163,6 +167,9 @@ pub(crate) struct ResumeArgs {
     /// Every paused or interrupted transfer.
     #[arg(long)]
     pub(crate) all: bool,
+    /// Exit with status 1 when a transfer completes but could not be verified.
+    #[arg(long)]
+    pub(crate) require_verified: bool,
     /// Memory the part buffers of an upload may take, whatever the part size (default
     /// 128MiB): fewer parts in flight, and a part larger than this streamed from the file.
     #[arg(long, value_name = "SIZE", value_parser = args::parse_size)]

@@ -30,6 +30,9 @@ pub(crate) struct Output {
     /// The download streams into stdout itself (`/dev/stdout`, a pipe): the summary and
     /// JSON lines go to stderr, so the bytes stay the object's.
     stdout_is_data: bool,
+    /// `--require-verified`: a transfer that completes without being verified counts as
+    /// failed (exit status 1).
+    require_verified: bool,
 }
 
 impl Output {
@@ -49,6 +52,7 @@ impl Output {
             mode,
             bars,
             stdout_is_data: false,
+            require_verified: false,
         }
     }
 
@@ -56,6 +60,16 @@ impl Output {
     pub(crate) fn with_stdout_for_data(mut self, yes: bool) -> Output {
         self.stdout_is_data = yes;
         self
+    }
+
+    /// Counts a completed transfer that could not be verified as failed.
+    pub(crate) fn with_require_verified(mut self, yes: bool) -> Output {
+        self.require_verified = yes;
+        self
+    }
+
+    pub(crate) fn require_verified(&self) -> bool {
+        self.require_verified
     }
 
     fn println(&self, line: &str) {

@@ -230,6 +230,18 @@ fn report_end(
             }
             out.event("completed", output::completed_fields(&o));
             out.summary(&output::summary_line(&w.route, w.direction, &o));
+            let (verified, _) = output::verification(&o.verified);
+            if out.require_verified() && !verified {
+                let what = match w.direction {
+                    Direction::Upload => "the object is in the bucket",
+                    Direction::Download => "the file is in place",
+                };
+                out.error(&format!(
+                    "{}: completed but NOT verified, and --require-verified was given ({what}; the line above says why)",
+                    w.id
+                ));
+                return false;
+            }
             true
         }
         Err(e) => {

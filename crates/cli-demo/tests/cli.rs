@@ -223,6 +223,46 @@ fn sha256(path: &Path) -> String {
     hex::encode(hasher.finalize())
 }
 
+/// `--require-verified`: an upload the server cannot be shown to have checked (s3s-fs
+/// echoes no part checksum) exits 1 and says why, with the object in place; a download
+/// that is verified exits 0 under the same flag.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn require_verified_fails_a_copy_that_could_not_be_verified() {
+    let env = Env::new().await;
+    let src = env.path("data.bin");
+    random_file(&src, 11 * MIB, 3);
+    let up = env.run(&[
+        "cp",
+        "--require-verified",
+        "--part-size",
+        "5MiB",
+        "data.bin",
+        "s3://bucket/data.bin",
+    ]);
+    assert_eq!(up.code, Some(1), "{}\n{}", up.stdout, up.stderr);
+    assert!(
+        up.stdout.contains("NOT verified: sent with CRC32"),
+        "{}",
+        up.stdout
+    );
+    assert!(
+        up.stderr
+            .contains("completed but NOT verified, and --require-verified was given")
+            && up.stderr.contains("the object is in the bucket"),
+        "{}",
+        up.stderr
+    );
+    assert_eq!(sha256(&env.object("data.bin")), sha256(&src));
+    let down = env.run(&[
+        "cp",
+        "--require-verified",
+        "s3://bucket/data.bin",
+        "copy.bin",
+    ]);
+    assert_eq!(down.code, Some(0), "{}\n{}", down.stdout, down.stderr);
+    assert!(down.stdout.contains("matched"), "{}", down.stdout);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn upload_then_download_into_a_directory_round_trips() {
     let env = Env::new().await;
