@@ -176,6 +176,32 @@ async fn clean_aborts_through_throttling_and_server_errors() {
     );
 }
 
+/// An abort whose answer is lost after the server acted on it: the retry finds the upload
+/// gone (NoSuchUpload), which means the first attempt did the job, not a failure.
+#[tokio::test]
+async fn an_abort_whose_answer_was_lost_is_done() {
+    let Some((moto, proxy, dir, tm)) = setup("an_abort_whose_answer_was_lost_is_done").await else {
+        return;
+    };
+    let (_, tm) = left_behind(&moto, &proxy, &dir, tm, 30).await;
+    let uploads = tm.list_multipart_uploads("bucket", None).await.unwrap();
+    let [u] = uploads.as_slice() else {
+        panic!("one upload expected: {uploads:?}");
+    };
+    let lost = proxy.drop_response(Matcher::abort_multipart_upload(), 1);
+    tm.abort_multipart_upload("bucket", &u.key, &u.upload_id)
+        .await
+        .unwrap();
+    assert_eq!(proxy.fired(lost), 1);
+    assert!(
+        tm.list_multipart_uploads("bucket", None)
+            .await
+            .unwrap()
+            .is_empty(),
+        "the upload was not aborted"
+    );
+}
+
 /// A listing that stays throttled still ends, once the throttling budget is spent.
 #[tokio::test]
 async fn a_listing_that_stays_throttled_fails_after_the_retry_budget() {
