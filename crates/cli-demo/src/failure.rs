@@ -98,8 +98,14 @@ pub(crate) fn explain(e: &transfer_manager::Error, retry: Option<(&str, &str)>) 
         // The library names `s3tm resume ID`; with --state-dir or --endpoint-url that
         // command alone would not find the transfer, so name the full one.
         let short = format!("`s3tm resume {id}`");
+        let cancel = format!("`s3tm cancel {id}`");
         if out.contains(&short) {
             out = out.replace(&short, &format!("`{command}`"));
+        } else if out.contains(&cancel) {
+            // The library says the transfer can only be cancelled: name that command in
+            // full, and no resume.
+            let full = command.replacen(" resume ", " cancel ", 1);
+            out = out.replace(&cancel, &format!("`{full}`"));
         } else if e.is_resumable() {
             out.push_str(&format!("; the checkpoint is kept: `{command}` continues"));
         }

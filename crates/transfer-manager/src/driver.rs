@@ -390,11 +390,19 @@ impl Driver {
                 format!("{}: cancelled", self.what),
             )),
             End::Failed(e) => {
+                // An upload left on the server after a failure that resuming cannot get
+                // past (a changed source): the checkpoint is kept so that it can be
+                // aborted, which is what `cancel` does; `resume` would only fail again.
+                let left = matches!(e, TransferError::UploadLeft { .. });
                 let err = from_transfer(e, &self.what);
                 if !keep {
                     return Err(err);
                 }
-                let message = format!("{err}; resume it with `s3tm resume {}`", self.id);
+                let message = if left {
+                    format!("{err}; cancel it with `s3tm cancel {}`", self.id)
+                } else {
+                    format!("{err}; resume it with `s3tm resume {}`", self.id)
+                };
                 Err(Error::with_source(err.kind(), message, err).with_checkpoint_kept())
             }
         }

@@ -124,6 +124,15 @@ async fn left_behind(
     (id, tm)
 }
 
+/// The one multipart upload in the bucket, as `s3tm clean` lists it.
+async fn the_one_upload(tm: &TransferManager) -> transfer_manager::MultipartUploadInfo {
+    let uploads = tm.list_multipart_uploads("bucket", None).await.unwrap();
+    let [u] = uploads.as_slice() else {
+        panic!("one upload expected: {uploads:?}");
+    };
+    u.clone()
+}
+
 /// The listing behind `s3tm clean` is retried as a transfer's requests are: a throttled,
 /// failing or cut ListMultipartUploads is sent again.
 #[tokio::test]
@@ -154,10 +163,7 @@ async fn clean_aborts_through_throttling_and_server_errors() {
         return;
     };
     let (_, tm) = left_behind(&moto, &proxy, &dir, tm, 29).await;
-    let uploads = tm.list_multipart_uploads("bucket", None).await.unwrap();
-    let [u] = uploads.as_slice() else {
-        panic!("one upload expected: {uploads:?}");
-    };
+    let u = the_one_upload(&tm).await;
     let slow_down = proxy.respond_with(Matcher::abort_multipart_upload(), 503, "SlowDown", 1);
     let internal = proxy.respond_with(Matcher::abort_multipart_upload(), 500, "InternalError", 1);
     // Cut before it reaches the server (a lost answer would make the retry NoSuchUpload).
@@ -184,10 +190,7 @@ async fn an_abort_whose_answer_was_lost_is_done() {
         return;
     };
     let (_, tm) = left_behind(&moto, &proxy, &dir, tm, 30).await;
-    let uploads = tm.list_multipart_uploads("bucket", None).await.unwrap();
-    let [u] = uploads.as_slice() else {
-        panic!("one upload expected: {uploads:?}");
-    };
+    let u = the_one_upload(&tm).await;
     let lost = proxy.drop_response(Matcher::abort_multipart_upload(), 1);
     tm.abort_multipart_upload("bucket", &u.key, &u.upload_id)
         .await

@@ -349,6 +349,59 @@ async fn corrupt_checkpoint_is_reported_with_its_path_and_kept() {
     );
 }
 
+/// A resumed upload whose source changed is aborted; when the abort fails for good too,
+/// the error names the upload left on the server and says to cancel it (not to resume
+/// it), the checkpoint is kept, and `cancel` then aborts it.
+#[tokio::test]
+async fn an_upload_that_cannot_be_aborted_says_so_and_cancel_finishes_it() {
+    let env = Env::new().await;
+    env.slow();
+    let src = random_file(env.dir.path(), "src", 20 * MIB, 17);
+    let id = env.paused_upload(&src, 5 * MIB).await;
+    random_file(env.dir.path(), "src", 21 * MIB, 18);
+    let s = &env.server;
+    let tm = manager_with(
+        &env.proxy.endpoint(),
+        s.access_key(),
+        s.secret_key(),
+        s.region(),
+        &env.state(),
+        |c| {
+            c.retry.max_attempts = 2;
+            c.retry.max_throttled_attempts = 2;
+        },
+    );
+    let throttled = env.proxy.respond_with(
+        s3_testkit::Matcher::abort_multipart_upload(),
+        503,
+        "SlowDown",
+        ALWAYS,
+    );
+    let err = tm.resume(&id).await.unwrap().join().await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::SourceChanged, "{err}");
+    let message = err.to_string();
+    assert!(
+        message.contains("could not be aborted")
+            && message.contains(&format!("cancel it with `s3tm cancel {id}`"))
+            && !message.contains("resume it"),
+        "{message}"
+    );
+    assert!(err.is_resumable(), "the checkpoint is kept for cancel");
+    assert!(env.proxy.fired(throttled) >= 2);
+    env.proxy.remove(throttled);
+    env.proxy.clear_requests();
+    tm.cancel_saved(&id).await.unwrap();
+    let aborts: Vec<_> = env
+        .proxy
+        .requests()
+        .iter()
+        .filter(|r| r.method == http::Method::DELETE && r.query.contains("uploadId"))
+        .map(|r| r.status)
+        .collect();
+    assert_eq!(aborts, [Some(204)], "cancel aborts the upload left");
+    assert!(tm.list_resumable().unwrap().0.is_empty());
+}
+
 /// A sound record whose journal is damaged before its last entry is unreadable for a
 /// resume, but `cancel` still aborts the multipart upload the record names (the journal
 /// only added parts) before it forgets the transfer: nothing is left on the server.
