@@ -15,6 +15,12 @@ use anyhow::{Context as _, bail};
 /// path otherwise.
 pub(crate) const MOTO_VERSION: &str = "5.2.5";
 
+/// moto's optional checksum modules: without `crc32c` it computes CRC32 where CRC32C was
+/// asked for (and labels it CRC32C), without `awscrt` CRC32 where CRC64NVME was; with
+/// them it computes what S3 computes, so a download's verdict on its objects means what
+/// it would on S3.
+const MOTO_CHECKSUM_MODULES: [&str; 2] = ["crc32c==2.9.post0", "awscrt==0.38.1"];
+
 /// Where the venv goes (git-ignored, removed by `cargo clean`).
 fn venv(root: &Path) -> PathBuf {
     root.join("target").join("moto-venv")
@@ -62,6 +68,8 @@ fn install(venv: &Path) -> anyhow::Result<PathBuf> {
         "--quiet",
         "--disable-pip-version-check",
         &format!("moto[server]=={MOTO_VERSION}"),
+        MOTO_CHECKSUM_MODULES[0],
+        MOTO_CHECKSUM_MODULES[1],
     ]))
     .context("pip could not install moto")?;
     match installed_version(&python) {
@@ -74,7 +82,7 @@ fn installed_version(python: &Path) -> Option<String> {
     let out = Command::new(python)
         .args([
             "-c",
-            "import importlib.metadata as m; m.version('flask'); print(m.version('moto'))",
+            "import importlib.metadata as m; m.version('flask'); import crc32c, awscrt.checksums; print(m.version('moto'))",
         ])
         .output()
         .ok()?;

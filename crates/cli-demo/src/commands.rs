@@ -72,11 +72,15 @@ pub(crate) async fn cp(global: &Global, a: CpArgs) -> Result<u8, Failure> {
     if let Some(n) = a.concurrency {
         config.set_max_in_flight(n.into());
     }
-    match a.checksum {
-        Some(ChecksumArg::Crc32) => config.checksum = Some(ChecksumAlgorithm::Crc32),
-        Some(ChecksumArg::Crc32c) => config.checksum = Some(ChecksumAlgorithm::Crc32c),
-        Some(ChecksumArg::None) => config.checksum = None,
-        None => {}
+    if let Some(choice) = a.checksum {
+        config.checksum = match choice {
+            ChecksumArg::Crc32 => Some(ChecksumAlgorithm::Crc32),
+            ChecksumArg::Crc32c => Some(ChecksumAlgorithm::Crc32c),
+            ChecksumArg::Crc64nvme => Some(ChecksumAlgorithm::Crc64Nvme),
+            ChecksumArg::Sha1 => Some(ChecksumAlgorithm::Sha1),
+            ChecksumArg::Sha256 => Some(ChecksumAlgorithm::Sha256),
+            ChecksumArg::None => None,
+        };
     }
     let anonymous = config.credentials.is_none();
     let manager = manager(config)?;

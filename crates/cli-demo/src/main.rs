@@ -125,7 +125,9 @@ pub(crate) struct CpArgs {
     /// Requests in flight for this transfer (default 8 for uploads, 16 for downloads).
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
     pub(crate) concurrency: Option<u16>,
-    /// Checksum sent with every uploaded part (default crc32).
+    /// Checksum sent with every uploaded part and checked by the server (default crc32):
+    /// the CRCs make a full-object checksum of a multipart upload, the SHAs a composite
+    /// one (S3 allows nothing else for them).
     #[arg(long, value_enum)]
     pub(crate) checksum: Option<ChecksumArg>,
     /// Start over even when this copy was interrupted before.
@@ -143,6 +145,9 @@ pub(crate) struct CpArgs {
 pub(crate) enum ChecksumArg {
     Crc32,
     Crc32c,
+    Crc64nvme,
+    Sha1,
+    Sha256,
     None,
 }
 

@@ -1,19 +1,20 @@
-//! CRC32/CRC32C checksums in S3's encodings, CRC combination and the multipart ETag rule.
+//! Checksums in S3's encodings: a value tagged with its algorithm, a value as an object
+//! reports it (`<base64>` or `<base64>-<parts>`), and streaming computation.
 
 use std::fmt;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 
-pub use s3_types::{ChecksumAlgorithm, ChecksumType};
+pub use s3_types::{ChecksumAlgorithm, ChecksumType, ChecksumValue};
 
-/// A CRC value tagged with its algorithm.
+/// A checksum value tagged with its algorithm.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct Checksum {
-    /// Which CRC.
+    /// Which algorithm.
     pub algorithm: ChecksumAlgorithm,
-    /// The CRC value.
-    pub value: u32,
+    /// The value.
+    pub value: ChecksumValue,
 }
 
 impl Checksum {
@@ -25,18 +26,16 @@ impl Checksum {
         }
     }
 
-    /// The header/XML form: base64 of the 4 big-endian bytes.
+    /// The header/XML form: base64 of the value's bytes.
     pub fn to_base64(self) -> String {
-        BASE64.encode(self.value.to_be_bytes())
+        self.value.to_base64()
     }
 
-    /// Parses the base64 form of a whole-content checksum (no `-N` suffix).
+    /// Parses the base64 form of a whole-content checksum (no `-N` suffix); `None` unless
+    /// it has the algorithm's length.
     pub fn from_base64(algorithm: ChecksumAlgorithm, s: &str) -> Option<Self> {
-        let bytes: [u8; 4] = BASE64.decode(s.trim()).ok()?.try_into().ok()?;
-        Some(Self {
-            algorithm,
-            value: u32::from_be_bytes(bytes),
-        })
+        let value = ChecksumValue::from_base64(s).filter(|v| v.fits(algorithm))?;
+        Some(Self { algorithm, value })
     }
 }
 
@@ -44,15 +43,15 @@ impl Checksum {
 /// composite over `parts` part checksums (`<base64>-<parts>`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct CrcValue {
-    /// The CRC (of the content, or of the concatenated part CRCs when composite).
-    pub value: u32,
+    /// The value (of the content, or of the concatenated part values when composite).
+    pub value: ChecksumValue,
     /// Number of parts when the value is composite.
     pub parts: Option<u32>,
 }
 
 impl CrcValue {
-    /// Parses `AAAAAA==` or `AAAAAA==-3`.
-    pub fn parse(s: &str) -> Option<Self> {
+    /// Parses `AAAAAA==` or `AAAAAA==-3` as a value of `algorithm`.
+    pub fn parse(algorithm: ChecksumAlgorithm, s: &str) -> Option<Self> {
         let s = s.trim();
         let (b64, parts) = match s.rsplit_once('-') {
             Some((b, n)) => {
@@ -64,72 +63,42 @@ impl CrcValue {
             }
             None => (s, None),
         };
-        let bytes: [u8; 4] = BASE64.decode(b64).ok()?.try_into().ok()?;
-        Some(Self {
-            value: u32::from_be_bytes(bytes),
-            parts,
-        })
+        let value = ChecksumValue::from_base64(b64).filter(|v| v.fits(algorithm))?;
+        Some(Self { value, parts })
     }
 }
 
-/// Streaming CRC computation; feed bytes as they pass, read the value at the end.
+/// Streaming checksum computation; feed bytes as they pass, read the value at the end.
 #[derive(Clone)]
-pub struct ChecksumHasher {
-    state: HasherState,
-    len_bytes: u64,
-}
-
-#[derive(Clone)]
-enum HasherState {
-    Crc32(crc32fast::Hasher),
-    Crc32c(u32),
-}
+pub struct ChecksumHasher(s3_types::Hasher);
 
 impl ChecksumHasher {
     /// A hasher for `algorithm` over zero bytes.
     pub fn new(algorithm: ChecksumAlgorithm) -> Self {
-        let state = match algorithm {
-            ChecksumAlgorithm::Crc32 => HasherState::Crc32(crc32fast::Hasher::new()),
-            ChecksumAlgorithm::Crc32c => HasherState::Crc32c(0),
-        };
-        Self {
-            state,
-            len_bytes: 0,
-        }
+        Self(s3_types::Hasher::new(algorithm))
     }
 
     /// Which algorithm this hasher computes.
     pub fn algorithm(&self) -> ChecksumAlgorithm {
-        match self.state {
-            HasherState::Crc32(_) => ChecksumAlgorithm::Crc32,
-            HasherState::Crc32c(_) => ChecksumAlgorithm::Crc32c,
-        }
+        self.0.algorithm()
     }
 
     /// Adds bytes.
     pub fn update(&mut self, data: &[u8]) {
-        match &mut self.state {
-            HasherState::Crc32(h) => h.update(data),
-            HasherState::Crc32c(crc) => *crc = crc32c::crc32c_append(*crc, data),
-        }
-        self.len_bytes += data.len() as u64;
+        self.0.update(data);
     }
 
     /// How many bytes went in; needed to combine this value with a preceding one
     /// ([`s3_types::combine`]).
     pub fn len_bytes(&self) -> u64 {
-        self.len_bytes
+        self.0.len_bytes()
     }
 
     /// The checksum of everything fed so far (the hasher stays usable).
     pub fn value(&self) -> Checksum {
-        let value = match &self.state {
-            HasherState::Crc32(h) => h.clone().finalize(),
-            HasherState::Crc32c(crc) => *crc,
-        };
         Checksum {
             algorithm: self.algorithm(),
-            value,
+            value: self.0.value(),
         }
     }
 
@@ -141,10 +110,7 @@ impl ChecksumHasher {
 
 impl fmt::Debug for ChecksumHasher {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ChecksumHasher")
-            .field("algorithm", &self.algorithm())
-            .field("len_bytes", &self.len_bytes)
-            .finish()
+        self.0.fmt(f)
     }
 }
 
@@ -163,11 +129,11 @@ mod tests {
         // Check values of the CRC catalogue ("123456789").
         assert_eq!(
             Checksum::of(ChecksumAlgorithm::Crc32, b"123456789").value,
-            0xCBF4_3926
+            ChecksumValue::from_u32(0xCBF4_3926)
         );
         assert_eq!(
             Checksum::of(ChecksumAlgorithm::Crc32c, b"123456789").value,
-            0xE306_9283
+            ChecksumValue::from_u32(0xE306_9283)
         );
         // S3 documents `x-amz-checksum-crc32` of an empty body as `AAAAAA==`.
         assert_eq!(
@@ -184,11 +150,16 @@ mod tests {
             Checksum::from_base64(ChecksumAlgorithm::Crc32, "y/Q5"),
             None
         );
+        // A CRC32's four bytes are no CRC64NVME.
+        assert_eq!(
+            Checksum::from_base64(ChecksumAlgorithm::Crc64Nvme, "y/Q5Jg=="),
+            None
+        );
     }
 
     #[test]
     fn streaming_equals_one_shot() {
-        for alg in [ChecksumAlgorithm::Crc32, ChecksumAlgorithm::Crc32c] {
+        for alg in ChecksumAlgorithm::ALL {
             let mut h = ChecksumHasher::new(alg);
             h.update(b"1234");
             h.update(b"");
@@ -200,22 +171,22 @@ mod tests {
 
     #[test]
     fn crc_value_forms() {
+        let crc32 = ChecksumAlgorithm::Crc32;
+        let value = ChecksumValue::from_u32(0xCBF4_3926);
         assert_eq!(
-            CrcValue::parse("y/Q5Jg==-3"),
+            CrcValue::parse(crc32, "y/Q5Jg==-3"),
             Some(CrcValue {
-                value: 0xCBF4_3926,
+                value,
                 parts: Some(3)
             })
         );
         assert_eq!(
-            CrcValue::parse("y/Q5Jg=="),
-            Some(CrcValue {
-                value: 0xCBF4_3926,
-                parts: None
-            })
+            CrcValue::parse(crc32, "y/Q5Jg=="),
+            Some(CrcValue { value, parts: None })
         );
-        assert_eq!(CrcValue::parse("y/Q5Jg==-0"), None);
-        assert_eq!(CrcValue::parse("nonsense"), None);
+        assert_eq!(CrcValue::parse(crc32, "y/Q5Jg==-0"), None);
+        assert_eq!(CrcValue::parse(crc32, "nonsense"), None);
+        assert_eq!(CrcValue::parse(ChecksumAlgorithm::Sha256, "y/Q5Jg=="), None);
     }
 
     #[test]

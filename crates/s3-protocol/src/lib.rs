@@ -29,7 +29,8 @@ mod types;
 mod xml;
 
 pub use checksum::{
-    Checksum, ChecksumAlgorithm, ChecksumHasher, ChecksumType, CrcValue, content_md5_header,
+    Checksum, ChecksumAlgorithm, ChecksumHasher, ChecksumType, ChecksumValue, CrcValue,
+    content_md5_header,
 };
 pub use credentials::Credentials;
 pub use endpoint::{

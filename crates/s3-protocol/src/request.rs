@@ -776,7 +776,7 @@ mod tests {
             },
             checksum: Some(Checksum {
                 algorithm: ChecksumAlgorithm::Crc32,
-                value: 0xCBF4_3926,
+                value: crate::ChecksumValue::from_u32(0xCBF4_3926),
             }),
             content_md5: None,
         };

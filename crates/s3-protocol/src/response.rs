@@ -19,24 +19,38 @@ pub struct ResponseChecksums {
     pub crc32: Option<String>,
     /// `x-amz-checksum-crc32c` / `ChecksumCRC32C`.
     pub crc32c: Option<String>,
-    /// `x-amz-checksum-crc64nvme` / `ChecksumCRC64NVME` (not computed by this crate).
+    /// `x-amz-checksum-crc64nvme` / `ChecksumCRC64NVME`.
     pub crc64nvme: Option<String>,
-    /// `x-amz-checksum-sha1` / `ChecksumSHA1` (not computed by this crate).
+    /// `x-amz-checksum-sha1` / `ChecksumSHA1`.
     pub sha1: Option<String>,
-    /// `x-amz-checksum-sha256` / `ChecksumSHA256` (not computed by this crate).
+    /// `x-amz-checksum-sha256` / `ChecksumSHA256`.
     pub sha256: Option<String>,
     /// `x-amz-checksum-type` / `ChecksumType`, when the server said.
     pub checksum_type: Option<ChecksumType>,
 }
 
 impl ResponseChecksums {
-    /// The parsed CRC for `algorithm`, if reported and well-formed.
+    /// The parsed value for `algorithm`, if reported and well-formed.
     pub fn crc(&self, algorithm: ChecksumAlgorithm) -> Option<CrcValue> {
-        let raw = match algorithm {
+        CrcValue::parse(algorithm, self.raw(algorithm)?)
+    }
+
+    /// The value for `algorithm` as the server wrote it.
+    pub fn raw(&self, algorithm: ChecksumAlgorithm) -> Option<&str> {
+        match algorithm {
             ChecksumAlgorithm::Crc32 => self.crc32.as_deref(),
             ChecksumAlgorithm::Crc32c => self.crc32c.as_deref(),
-        }?;
-        CrcValue::parse(raw)
+            ChecksumAlgorithm::Crc64Nvme => self.crc64nvme.as_deref(),
+            ChecksumAlgorithm::Sha1 => self.sha1.as_deref(),
+            ChecksumAlgorithm::Sha256 => self.sha256.as_deref(),
+        }
+    }
+
+    /// The first algorithm reported with a well-formed value, and that value.
+    pub fn first(&self) -> Option<(ChecksumAlgorithm, CrcValue)> {
+        ChecksumAlgorithm::ALL
+            .into_iter()
+            .find_map(|a| Some((a, self.crc(a)?)))
     }
 
     /// True when no checksum at all was reported.

@@ -35,6 +35,24 @@ pub(crate) struct CompletePartXml {
         skip_serializing_if = "Option::is_none"
     )]
     pub(crate) checksum_crc32c: Option<String>,
+    #[serde(
+        rename = "ChecksumCRC64NVME",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub(crate) checksum_crc64nvme: Option<String>,
+    #[serde(
+        rename = "ChecksumSHA1",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub(crate) checksum_sha1: Option<String>,
+    #[serde(
+        rename = "ChecksumSHA256",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub(crate) checksum_sha256: Option<String>,
 }
 
 pub(crate) fn complete_multipart_upload_body(parts: &[CompletedPart]) -> String {
@@ -44,20 +62,20 @@ pub(crate) fn complete_multipart_upload_body(parts: &[CompletedPart]) -> String 
         parts: parts
             .iter()
             .map(|p| {
-                let mut x = CompletePartXml {
+                let value = |a: ChecksumAlgorithm| {
+                    p.checksum
+                        .filter(|c| c.algorithm == a)
+                        .map(|c| c.to_base64())
+                };
+                CompletePartXml {
                     part_number: p.part_number.get(),
                     etag: p.etag.as_str().to_owned(),
-                    checksum_crc32: None,
-                    checksum_crc32c: None,
-                };
-                match p.checksum {
-                    Some(c) if c.algorithm == ChecksumAlgorithm::Crc32 => {
-                        x.checksum_crc32 = Some(c.to_base64())
-                    }
-                    Some(c) => x.checksum_crc32c = Some(c.to_base64()),
-                    None => {}
+                    checksum_crc32: value(ChecksumAlgorithm::Crc32),
+                    checksum_crc32c: value(ChecksumAlgorithm::Crc32c),
+                    checksum_crc64nvme: value(ChecksumAlgorithm::Crc64Nvme),
+                    checksum_sha1: value(ChecksumAlgorithm::Sha1),
+                    checksum_sha256: value(ChecksumAlgorithm::Sha256),
                 }
-                x
             })
             .collect(),
     };
@@ -276,6 +294,22 @@ mod tests {
                 Some(p.checksum.unwrap().to_base64().as_str())
             );
             assert_eq!(x.checksum_crc32c, None);
+        }
+    }
+
+    #[test]
+    fn complete_body_names_each_algorithm_in_its_element() {
+        for a in ChecksumAlgorithm::ALL {
+            let c = crate::Checksum::of(a, b"part");
+            let part = CompletedPart {
+                part_number: PartNumber::new(1).unwrap(),
+                etag: ETag::new("\"e\""),
+                checksum: Some(c),
+            };
+            let body = complete_multipart_upload_body(&[part]);
+            let element = format!("<{0}>{1}</{0}>", a.xml_element(), c.to_base64());
+            assert!(body.contains(&element), "{a}: {body}");
+            assert_eq!(body.matches("<Checksum").count(), 1, "{a}: {body}");
         }
     }
 

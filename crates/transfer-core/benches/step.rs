@@ -111,8 +111,12 @@ impl Upload {
             op.id,
             Outcome::PartUploaded {
                 etag: ETag(format!("\"{:032x}\"", part.0)),
-                checksum: Some(part.0.wrapping_mul(0x9E37_79B9)),
-                server_checksum: Some(part.0.wrapping_mul(0x9E37_79B9)),
+                checksum: Some(transfer_core::ChecksumValue::from_u32(
+                    part.0.wrapping_mul(0x9E37_79B9),
+                )),
+                server_checksum: Some(transfer_core::ChecksumValue::from_u32(
+                    part.0.wrapping_mul(0x9E37_79B9),
+                )),
             },
         );
         self.poll_all()

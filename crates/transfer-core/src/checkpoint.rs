@@ -1,7 +1,9 @@
 use serde::{Deserialize, Serialize};
 
 use crate::op::{CompletedPart, ObjectChecksum};
-use crate::{ByteRange, ChecksumAlgorithm, ETag, RangeSet, SourceFingerprint, UploadId};
+use crate::{
+    ByteRange, ChecksumAlgorithm, ChecksumValue, ETag, RangeSet, SourceFingerprint, UploadId,
+};
 
 /// The format version of checkpoints this build writes. A checkpoint with a larger
 /// version is refused (and kept); smaller ones are read as they are. Version 2 added a
@@ -145,12 +147,13 @@ impl UploadCheckpoint {
 /// How a download's content is checked once all its bytes are in.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum VerifyPlan {
-    /// Combine the ranges' CRCs and compare with the full-object checksum.
+    /// Combine the ranges' CRCs and compare with the full-object checksum (for an
+    /// algorithm that does not combine, the SHAs: hash the file once more).
     FullObject {
         /// Algorithm.
         algorithm: ChecksumAlgorithm,
         /// Expected value.
-        value: u32,
+        value: ChecksumValue,
     },
     /// Ranges are the object's parts; compare each with its part checksum and the
     /// composite of them with the object's.
@@ -158,7 +161,7 @@ pub enum VerifyPlan {
         /// Algorithm.
         algorithm: ChecksumAlgorithm,
         /// Expected composite value.
-        value: u32,
+        value: ChecksumValue,
     },
     /// MD5 of the content against a single-part ETag.
     Md5 {
@@ -175,7 +178,7 @@ pub enum VerifyPlan {
         /// Algorithm as labelled by the server.
         algorithm: ChecksumAlgorithm,
         /// The value it sent.
-        value: u32,
+        value: ChecksumValue,
         /// The ETag is a multipart MD5 ETag worth checking as well.
         md5: bool,
     },
@@ -200,8 +203,8 @@ pub struct PartRun {
 pub struct RangeHash {
     /// Index of the range.
     pub index: u32,
-    /// CRC, when the plan needs one.
-    pub checksum: Option<u32>,
+    /// Checksum, when the plan needs one.
+    pub checksum: Option<ChecksumValue>,
     /// MD5 (hex), when the plan needs one.
     pub md5_hex: Option<String>,
 }
@@ -248,7 +251,7 @@ mod tests {
         CompletedPart {
             part: PartNumber(n),
             etag: ETag(format!("\"{n:032x}\"")),
-            checksum: Some(n),
+            checksum: Some(ChecksumValue::from_u32(n)),
             confirmed: false,
         }
     }
@@ -302,7 +305,7 @@ mod tests {
         for (i, r) in [(2u32, ByteRange::new(20, 30)), (0, ByteRange::new(0, 10))] {
             let hash = RangeHash {
                 index: i,
-                checksum: Some(i),
+                checksum: Some(ChecksumValue::from_u32(i)),
                 md5_hex: None,
             };
             cp.apply(Delta::Range {

@@ -13,7 +13,10 @@ use crate::{
     ETag, Event, Failure, FailureKind, OpKind, Outcome, PartNumber, PartRun, RangeHash, RangeSet,
     Time, TransferError, Verified, VerifyPlan,
 };
-use s3_types::{combine_all, composite as composite_checksum, md5_of_nothing, multipart_etag};
+use s3_types::{
+    ChecksumValue, checksum, combine_all, composite as composite_checksum, md5_of_nothing,
+    multipart_etag,
+};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Task {
@@ -41,6 +44,57 @@ enum Phase {
     Hashing,
     Committing,
     Deleting,
+}
+
+/// What is left to check by reading the whole partial file once more: what the ranges'
+/// hashes cannot be combined into.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum FileCheck {
+    /// The MD5 of a single-part ETag, over more than one range.
+    Md5 { md5_hex: String },
+    /// A full-object checksum of an algorithm that does not combine (a SHA of an object
+    /// sent in one PutObject), over more than one range.
+    Checksum {
+        algorithm: ChecksumAlgorithm,
+        value: ChecksumValue,
+    },
+    /// A multipart ETag whose part sizes the server did not tell and the first guess did
+    /// not give: the part sizes other tools use, tried at once.
+    MultipartEtag { part_sizes: Vec<u64> },
+}
+
+/// How many part sizes one more read of the file tries against a multipart ETag: each
+/// is one more MD5 over the whole file.
+const MAX_PART_SIZE_GUESSES: usize = 4;
+
+/// The part sizes other tools upload with, most used first: 8 MiB (aws-cli, boto3 and the
+/// AWS transfer managers), 5 MiB (rclone, the Go SDK's uploader), then sizes people
+/// configure or other tools default to (16, 10, 15, 32 and 64 MiB, s5cmd's 50 MiB, 100 MiB).
+const CONVENTIONAL_PART_SIZES_MIB: [u64; 9] = [8, 5, 16, 10, 15, 32, 50, 64, 100];
+
+/// The part sizes that an object of `size` bytes uploaded in `parts` parts may have been
+/// sent with by another tool, most likely first: each conventional size raised as those
+/// tools raise it (doubled until the object fits in 10,000 parts), then the size rclone
+/// picks for a large file (the object over 10,000 parts, rounded up to a MiB); only those
+/// that give exactly `parts` parts.
+pub(crate) fn conventional_part_sizes(size: u64, parts: u32) -> Vec<u64> {
+    const MIB: u64 = 1024 * 1024;
+    let fits = |p: u64| p > 0 && size.div_ceil(p) == u64::from(parts);
+    let mut out: Vec<u64> = Vec::new();
+    let raised = CONVENTIONAL_PART_SIZES_MIB.iter().map(|mib| {
+        let mut p = mib * MIB;
+        while size.div_ceil(p) > MAX_PARTS {
+            p = p.saturating_mul(2);
+        }
+        p
+    });
+    let rclone = size.div_ceil(MAX_PARTS).div_ceil(MIB).saturating_mul(MIB);
+    for p in raised.chain([rclone]) {
+        if fits(p) && !out.contains(&p) {
+            out.push(p);
+        }
+    }
+    out
 }
 
 #[derive(Debug, Clone)]
@@ -127,6 +181,16 @@ impl Layout {
 
     fn hashes(&self) -> RangeHashes {
         match &self.verify {
+            // A checksum that does not combine is checked on a second read of the file;
+            // the ranges get CRC32C of their own, for resuming.
+            VerifyPlan::FullObject { algorithm, .. }
+                if !algorithm.combinable() && self.count() > 1 =>
+            {
+                RangeHashes {
+                    checksum: Some(ChecksumAlgorithm::Crc32c),
+                    md5: false,
+                }
+            }
             VerifyPlan::FullObject { algorithm, .. } | VerifyPlan::Composite { algorithm, .. } => {
                 RangeHashes {
                     checksum: Some(*algorithm),
@@ -193,6 +257,8 @@ pub struct Download {
     /// `bytes_resumed`, not in `bytes_transferred`).
     carried: RangeSet,
     verified: Option<Verified>,
+    /// What the second read of the file (Phase::Hashing) checks.
+    to_hash: Option<FileCheck>,
     bytes_transferred: u64,
     bytes_resent: u64,
     bytes_resumed: u64,
@@ -287,6 +353,7 @@ impl Download {
             to_recheck: BTreeSet::new(),
             carried: RangeSet::new(),
             verified: None,
+            to_hash: None,
             bytes_transferred: 0,
             bytes_resent: 0,
             bytes_resumed: 0,
@@ -458,26 +525,25 @@ impl Download {
             let floor = size.div_ceil(MAX_PARTS);
             self.cfg.range_size_bytes.max(floor).max(1)
         };
-        let unknown_parts = |what: &str| {
-            let why = self
-                .learn_problem
-                .as_deref()
-                .map(|p| format!(" ({p})"))
-                .unwrap_or_default();
-            VerifyPlan::Unverified {
-                reason: format!(
-                    "the server did not tell the part sizes{why}, so the {what} cannot be checked"
-                ),
-            }
+        let why = self.unknown_parts_why();
+        let unknown_parts = |what: &str| VerifyPlan::Unverified {
+            reason: format!(
+                "the server did not tell the part sizes{why}, so the {what} cannot be checked"
+            ),
         };
         let worth = parts_worth_learning(&info);
         let multipart = worth.is_some_and(|n| n > 1);
         // Where the server did not tell the part lengths, the part size s3tm recorded
-        // with its own uploads is tried; a disagreement over it proves nothing.
-        let hinted = info
-            .part_size_hint()
-            .filter(|p| *p > 0 && parts.is_none() && multipart)
-            .filter(|p| worth.is_some_and(|n| size.div_ceil(*p) == u64::from(n)));
+        // with its own uploads is tried, else the part sizes other tools use; a
+        // disagreement over a guess proves nothing.
+        let hinted = worth
+            .filter(|_| parts.is_none() && multipart)
+            .and_then(|n| {
+                let fits = |p: &u64| *p > 0 && size.div_ceil(*p) == u64::from(n);
+                info.part_size_hint()
+                    .filter(fits)
+                    .or_else(|| conventional_part_sizes(size, n).first().copied())
+            });
         let aligned_ok = parts.is_some() || hinted.is_some();
         let verify = match info.checksum {
             Some(ObjectChecksum {
@@ -601,7 +667,7 @@ impl Download {
 
     /// A range carried over from an earlier run was read back: keep it if it still has
     /// the hashes recorded when it was fetched, else fetch it again.
-    fn on_rechecked(&mut self, index: u32, checksum: Option<u32>, md5: Option<[u8; 16]>) {
+    fn on_rechecked(&mut self, index: u32, checksum: Option<ChecksumValue>, md5: Option<[u8; 16]>) {
         if self.engine.state == RunState::Cancelling {
             return;
         }
@@ -645,7 +711,7 @@ impl Download {
         }
     }
 
-    fn on_range(&mut self, index: u32, checksum: Option<u32>, md5: Option<[u8; 16]>) {
+    fn on_range(&mut self, index: u32, checksum: Option<ChecksumValue>, md5: Option<[u8; 16]>) {
         let Some(l) = &self.layout else { return };
         let range = l.range(index);
         let hashes = l.hashes();
@@ -678,7 +744,7 @@ impl Download {
     fn verify_ranges(&mut self) {
         let Some(l) = self.layout.clone() else { return };
         let count = l.count();
-        let crcs: Option<Vec<u32>> = (0..count)
+        let crcs: Option<Vec<ChecksumValue>> = (0..count)
             .map(|i| self.hashes.get(&i).and_then(|h| h.checksum))
             .collect();
         let md5s: Option<Vec<[u8; 16]>> = (0..count)
@@ -688,20 +754,25 @@ impl Download {
                 hex::decode_to_slice(h, &mut out).ok().map(|_| out)
             })
             .collect();
-        let full = |algorithm: ChecksumAlgorithm, value: u32| -> Option<Check> {
-            let pieces = crcs
-                .as_ref()?
-                .iter()
-                .enumerate()
-                .map(|(i, c)| (*c, l.range(i as u32).len_bytes()));
-            let actual = combine_all(algorithm, pieces);
+        // `None` also where the ranges' values cannot be combined (a SHA over several).
+        let full = |algorithm: ChecksumAlgorithm, value: ChecksumValue| -> Option<Check> {
+            let actual = match crcs.as_ref()?.as_slice() {
+                [] => checksum(algorithm, &[]),
+                [one] => *one,
+                many => combine_all(
+                    algorithm,
+                    many.iter()
+                        .enumerate()
+                        .map(|(i, c)| (*c, l.range(i as u32).len_bytes())),
+                )?,
+            };
             Some(Check::of(
                 actual == value,
                 Verified::FullObjectChecksum(algorithm),
                 || crc_mismatch(algorithm, value, actual),
             ))
         };
-        let composite = |algorithm: ChecksumAlgorithm, value: u32| -> Option<Check> {
+        let composite = |algorithm: ChecksumAlgorithm, value: ChecksumValue| -> Option<Check> {
             let actual = composite_checksum(algorithm, crcs.clone()?);
             Some(Check::of(
                 actual == value,
@@ -728,29 +799,53 @@ impl Download {
         };
         // Over part boundaries that were guessed (a checkpoint of an older build), a
         // disagreement proves nothing about the bytes.
+        let why = self.unknown_parts_why();
         let guessed = |check: Option<Check>, what: &str| match check {
             Some(Check::Mismatch(_)) if !l.parts_known() => {
                 Some(Check::Verified(Verified::Unverified {
                     reason: format!(
-                        "the server did not tell the part sizes, and the {what} does not match over the ones guessed (from the part size recorded with the object, or by an older s3tm), which proves nothing either way"
+                        "the server did not tell the part sizes{why}, and the {what} does not match over the size guessed ({} MiB: recorded with the object, used by other tools, or by an older s3tm), which proves nothing either way",
+                        mib(l.range_size_bytes)
                     ),
                 }))
             }
             other => other,
         };
         let check = match &l.verify {
+            VerifyPlan::FullObject { algorithm, value } if !algorithm.combinable() && count > 1 => {
+                self.hash_file(FileCheck::Checksum {
+                    algorithm: *algorithm,
+                    value: *value,
+                });
+                return;
+            }
             VerifyPlan::FullObject { algorithm, value } => full(*algorithm, *value),
             VerifyPlan::Composite { algorithm, value } => {
                 guessed(composite(*algorithm, *value), "composite checksum")
             }
-            VerifyPlan::MultipartEtag => guessed(etag(), "multipart ETag"),
+            VerifyPlan::MultipartEtag => {
+                let check = etag();
+                if matches!(check, Some(Check::Mismatch(_))) && self.guess_again(&l) {
+                    return;
+                }
+                guessed(check, "multipart ETag")
+            }
             VerifyPlan::Unstated {
                 algorithm,
                 value,
                 md5,
-            } => self.unstated(&l, full(*algorithm, *value), || {
-                (composite(*algorithm, *value), etag().filter(|_| *md5))
-            }),
+            } => {
+                let check = self.unstated(&l, crcs.is_none(), full(*algorithm, *value), || {
+                    (composite(*algorithm, *value), etag().filter(|_| *md5))
+                });
+                if *md5
+                    && matches!(check, Some(Check::Verified(Verified::Unverified { .. })))
+                    && self.guess_again(&l)
+                {
+                    return;
+                }
+                check
+            }
             VerifyPlan::Md5 { md5_hex } => {
                 let single = match count {
                     0 => Some(md5_of_nothing()),
@@ -759,8 +854,9 @@ impl Download {
                 };
                 if count > 1 {
                     // MD5 cannot be combined, so the file is read once more.
-                    self.phase = Phase::Hashing;
-                    self.engine.control_due = true;
+                    self.hash_file(FileCheck::Md5 {
+                        md5_hex: md5_hex.clone(),
+                    });
                     return;
                 }
                 single.map(|m| check_md5(md5_hex, m))
@@ -787,6 +883,7 @@ impl Download {
     fn unstated(
         &self,
         l: &Layout,
+        hashes_missing: bool,
         full: Option<Check>,
         others: impl FnOnce() -> (Option<Check>, Option<Check>),
     ) -> Option<Check> {
@@ -802,7 +899,9 @@ impl Download {
         if etag.is_some() && l.parts_known() {
             return etag;
         }
-        full.as_ref()?;
+        if hashes_missing {
+            return None;
+        }
         let algorithm = match &l.verify {
             VerifyPlan::Unstated { algorithm, .. } => *algorithm,
             _ => ChecksumAlgorithm::Crc32,
@@ -836,6 +935,111 @@ impl Download {
         });
     }
 
+    /// The multipart ETag did not match over ranges of a guessed part size: if other
+    /// part sizes other tools use fit the object, reads the file once more to try them
+    /// all (true), else leaves the verdict to the caller (false).
+    fn guess_again(&mut self, l: &Layout) -> bool {
+        if l.parts_known() {
+            return false;
+        }
+        let part_sizes: Vec<u64> = l
+            .etag
+            .multipart_parts()
+            .map(|n| conventional_part_sizes(l.size_bytes, n))
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|p| *p != l.range_size_bytes)
+            .take(MAX_PART_SIZE_GUESSES)
+            .collect();
+        if part_sizes.is_empty() {
+            return false;
+        }
+        self.hash_file(FileCheck::MultipartEtag { part_sizes });
+        true
+    }
+
+    /// Why the part sizes are not known, for a verdict: ` (<what the server did>)`, or
+    /// nothing when this run did not ask (a resumed download).
+    fn unknown_parts_why(&self) -> String {
+        self.learn_problem
+            .as_deref()
+            .map(|p| format!(" ({p})"))
+            .unwrap_or_default()
+    }
+
+    /// Reads the whole partial file once more for what the ranges' hashes cannot tell.
+    fn hash_file(&mut self, check: FileCheck) {
+        self.to_hash = Some(check);
+        self.phase = Phase::Hashing;
+        self.engine.control_due = true;
+    }
+
+    /// The second read of the file is in: the verdict.
+    fn on_file_hashed(
+        &mut self,
+        md5: Option<[u8; 16]>,
+        checksum: Option<ChecksumValue>,
+        multipart_etags: Vec<String>,
+    ) {
+        let Some(l) = &self.layout else { return };
+        let check = match self.to_hash.take() {
+            Some(FileCheck::Md5 { md5_hex }) => md5.map(|m| check_md5(&md5_hex, m)),
+            Some(FileCheck::Checksum { algorithm, value }) => Some(match checksum {
+                Some(actual) => Check::of(
+                    actual == value,
+                    Verified::FullObjectChecksum(algorithm),
+                    || crc_mismatch(algorithm, value, actual),
+                ),
+                // A stream written in order is not read again.
+                None => Check::Verified(Verified::Unverified {
+                    reason: format!(
+                        "the object's {algorithm} covers it whole and cannot be combined from its ranges, and the bytes went where they cannot be read again"
+                    ),
+                }),
+            }),
+            Some(FileCheck::MultipartEtag { part_sizes }) => {
+                let parts = l.etag.multipart_parts().unwrap_or_default();
+                // None reported (a stream is not read again) is none found.
+                let found = multipart_etags
+                    .iter()
+                    .take(part_sizes.len())
+                    .any(|e| l.etag.unquoted().eq_ignore_ascii_case(e));
+                let tried: Vec<String> = std::iter::once(l.range_size_bytes)
+                    .chain(part_sizes)
+                    .map(|p| format!("{} MiB", mib(p)))
+                    .collect();
+                let why = self.unknown_parts_why();
+                Some(Check::Verified(if found {
+                    Verified::MultipartEtag { parts }
+                } else {
+                    Verified::Unverified {
+                        reason: format!(
+                            "the server did not tell the part sizes{why}, and the multipart ETag matches none of the part sizes other tools use ({}), which proves nothing either way",
+                            tried.join(", ")
+                        ),
+                    }
+                }))
+            }
+            None => None,
+        };
+        match check {
+            Some(Check::Verified(v)) => self.commit(v),
+            Some(Check::Mismatch((algorithm, expected, actual))) => {
+                self.mismatch(algorithm, expected, actual)
+            }
+            None => {
+                let failure = Failure::new(
+                    FailureKind::Other,
+                    "the driver did not report the hashes of the file asked for",
+                );
+                self.engine.fail(TransferError::Local {
+                    op: "HashPartialFile",
+                    message: failure.message,
+                });
+            }
+        }
+    }
+
     fn commit(&mut self, verified: Verified) {
         self.verified = Some(verified);
         self.phase = Phase::Committing;
@@ -855,16 +1059,14 @@ impl Download {
             (Task::Recheck(i), Outcome::PartialRangeHashed { checksum, md5 }) => {
                 self.on_rechecked(i, checksum, md5)
             }
-            (Task::Hash, Outcome::FileHashed { md5 }) => {
-                let expected = match self.layout.as_ref().map(|l| &l.verify) {
-                    Some(VerifyPlan::Md5 { md5_hex }) => md5_hex.clone(),
-                    _ => String::new(),
-                };
-                match check_md5(&expected, md5) {
-                    Check::Verified(v) => self.commit(v),
-                    Check::Mismatch((a, e, actual)) => self.mismatch(a, e, actual),
-                }
-            }
+            (
+                Task::Hash,
+                Outcome::FileHashed {
+                    md5,
+                    checksum,
+                    multipart_etags,
+                },
+            ) => self.on_file_hashed(md5, checksum, multipart_etags),
             (Task::Commit, Outcome::FileCommitted) => self.complete(),
             (Task::Delete, Outcome::FileDeleted) => {
                 self.engine.end();
@@ -970,13 +1172,13 @@ impl Check {
 
 fn crc_mismatch(
     algorithm: ChecksumAlgorithm,
-    expected: u32,
-    actual: u32,
+    expected: ChecksumValue,
+    actual: ChecksumValue,
 ) -> (String, String, String) {
     (
         algorithm.to_string(),
-        format!("{expected:08x}"),
-        format!("{actual:08x}"),
+        expected.to_string(),
+        actual.to_string(),
     )
 }
 
@@ -993,6 +1195,16 @@ fn check_md5(expected_hex: &str, actual: [u8; 16]) -> Check {
             )
         },
     )
+}
+
+/// Bytes in MiB, for messages: `8`, `5.5`.
+fn mib(bytes: u64) -> String {
+    let whole = bytes / (1024 * 1024);
+    if bytes.is_multiple_of(1024 * 1024) {
+        whole.to_string()
+    } else {
+        format!("{:.1}", bytes as f64 / (1024.0 * 1024.0))
+    }
 }
 
 /// How many parts the object has, when knowing their boundaries lets more of it be
@@ -1087,7 +1299,20 @@ impl Direction for Download {
                     hashes: l.hashes(),
                 }
             }
-            Task::Hash => OpKind::HashPartialFile,
+            Task::Hash => {
+                let check = self.to_hash.as_ref();
+                OpKind::HashPartialFile {
+                    md5: matches!(check, Some(FileCheck::Md5 { .. })),
+                    checksum: match check {
+                        Some(FileCheck::Checksum { algorithm, .. }) => Some(*algorithm),
+                        _ => None,
+                    },
+                    multipart_part_sizes: match check {
+                        Some(FileCheck::MultipartEtag { part_sizes }) => part_sizes.clone(),
+                        _ => Vec::new(),
+                    },
+                }
+            }
             Task::Commit => OpKind::CommitPartialFile,
             Task::Delete => OpKind::DeletePartialFile,
         }
@@ -1189,5 +1414,39 @@ impl Direction for Download {
 
     fn progress(&self) -> (u64, u64) {
         (self.completed.len_bytes(), self.bytes_total())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::conventional_part_sizes;
+
+    const MIB: u64 = 1024 * 1024;
+
+    #[test]
+    fn part_sizes_other_tools_use_most_likely_first() {
+        // 20 MiB in 3 parts: aws-cli's 8 MiB; 5 MiB would make 4 parts.
+        assert_eq!(conventional_part_sizes(20 * MIB, 3), vec![8 * MIB]);
+        // 9 MiB in 2 parts: 8 MiB first, then 5 MiB (rclone).
+        assert_eq!(conventional_part_sizes(9 * MIB, 2)[..2], [8 * MIB, 5 * MIB]);
+        // 100 GiB: aws-cli doubles 8 MiB to 16 MiB to stay within 10,000 parts (6,400).
+        let big = 100 * 1024 * MIB;
+        assert_eq!(
+            conventional_part_sizes(big, 6400).first(),
+            Some(&(16 * MIB))
+        );
+        // rclone's size for the same object: 100 GiB / 10,000 rounded up to a MiB.
+        assert!(conventional_part_sizes(big, 9_310).contains(&(11 * MIB)));
+        // 15 MiB in 3 parts: 5 MiB, the only conventional size that gives 3.
+        assert_eq!(conventional_part_sizes(15 * MIB, 3), vec![5 * MIB]);
+        for (size, parts) in [(15 * MIB, 3), (1, 1), (big, 6400), (33 * MIB, 5)] {
+            for p in conventional_part_sizes(size, parts) {
+                assert_eq!(
+                    size.div_ceil(p),
+                    u64::from(parts),
+                    "{p} for {size} in {parts}"
+                );
+            }
+        }
     }
 }

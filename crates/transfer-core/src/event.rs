@@ -1,6 +1,6 @@
 use std::time::Duration;
 
-use crate::{ByteRange, ChecksumAlgorithm, ETag, Failure, TransferError};
+use crate::{ByteRange, ChecksumAlgorithm, ChecksumValue, ETag, Failure, TransferError};
 
 /// What the machines tell the application.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -86,7 +86,7 @@ pub struct Completion {
     /// ETag of the object.
     pub etag: Option<ETag>,
     /// Full-object checksum of the content, when one was computed.
-    pub checksum: Option<(ChecksumAlgorithm, u32)>,
+    pub checksum: Option<(ChecksumAlgorithm, ChecksumValue)>,
     /// How integrity was established.
     pub verified: Verified,
     /// Size of the object.

@@ -76,7 +76,8 @@ pub use s3_types::{
 };
 pub use time::Time;
 pub use types::{
-    ByteRange, ChecksumAlgorithm, ChecksumType, ETag, OpId, PartNumber, SourceFingerprint, UploadId,
+    ByteRange, ChecksumAlgorithm, ChecksumType, ChecksumValue, ETag, OpId, PartNumber,
+    SourceFingerprint, UploadId,
 };
 pub use upload::{Upload, UploadMachine};
 

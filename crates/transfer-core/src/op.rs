@@ -1,6 +1,8 @@
 use std::fmt;
 
-use crate::{ByteRange, ChecksumAlgorithm, ChecksumType, ETag, OpId, PartNumber, UploadId};
+use crate::{
+    ByteRange, ChecksumAlgorithm, ChecksumType, ChecksumValue, ETag, OpId, PartNumber, UploadId,
+};
 
 /// One thing for the driver to do. It names byte ranges, never carries bytes.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -68,7 +70,7 @@ pub enum OpKind {
         /// Every part, ascending, with the ETag and checksum the server returned for it.
         parts: Vec<CompletedPart>,
         /// The full-object checksum, for servers that accept one on Complete.
-        full_object_checksum: Option<u32>,
+        full_object_checksum: Option<ChecksumValue>,
     },
     /// AbortMultipartUpload. Answer: [`Outcome::UploadAborted`].
     AbortMultipartUpload {
@@ -126,8 +128,17 @@ pub enum OpKind {
         /// What to compute.
         hashes: RangeHashes,
     },
-    /// Reads the whole partial file and reports its MD5. Answer: [`Outcome::FileHashed`].
-    HashPartialFile,
+    /// Reads the whole partial file once and reports what is asked: checks that cannot
+    /// be combined from the ranges' hashes. A local operation. Answer: [`Outcome::FileHashed`].
+    HashPartialFile {
+        /// Its MD5 (the ETag of an object sent in one PutObject).
+        md5: bool,
+        /// Its checksum under this algorithm (a SHA of an object sent in one PutObject).
+        checksum: Option<ChecksumAlgorithm>,
+        /// The multipart ETags it would have if uploaded in parts of these sizes: the
+        /// part sizes other tools use, where the server does not tell an object's.
+        multipart_part_sizes: Vec<u64>,
+    },
     /// Makes the partial file durable and renames it to the destination.
     /// Answer: [`Outcome::FileCommitted`].
     CommitPartialFile,
@@ -150,7 +161,7 @@ impl OpKind {
             OpKind::GetRange { .. } => "GetObject",
             OpKind::HashSourceRange { .. } => "HashSourceRange",
             OpKind::HashPartialRange { .. } => "HashPartialRange",
-            OpKind::HashPartialFile => "HashPartialFile",
+            OpKind::HashPartialFile { .. } => "HashPartialFile",
             OpKind::CommitPartialFile => "CommitPartialFile",
             OpKind::DeletePartialFile => "DeletePartialFile",
         }
@@ -174,7 +185,7 @@ pub struct CompletedPart {
     /// The ETag the server returned for it.
     pub etag: ETag,
     /// Its checksum, when the upload has a checksum algorithm.
-    pub checksum: Option<u32>,
+    pub checksum: Option<ChecksumValue>,
     /// The server echoed the checksum sent with it (AWS echoes only what it checked).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub confirmed: bool,
@@ -213,7 +224,7 @@ pub struct ObjectChecksum {
     /// Algorithm.
     pub algorithm: ChecksumAlgorithm,
     /// Value.
-    pub value: u32,
+    pub value: ChecksumValue,
     /// What it covers.
     pub kind: ChecksumKind,
 }
@@ -310,9 +321,9 @@ pub enum Outcome {
         /// ETag of the new object.
         etag: ETag,
         /// The checksum the driver computed over the body it sent.
-        checksum: Option<u32>,
+        checksum: Option<ChecksumValue>,
         /// The checksum the server echoed in its answer, if it did.
-        server_checksum: Option<u32>,
+        server_checksum: Option<ChecksumValue>,
     },
     /// CreateMultipartUpload succeeded.
     UploadCreated {
@@ -324,10 +335,10 @@ pub enum Outcome {
         /// The part's ETag.
         etag: ETag,
         /// The checksum the driver computed over the body it sent.
-        checksum: Option<u32>,
+        checksum: Option<ChecksumValue>,
         /// The checksum the server echoed in its answer, if it did (Ceph RGW 18 and
         /// s3s-fs do not; AWS does, having checked it).
-        server_checksum: Option<u32>,
+        server_checksum: Option<ChecksumValue>,
     },
     /// One page of ListParts.
     PartsListed {
@@ -342,7 +353,7 @@ pub enum Outcome {
         etag: ETag,
         /// The object checksum the server returned, if it did: the value, and the part
         /// count of a composite one (`-N`).
-        server_checksum: Option<(u32, Option<u32>)>,
+        server_checksum: Option<(ChecksumValue, Option<u32>)>,
     },
     /// AbortMultipartUpload succeeded.
     UploadAborted,
@@ -355,8 +366,8 @@ pub enum Outcome {
     },
     /// A range was received in full and written (durable before the next checkpoint).
     RangeWritten {
-        /// CRC of the bytes, when asked for.
-        checksum: Option<u32>,
+        /// Checksum of the bytes, when asked for.
+        checksum: Option<ChecksumValue>,
         /// MD5 of the bytes, when asked for.
         md5: Option<[u8; 16]>,
     },
@@ -364,20 +375,25 @@ pub enum Outcome {
     SourceHashed {
         /// MD5 of the bytes.
         md5: [u8; 16],
-        /// CRC of the bytes, when asked for.
-        checksum: Option<u32>,
+        /// Checksum of the bytes, when asked for.
+        checksum: Option<ChecksumValue>,
     },
     /// What was computed over a range of the partial file.
     PartialRangeHashed {
-        /// CRC of the bytes, when asked for.
-        checksum: Option<u32>,
+        /// Checksum of the bytes, when asked for.
+        checksum: Option<ChecksumValue>,
         /// MD5 of the bytes, when asked for.
         md5: Option<[u8; 16]>,
     },
-    /// MD5 of the whole partial file.
+    /// What was computed over the whole partial file.
     FileHashed {
-        /// The digest.
-        md5: [u8; 16],
+        /// Its MD5, when asked for.
+        md5: Option<[u8; 16]>,
+        /// Its checksum, when asked for.
+        checksum: Option<ChecksumValue>,
+        /// The multipart ETag it would have if uploaded in parts of each size asked for
+        /// (in the order asked, without quotes).
+        multipart_etags: Vec<String>,
     },
     /// The partial file was renamed to the destination.
     FileCommitted,

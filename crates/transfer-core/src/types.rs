@@ -23,7 +23,7 @@ impl fmt::Display for PartNumber {
     }
 }
 
-pub use s3_types::{ChecksumAlgorithm, ChecksumType, ETag, UploadId};
+pub use s3_types::{ChecksumAlgorithm, ChecksumType, ChecksumValue, ETag, UploadId};
 
 /// A half-open byte range `start..end` of a file or object.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]

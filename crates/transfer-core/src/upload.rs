@@ -11,7 +11,7 @@ use crate::{
     FailureKind, OpKind, Outcome, PartNumber, SourceFingerprint, Time, TransferError,
     UploadCheckpoint, UploadConfig, UploadId, UploadPlan, Verified,
 };
-use s3_types::{combine_all, composite as composite_checksum, multipart_etag};
+use s3_types::{ChecksumValue, combine_all, composite as composite_checksum, multipart_etag};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Task {
@@ -302,14 +302,16 @@ impl Upload {
         })
     }
 
-    fn full_object_checksum(&self) -> Option<(crate::ChecksumAlgorithm, u32)> {
-        let alg = self.cfg.checksum?;
-        let pieces: Option<Vec<(u32, u64)>> = self
+    /// The checksum of the whole object from the parts' (for an algorithm that
+    /// combines: the CRCs).
+    fn full_object_checksum(&self) -> Option<(crate::ChecksumAlgorithm, ChecksumValue)> {
+        let alg = self.cfg.checksum.filter(|a| a.combinable())?;
+        let pieces: Option<Vec<(ChecksumValue, u64)>> = self
             .completed
             .values()
             .map(|p| Some((p.checksum?, self.part_range(p.part.0).len_bytes())))
             .collect();
-        Some((alg, combine_all(alg, pieces?)))
+        Some((alg, combine_all(alg, pieces?)?))
     }
 
     /// The server no longer knows the upload.
@@ -440,7 +442,7 @@ impl Upload {
 
     /// An unrecorded part's source range hashed to `md5`: keep the part if that is the
     /// ETag the server listed, else send it again.
-    fn verified(&mut self, number: u32, md5: Option<[u8; 16]>, checksum: Option<u32>) {
+    fn verified(&mut self, number: u32, md5: Option<[u8; 16]>, checksum: Option<ChecksumValue>) {
         let etag = self.unrecorded.remove(&number);
         // Complete lists every part's checksum when the upload has an algorithm.
         let checksum_ok = checksum.is_some() == self.cfg.checksum.is_some();
@@ -468,7 +470,7 @@ impl Upload {
     /// have the checksum (or, without one, the MD5 ETag) recorded for it, else send it
     /// again. `md5` is `None` when the read failed for another reason than a changed
     /// source: the part is then sent again, and that read reports what is wrong.
-    fn rechecked(&mut self, number: u32, md5: Option<[u8; 16]>, checksum: Option<u32>) {
+    fn rechecked(&mut self, number: u32, md5: Option<[u8; 16]>, checksum: Option<ChecksumValue>) {
         let Some(part) = self.completed.get(&number) else {
             return;
         };
@@ -476,11 +478,11 @@ impl Upload {
         let problem = match (md5, part.checksum, part.etag.as_md5()) {
             (None, _, _) => Some("it could not be read back".to_owned()),
             (Some(_), Some(recorded), _) if checksum != Some(recorded) => Some(format!(
-                "its {} is now {} where {recorded:08x} was sent",
+                "its {} is now {} where {recorded} was sent",
                 self.cfg
                     .checksum
                     .map_or("checksum".to_owned(), |a| a.to_string()),
-                checksum.map_or("missing".to_owned(), |c| format!("{c:08x}")),
+                checksum.map_or("missing".to_owned(), |c| c.to_string()),
             )),
             (Some(_), Some(_), _) => None,
             (Some(m), None, Some(etag_md5)) if m != etag_md5 => {
@@ -647,14 +649,15 @@ impl Upload {
 
     /// Whether an object checksum the server reported (with the part count of a
     /// composite one) is the one of the parts sent.
-    fn object_checksum_is(&self, (value, parts): (u32, Option<u32>)) -> bool {
+    fn object_checksum_is(&self, (value, parts): (ChecksumValue, Option<u32>)) -> bool {
         let Some(alg) = self.cfg.checksum else {
             return false;
         };
         match parts {
             None => self.full_object_checksum().is_some_and(|(_, v)| v == value),
             Some(n) => {
-                let crcs: Option<Vec<u32>> = self.completed.values().map(|p| p.checksum).collect();
+                let crcs: Option<Vec<ChecksumValue>> =
+                    self.completed.values().map(|p| p.checksum).collect();
                 n as usize == self.completed.len()
                     && crcs.is_some_and(|c| composite_checksum(alg, c) == value)
             }
@@ -665,7 +668,7 @@ impl Upload {
     fn complete(
         &mut self,
         etag: Option<ETag>,
-        checksum: Option<(crate::ChecksumAlgorithm, u32)>,
+        checksum: Option<(crate::ChecksumAlgorithm, ChecksumValue)>,
         object_confirmed: bool,
     ) {
         let every_part = !self.completed.is_empty() && self.completed.values().all(|p| p.confirmed);
@@ -867,7 +870,10 @@ impl Direction for Upload {
             },
             Task::Create => OpKind::CreateMultipartUpload {
                 checksum: self.cfg.checksum,
-                checksum_type: self.cfg.checksum.map(|_| crate::ChecksumType::FullObject),
+                checksum_type: self
+                    .cfg
+                    .checksum
+                    .map(crate::ChecksumAlgorithm::multipart_type),
                 metadata: match self.plan {
                     UploadPlan::Multipart {
                         part_size_bytes, ..
@@ -1010,6 +1016,6 @@ impl Direction for Upload {
 }
 
 /// Whether the server echoed the checksum that was sent.
-fn echoed(sent: Option<u32>, echo: Option<u32>) -> bool {
+fn echoed(sent: Option<ChecksumValue>, echo: Option<ChecksumValue>) -> bool {
     sent.is_some() && sent == echo
 }

@@ -117,7 +117,7 @@ pub(crate) enum Payload {
     Streamed {
         range: FileRange,
         /// What the first pass computed, which the bytes sent must hash to.
-        checksum: Option<(p::ChecksumAlgorithm, u32)>,
+        checksum: Option<(p::ChecksumAlgorithm, p::ChecksumValue)>,
     },
 }
 
@@ -143,12 +143,13 @@ pub(crate) struct SendBody {
 
 enum Inner {
     Bytes(Bytes),
-    Streamed(Streamed),
+    /// Boxed: a hasher's state (SHA-256's, CRC64NVME's) is large beside a `Bytes`.
+    Streamed(Box<Streamed>),
 }
 
 struct Streamed {
     range: FileRange,
-    checksum: Option<(p::ChecksumAlgorithm, u32)>,
+    checksum: Option<(p::ChecksumAlgorithm, p::ChecksumValue)>,
     /// What is left of the chunk being sent.
     current: Bytes,
     /// The next chunk, being read, with the running checksum.
@@ -179,7 +180,7 @@ impl SendBody {
         let len = payload.len();
         let inner = match payload {
             Payload::Bytes(b) => Inner::Bytes(b),
-            Payload::Streamed { range, checksum } => Inner::Streamed(Streamed {
+            Payload::Streamed { range, checksum } => Inner::Streamed(Box::new(Streamed {
                 next_read: range.range.start,
                 hasher: checksum.map(|(a, _)| p::ChecksumHasher::new(a)),
                 range,
@@ -187,7 +188,7 @@ impl SendBody {
                 current: Bytes::new(),
                 reading: None,
                 failed: false,
-            }),
+            })),
         };
         SendBody {
             inner,

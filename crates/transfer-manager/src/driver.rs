@@ -371,7 +371,7 @@ impl Driver {
                 Ok(TransferOutcome {
                     id: self.id.clone(),
                     etag: c.etag.map(|e| e.0),
-                    checksum: c.checksum.map(|(a, v)| format!("{a}:{v:08x}")),
+                    checksum: c.checksum.map(|(a, v)| format!("{a}:{v}")),
                     verified: c.verified,
                     bytes_total: c.bytes_total,
                     bytes_transferred: c.bytes_transferred,

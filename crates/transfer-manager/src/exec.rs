@@ -10,8 +10,9 @@ use md5_many::Md5State;
 use s3_protocol as p;
 use tokio::sync::Semaphore;
 use transfer_core::{
-    ByteRange, ChecksumAlgorithm, ChecksumKind, ETag, Failure, FailureKind, ListedPart,
-    ObjectChecksum, ObjectInfo, OpKind, Outcome, PartNumber, RangeHashes, check_range_answer,
+    ByteRange, ChecksumAlgorithm, ChecksumKind, ChecksumValue, ETag, Failure, FailureKind,
+    ListedPart, ObjectChecksum, ObjectInfo, OpKind, Outcome, PartNumber, RangeHashes,
+    check_range_answer,
 };
 
 use crate::body::Payload;
@@ -57,11 +58,25 @@ impl OpContext {
                 .prepare(size_bytes, create)
                 .await
                 .map(|previous_len| Outcome::FilePrepared { previous_len }),
-            OpKind::HashPartialFile => self
-                .sink()
-                .md5()
-                .await
-                .map(|md5| Outcome::FileHashed { md5 }),
+            OpKind::HashPartialFile {
+                md5,
+                checksum,
+                multipart_part_sizes,
+            } => {
+                let wanted = crate::io::WholeHashes {
+                    md5,
+                    checksum,
+                    part_sizes: multipart_part_sizes,
+                };
+                self.sink()
+                    .hash_whole(wanted)
+                    .await
+                    .map(|h| Outcome::FileHashed {
+                        md5: h.md5,
+                        checksum: h.checksum,
+                        multipart_etags: h.multipart_etags,
+                    })
+            }
             OpKind::CommitPartialFile => {
                 self.sink().commit().await.map(|()| Outcome::FileCommitted)
             }
@@ -415,7 +430,7 @@ impl OpContext {
         &self,
         range: ByteRange,
         checksum: Option<ChecksumAlgorithm>,
-    ) -> Result<([u8; 16], Option<u32>), Failure> {
+    ) -> Result<([u8; 16], Option<ChecksumValue>), Failure> {
         let source = self.source()?;
         if matches!(source, Source::Reader(_)) {
             return Err(Failure::new(
@@ -444,7 +459,7 @@ impl OpContext {
         &self,
         range: ByteRange,
         hashes: RangeHashes,
-    ) -> Result<(Option<u32>, Option<[u8; 16]>), Failure> {
+    ) -> Result<(Option<ChecksumValue>, Option<[u8; 16]>), Failure> {
         let crc = hashes.checksum.map(p::ChecksumHasher::new);
         let md5 = hashes.md5.then(Md5State::new);
         let (crc, md5) = self
@@ -477,21 +492,19 @@ impl OpContext {
 }
 
 /// The checksum of `algorithm` a server echoed in its answer, if it did.
-fn echo(checksums: &p::ResponseChecksums, algorithm: Option<ChecksumAlgorithm>) -> Option<u32> {
+fn echo(
+    checksums: &p::ResponseChecksums,
+    algorithm: Option<ChecksumAlgorithm>,
+) -> Option<ChecksumValue> {
     checksums.crc(algorithm?).map(|c| c.value)
 }
 
 fn object_info(out: p::HeadObjectOutput, headers: &http::HeaderMap) -> ObjectInfo {
-    let checksum = [p::ChecksumAlgorithm::Crc32, p::ChecksumAlgorithm::Crc32c]
-        .into_iter()
-        .find_map(|a| {
-            let v = out.checksums.crc(a)?;
-            Some(ObjectChecksum {
-                algorithm: a,
-                value: v.value,
-                kind: ChecksumKind::reported(out.checksums.checksum_type, v.parts),
-            })
-        });
+    let checksum = out.checksums.first().map(|(algorithm, v)| ObjectChecksum {
+        algorithm,
+        value: v.value,
+        kind: ChecksumKind::reported(out.checksums.checksum_type, v.parts),
+    });
     let sse = |name: &str| {
         headers
             .get(name)

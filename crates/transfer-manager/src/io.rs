@@ -12,7 +12,9 @@ use std::time::{Duration, Instant, UNIX_EPOCH};
 use bytes::{Bytes, BytesMut};
 use md5_many::Md5State;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use transfer_core::{ByteRange, Failure, FailureKind, SourceFingerprint};
+use transfer_core::{
+    ByteRange, ChecksumAlgorithm, ChecksumValue, Failure, FailureKind, SourceFingerprint,
+};
 
 use crate::{Error, ErrorKind};
 
@@ -301,7 +303,7 @@ impl FileRange {
         &self,
         crc: Option<s3_protocol::ChecksumAlgorithm>,
         md5: bool,
-    ) -> Result<(Option<[u8; 16]>, Option<u32>), Failure> {
+    ) -> Result<(Option<[u8; 16]>, Option<ChecksumValue>), Failure> {
         let this = self.clone();
         blocking(move || {
             this.check()?;
@@ -544,8 +546,9 @@ impl Sink {
         .map_err(|e| local_failure(&format!("cannot read {}", path.display()), &e))
     }
 
-    /// MD5 of all the bytes.
-    pub(crate) async fn md5(&self) -> Result<[u8; 16], Failure> {
+    /// What `wanted` asks of all the bytes, read once. A stream written in order keeps
+    /// only its MD5: the rest is not reported.
+    pub(crate) async fn hash_whole(&self, wanted: WholeHashes) -> Result<WholeHashed, Failure> {
         match self {
             Sink::File {
                 partial,
@@ -554,11 +557,11 @@ impl Sink {
             } => {
                 let held = self.open_file();
                 let (path, dest) = (partial.clone(), dest.clone());
-                let (f, md5) = blocking(move || -> Result<_, PartialError> {
+                let (f, hashed) = blocking(move || -> Result<_, PartialError> {
                     // The locked file itself, never whatever the path names now.
                     let f = held_or_open(&path, &dest, held)?;
                     let read = |e| PartialError::io(format!("cannot read {}", path.display()), e);
-                    let mut h = Md5State::new();
+                    let mut h = WholeHasher::new(wanted);
                     let mut buf = vec![0u8; 1 << 20];
                     let mut off = 0u64;
                     loop {
@@ -578,9 +581,15 @@ impl Sink {
                 {
                     *slot = Some(f);
                 }
-                Ok(md5)
+                Ok(hashed)
             }
-            Sink::Writer(w, _) => Ok(w.lock().await.md5.finalize()),
+            Sink::Writer(w, _) => {
+                let md5 = w.lock().await.md5.finalize();
+                Ok(WholeHashed {
+                    md5: wanted.md5.then_some(md5),
+                    ..WholeHashed::default()
+                })
+            }
         }
     }
 
@@ -1023,5 +1032,86 @@ mod tests {
         }
         write_all_vectored_at(&file, chunks, 100).unwrap();
         assert_eq!(std::fs::read(&path).unwrap(), expected);
+    }
+}
+
+/// What to compute over a whole partial file ([`transfer_core::OpKind::HashPartialFile`]).
+#[derive(Debug, Clone, Default)]
+pub(crate) struct WholeHashes {
+    pub(crate) md5: bool,
+    pub(crate) checksum: Option<ChecksumAlgorithm>,
+    /// Multipart ETags over parts of these sizes.
+    pub(crate) part_sizes: Vec<u64>,
+}
+
+/// What was computed over a whole partial file.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct WholeHashed {
+    pub(crate) md5: Option<[u8; 16]>,
+    pub(crate) checksum: Option<ChecksumValue>,
+    /// In the order of [`WholeHashes::part_sizes`], without quotes.
+    pub(crate) multipart_etags: Vec<String>,
+}
+
+/// Computes [`WholeHashes`] over bytes fed in order, in one pass.
+struct WholeHasher {
+    md5: Option<Md5State>,
+    checksum: Option<s3_protocol::ChecksumHasher>,
+    /// Per part size: the size, the MD5 of the part being fed, its bytes so far, and the
+    /// digests of the parts done.
+    parts: Vec<(u64, Md5State, u64, Vec<[u8; 16]>)>,
+}
+
+impl WholeHasher {
+    fn new(wanted: WholeHashes) -> Self {
+        Self {
+            md5: wanted.md5.then(Md5State::new),
+            checksum: wanted.checksum.map(s3_protocol::ChecksumHasher::new),
+            parts: wanted
+                .part_sizes
+                .into_iter()
+                .map(|size| (size.max(1), Md5State::new(), 0, Vec::new()))
+                .collect(),
+        }
+    }
+
+    fn update(&mut self, data: &[u8]) {
+        if let Some(h) = self.md5.as_mut() {
+            h.update(data);
+        }
+        if let Some(h) = self.checksum.as_mut() {
+            h.update(data);
+        }
+        for (size, md5, fed, done) in &mut self.parts {
+            let mut rest = data;
+            while !rest.is_empty() {
+                let room = (*size - *fed).min(rest.len() as u64) as usize;
+                let (now, later) = rest.split_at(room);
+                md5.update(now);
+                *fed += room as u64;
+                rest = later;
+                if *fed == *size {
+                    done.push(std::mem::replace(md5, Md5State::new()).finalize());
+                    *fed = 0;
+                }
+            }
+        }
+    }
+
+    fn finalize(self) -> WholeHashed {
+        WholeHashed {
+            md5: self.md5.map(|h| h.finalize()),
+            checksum: self.checksum.map(|h| h.finalize().value),
+            multipart_etags: self
+                .parts
+                .into_iter()
+                .map(|(_, md5, fed, mut done)| {
+                    if fed > 0 {
+                        done.push(md5.finalize());
+                    }
+                    transfer_core::multipart_etag(&done)
+                })
+                .collect(),
+        }
     }
 }

@@ -168,6 +168,27 @@ impl Server<'_> {
         )
     }
 
+    /// Writes `bucket`/`key` in one PutObject, with its checksum of `checksum` when given
+    /// (as `aws s3api put-object --checksum-algorithm` does), and returns the ETag.
+    pub async fn put_object(
+        &self,
+        bucket: &str,
+        key: &str,
+        data: &[u8],
+        checksum: Option<s3_protocol::ChecksumAlgorithm>,
+    ) -> String {
+        use s3_protocol as p;
+        let body = p::RequestBody::Bytes(bytes::Bytes::from(data.to_vec()));
+        let mut put = p::PutObject::new(bucket, key, body);
+        put.checksum = checksum.map(|a| p::Checksum::of(a, data));
+        let r = self.send(put.build(&self.config()).unwrap()).await;
+        p::parse_put_object(r.status(), r.headers(), r.body())
+            .expect("PutObject")
+            .etag
+            .as_str()
+            .to_owned()
+    }
+
     /// Writes `bucket`/`key` as a multipart upload of exactly `parts` (which may have any
     /// lengths, as a client sizing parts from a stream makes them), each carrying its
     /// checksum when `checksum` is given, and returns the object's ETag.
