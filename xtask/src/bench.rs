@@ -35,6 +35,8 @@ const BUCKET: &str = "bench";
 const AWS_VENV: &str = ".venv-bench";
 /// Concurrency levels of the sweep.
 const SWEEP: [u32; 5] = [1, 2, 4, 8, 16];
+/// Every `--checksum` s3tm takes, as the CLI names them.
+const CHECKSUMS: [&str; 5] = ["crc32", "crc32c", "crc64nvme", "sha1", "sha256"];
 /// `--part-size` of the scaling table's memory-budget row.
 const BIG_PART: u64 = GIB;
 /// Sizes of the scaling table (`--quick` drops the largest).
@@ -267,7 +269,30 @@ pub(crate) fn run(options: &BenchOptions) -> anyhow::Result<()> {
             }
         }
     }
-    // 4. Interrupted and resumed, through a byte-counting proxy.
+    // 4. Every checksum: uploads sending it, downloads verifying an object that carries
+    // it (put in one PutObject, so the server reports it whole).
+    let mut checksums = Vec::new();
+    for checksum in CHECKSUMS {
+        runtime
+            .block_on(server.put_object(
+                BUCKET,
+                &main_file.download_key(Some(checksum)),
+                &main_file.path,
+                checksum,
+            ))
+            .with_context(|| format!("cannot put the {checksum} download source"))?;
+        for direction in [Direction::Up, Direction::Down] {
+            let settings = Settings {
+                checksum: Some(checksum),
+                ..Settings::default()
+            };
+            let row = bench.scenario(s3tm_tool, direction, &main_file, settings);
+            print_row(&row);
+            checksums.push(row);
+        }
+    }
+
+    // 5. Interrupted and resumed, through a byte-counting proxy.
     let interrupts = interrupt::run_all(&runtime, &bench.env, &s3tm_tool.program, &main_file);
     bench.remove_file(&main_file);
 
@@ -283,6 +308,7 @@ pub(crate) fn run(options: &BenchOptions) -> anyhow::Result<()> {
         comparison,
         scaling,
         sweep,
+        checksums,
         busy: bench.busy.clone(),
         cache_dropped: bench.cache_dropped,
         micro,
@@ -610,11 +636,24 @@ pub(crate) struct TestFile {
     key: String,
 }
 
+impl TestFile {
+    /// The key downloads read: s3tm's default upload, or an object put in one PutObject
+    /// carrying a checksum of `checksum` (`Bench::put_with_checksum`).
+    fn download_key(&self, checksum: Option<&str>) -> String {
+        match checksum {
+            Some(c) => format!("source/{}-{c}.bin", self.size_bytes),
+            None => self.key.clone(),
+        }
+    }
+}
+
 /// s3tm flags a row sets instead of the defaults.
 #[derive(Debug, Clone, Copy, Default)]
 struct Settings {
     concurrency: Option<u32>,
     part_size: Option<u64>,
+    /// `--checksum NAME`; a download reads an object put with that checksum.
+    checksum: Option<&'static str>,
 }
 
 impl Settings {
@@ -626,6 +665,9 @@ impl Settings {
         }
         if let Some(p) = self.part_size {
             label.push_str(&format!(" --part-size {}", format_size(p)));
+        }
+        if let Some(c) = self.checksum {
+            label.push_str(&format!(" --checksum {c}"));
         }
         label
     }
@@ -641,6 +683,8 @@ pub(crate) struct Row {
     pub(crate) concurrency: Option<u32>,
     /// `--part-size`, when not the default.
     pub(crate) part_size: Option<u64>,
+    /// `--checksum`, when not the default.
+    pub(crate) checksum: Option<&'static str>,
     pub(crate) result: Result<Vec<report::Sample>, String>,
 }
 
@@ -682,6 +726,7 @@ impl Bench {
             size_bytes: file.size_bytes,
             concurrency: settings.concurrency,
             part_size: settings.part_size,
+            checksum: settings.checksum,
             result: result.map_err(|e| format!("{e:#}")),
         }
     }
@@ -693,7 +738,7 @@ impl Bench {
         file: &TestFile,
         settings: Settings,
     ) -> anyhow::Result<Vec<report::Sample>> {
-        if direction == Direction::Down {
+        if direction == Direction::Down && settings.checksum.is_none() {
             self.ensure_download_source(tool, file)?;
         }
         let label = format!(
@@ -765,7 +810,7 @@ impl Bench {
     ) -> anyhow::Result<report::Sample> {
         let key = match direction {
             Direction::Up => format!("up/{}/{}.bin", tool_slug(tool.kind), file.size_bytes),
-            Direction::Down => file.key.clone(),
+            Direction::Down => file.download_key(settings.checksum),
         };
         let (args, download) = self.command(tool, direction, file, &key, settings, run)?;
         if let Some(dest) = &download {
@@ -870,6 +915,9 @@ impl Bench {
                 if let Some(p) = settings.part_size {
                     a.extend(["--part-size".to_owned(), p.to_string()]);
                 }
+                if let Some(c) = settings.checksum {
+                    a.extend(["--checksum".to_owned(), c.to_owned()]);
+                }
                 a
             }
             ToolKind::Aws => vec![
@@ -965,6 +1013,7 @@ fn print_row(row: &Row) {
                 Settings {
                     concurrency: row.concurrency,
                     part_size: row.part_size,
+                    checksum: row.checksum,
                 }
                 .label(),
                 stats.mib_s.median,

@@ -72,6 +72,48 @@ impl S3sFsServer {
     pub fn create_bucket(&self, name: &str) -> io::Result<()> {
         std::fs::create_dir(self.root.path().join(name))
     }
+
+    /// Puts the file at `path` as `bucket`/`key` in one signed PutObject carrying its
+    /// checksum of `checksum` (`CRC32`, `SHA256`, ...; case-insensitive), as `aws s3api
+    /// put-object --checksum-algorithm` does, so the server keeps and reports it.
+    ///
+    /// # Errors
+    ///
+    /// When the file cannot be read, `checksum` names no algorithm, or the server does not
+    /// answer 200.
+    pub async fn put_object(
+        &self,
+        bucket: &str,
+        key: &str,
+        path: &Path,
+        checksum: &str,
+    ) -> io::Result<()> {
+        use s3_protocol as p;
+        let algorithm = p::ChecksumAlgorithm::parse(checksum).ok_or_else(|| {
+            io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("no checksum {checksum}"),
+            )
+        })?;
+        let data = bytes::Bytes::from(std::fs::read(path)?);
+        let mut put = p::PutObject::new(bucket, key, p::RequestBody::Bytes(data.clone()));
+        put.checksum = Some(p::Checksum::of(algorithm, &data));
+        let config = p::S3Config::custom(
+            REGION,
+            p::Endpoint::parse(&self.endpoint()).map_err(io::Error::other)?,
+            p::Addressing::PathStyle,
+        );
+        let request = put.build(&config).map_err(io::Error::other)?;
+        let credentials = p::Credentials::new(ACCESS_KEY, SECRET_KEY, None);
+        let response = crate::send_signed(request, &credentials, REGION).await?;
+        if response.status() != http::StatusCode::OK {
+            return Err(io::Error::other(format!(
+                "PutObject of {key} answered {}",
+                response.status()
+            )));
+        }
+        Ok(())
+    }
 }
 
 impl Drop for S3sFsServer {

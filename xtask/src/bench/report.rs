@@ -324,6 +324,8 @@ pub(crate) struct Results {
     pub(crate) comparison: Vec<Row>,
     pub(crate) scaling: Vec<Row>,
     pub(crate) sweep: Vec<Row>,
+    /// s3tm with each `--checksum`, up and down.
+    pub(crate) checksums: Vec<Row>,
     pub(crate) busy: Busy,
     /// Whether the page cache was emptied before every run.
     pub(crate) cache_dropped: bool,
@@ -445,6 +447,7 @@ impl Results {
         );
         for row in rows {
             let key = match (row.concurrency, row.part_size) {
+                _ if row.checksum.is_some() => row.checksum.unwrap_or_default().to_owned(),
                 (Some(c), _) => c.to_string(),
                 (None, Some(p)) => format!(
                     "{} upload, `--part-size {}`",
@@ -742,6 +745,21 @@ impl Results {
                 "## Concurrency sweep (s3tm, {}, `--concurrency N`)\n\n{}",
                 format_size(self.options.size_bytes),
                 Self::s3tm_table(&self.sweep, "concurrency")
+            );
+        }
+        if !self.checksums.is_empty() {
+            let _ = writeln!(
+                d,
+                "## Checksums (s3tm, {}, `--checksum NAME`)\n\n\
+                 Uploads send every part with the checksum (a multipart upload: the CRCs \
+                 as a full-object checksum, the SHAs as a composite one). Downloads read an \
+                 object put in one PutObject carrying that checksum, which s3s-fs reports \
+                 whole: the CRCs are verified by combining the ranges' values, the SHAs \
+                 (which do not combine) by reading the file once more. CPU s/GiB is the \
+                 client's; the default row of the comparison above is CRC32 up and, down, \
+                 the multipart ETag.\n\n{}",
+                format_size(self.options.size_bytes),
+                Self::s3tm_table(&self.checksums, "checksum")
             );
         }
         if !self.interrupts.is_empty() {
