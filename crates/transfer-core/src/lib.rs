@@ -48,6 +48,7 @@ mod machine;
 mod op;
 mod rangeset;
 mod retry;
+mod stream;
 mod time;
 mod types;
 mod upload;
@@ -74,6 +75,7 @@ pub use retry::{RequestRetries, RetryConfig};
 pub use s3_types::{
     ETagKind, checksum, combine, combine_all, composite, md5_digest, md5_of_nothing, multipart_etag,
 };
+pub use stream::PartSchedule;
 pub use time::Time;
 pub use types::{
     ByteRange, ChecksumAlgorithm, ChecksumType, ChecksumValue, ETag, OpId, PartNumber,

@@ -144,6 +144,15 @@ pub enum OpKind {
     CommitPartialFile,
     /// Removes the partial file. Answer: [`Outcome::FileDeleted`].
     DeletePartialFile,
+    /// Reads `range` of an upload's stream (every byte before it has been read already)
+    /// into memory, or as much of it as the stream still holds, and keeps it for the
+    /// PutObject or UploadPart of that range. A local operation, for a stream of unknown
+    /// length. Answer: [`Outcome::StreamRead`], whose `len_bytes` below the range's
+    /// length says that the stream ended.
+    ReadStream {
+        /// Bytes of the stream to read.
+        range: ByteRange,
+    },
 }
 
 impl OpKind {
@@ -164,6 +173,7 @@ impl OpKind {
             OpKind::HashPartialFile { .. } => "HashPartialFile",
             OpKind::CommitPartialFile => "CommitPartialFile",
             OpKind::DeletePartialFile => "DeletePartialFile",
+            OpKind::ReadStream { .. } => "ReadStream",
         }
     }
 }
@@ -399,6 +409,12 @@ pub enum Outcome {
     FileCommitted,
     /// The partial file was removed (or was not there).
     FileDeleted,
+    /// `len_bytes` of the stream were read and are held for the range asked for; fewer
+    /// than asked for means that the stream ended there.
+    StreamRead {
+        /// Bytes read.
+        len_bytes: u64,
+    },
     /// The operation failed.
     Failed(Failure),
     /// The driver abandoned the operation (on pause or cancel) before it finished.

@@ -6,6 +6,7 @@ use crate::config::{MAX_PARTS, MIN_PART_SIZE_BYTES, part_count};
 use crate::engine::{Ending, Engine, RunState, Slot};
 use crate::machine::{Direction, Machine};
 use crate::op::{CompletedPart, ListedPart};
+use crate::stream::StreamState;
 use crate::{
     ByteRange, CHECKPOINT_VERSION, CancelPolicy, Checkpoint, Completion, ETag, Event, Failure,
     FailureKind, OpKind, Outcome, PartNumber, SourceFingerprint, Time, TransferError,
@@ -39,10 +40,19 @@ pub(crate) enum Task {
     /// HeadObject after a Complete whose answer was lost.
     Confirm,
     Abort,
+    /// Reading a stream's first bytes, up to the multipart threshold, to choose between
+    /// PutObject and a multipart upload.
+    Sniff,
+    /// Reading the bytes of a stream's part.
+    Read {
+        number: u32,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Phase {
+    /// A stream's first bytes are read to learn whether it is shorter than the threshold.
+    Sizing,
     Single,
     Creating,
     /// Checking recorded parts against ListParts after a resume.
@@ -91,6 +101,8 @@ pub struct Upload {
     bytes_resumed: u64,
     bytes_rechecked: u64,
     bytes_recheck_failed: u64,
+    /// The stream of unknown length this upload is of, if it is.
+    stream: Option<StreamState>,
 }
 
 impl Machine<Upload> {
@@ -125,6 +137,7 @@ impl Machine<Upload> {
             bytes_resumed: 0,
             bytes_rechecked: 0,
             bytes_recheck_failed: 0,
+            stream: None,
             cfg,
             source,
         };
@@ -137,6 +150,39 @@ impl Machine<Upload> {
             }
             Err(e) => m.engine.fail(e),
         }
+        m.drive();
+        Machine { dir: m }
+    }
+
+    /// Starts the upload of a stream whose length is learned only when it ends (a pipe),
+    /// read front to back once. Its first bytes, up to the multipart threshold, are read
+    /// before anything is sent: a stream that ends there goes as one PutObject. A longer
+    /// one goes in parts filled from the stream one after the other and sent in
+    /// parallel, as many held in memory as fit the memory budget, their size growing
+    /// with the stream ([`PartSchedule`](crate::PartSchedule); `expected_size_bytes`
+    /// chooses the first size). It emits no checkpoint (a stream cannot be read again),
+    /// and a failure aborts the multipart upload.
+    pub fn streaming(cfg: UploadConfig, expected_size_bytes: Option<u64>, now: Time) -> Self {
+        let source = SourceFingerprint {
+            path: "<stream>".into(),
+            size_bytes: 0,
+            modified_unix_nanos: 0,
+            inode: None,
+            changed_unix_nanos: None,
+        };
+        // Built as an upload of nothing, whose PutObject is discarded with its engine.
+        let mut m = Self::new(cfg, source, now).dir;
+        let stream = StreamState::new(&m.cfg, expected_size_bytes);
+        // The read in flight takes a slot beside the parts; memory is bounded by the
+        // parts held (`StreamState::may_read`).
+        m.engine = Engine::new(m.cfg.retry.clone(), m.cfg.max_in_flight.max(1) + 1, now);
+        m.engine.control_due = true;
+        m.plan = UploadPlan::Multipart {
+            part_size_bytes: stream.schedule.first_part_bytes,
+            parts: 0,
+        };
+        m.stream = Some(stream);
+        m.phase = Phase::Sizing;
         m.drive();
         Machine { dir: m }
     }
@@ -184,6 +230,7 @@ impl Machine<Upload> {
             bytes_resumed: 0,
             bytes_rechecked: 0,
             bytes_recheck_failed: 0,
+            stream: None,
             source: cp.source.clone(),
         };
         m.bytes_resumed = m.bytes_done();
@@ -227,6 +274,9 @@ impl Machine<Upload> {
 
 impl Upload {
     fn parts(&self) -> u32 {
+        if let (Some(stream), UploadPlan::Multipart { .. }) = (&self.stream, self.plan) {
+            return stream.parts();
+        }
         match self.plan {
             UploadPlan::Single => 1,
             UploadPlan::Multipart { parts, .. } => parts,
@@ -234,6 +284,9 @@ impl Upload {
     }
 
     fn part_range(&self, number: u32) -> ByteRange {
+        if let (Some(stream), UploadPlan::Multipart { .. }) = (&self.stream, self.plan) {
+            return stream.range(number);
+        }
         let size = self.source.size_bytes;
         match self.plan {
             UploadPlan::Single => ByteRange::new(0, size),
@@ -251,6 +304,9 @@ impl Upload {
     /// Bytes of the completed parts, in constant time: every part but the last is
     /// `part_size_bytes` long.
     fn bytes_done(&self) -> u64 {
+        if let (Some(stream), UploadPlan::Multipart { .. }) = (&self.stream, self.plan) {
+            return stream.done_bytes;
+        }
         let size = self.source.size_bytes;
         match self.plan {
             UploadPlan::Single => {
@@ -283,6 +339,10 @@ impl Upload {
     }
 
     fn upload_checkpoint(&self) -> Option<UploadCheckpoint> {
+        if self.stream.is_some() {
+            // A stream cannot be read again: nothing to resume from.
+            return None;
+        }
         let (
             UploadPlan::Multipart {
                 part_size_bytes, ..
@@ -320,6 +380,15 @@ impl Upload {
             // A Complete that was sent may have succeeded with its answer lost.
             self.phase = Phase::Confirming;
             self.engine.control_due = true;
+            return;
+        }
+        if self.stream.is_some() {
+            // The parts already sent cannot be read from the stream again.
+            self.upload_id = None;
+            self.engine.fail(TransferError::Remote {
+                op: "UploadPart",
+                failure: failure.clone(),
+            });
             return;
         }
         let id = self.upload_id.take().map(|u| u.0).unwrap_or_default();
@@ -515,6 +584,67 @@ impl Upload {
         }
     }
 
+    /// The stream's first `len` bytes were read: shorter than the threshold, it is one
+    /// PutObject; otherwise a multipart upload.
+    fn sniffed(&mut self, len: u64) {
+        let Some(stream) = self.stream.as_mut() else {
+            return;
+        };
+        if self.engine.state == RunState::Cancelling {
+            return;
+        }
+        if len < stream.sniff_bytes {
+            stream.end = Some(len);
+            self.source.size_bytes = len;
+            self.plan = UploadPlan::Single;
+            self.phase = Phase::Single;
+        } else {
+            self.phase = Phase::Creating;
+        }
+        self.engine.control_due = true;
+    }
+
+    /// Part `number` of the stream was read, `len` bytes of it: fewer than the part's
+    /// size means the stream ended there, and a part with none is not sent at all.
+    fn stream_read(&mut self, number: u32, len: u64) {
+        let Some(stream) = self.stream.as_mut() else {
+            return;
+        };
+        stream.reading = false;
+        if self.engine.state == RunState::Cancelling || stream.end.is_some() {
+            return;
+        }
+        let range = stream.schedule.range(number);
+        if u64::from(number) > MAX_PARTS && len > 0 {
+            // Part 10,000 was full and the stream goes on.
+            self.engine
+                .wind_down(Ending::Failed(TransferError::TooLarge {
+                    size_bytes: range.start + len,
+                    max_bytes: range.start,
+                }));
+            return;
+        }
+        if len > 0 {
+            stream.held_bytes += len;
+            stream.next_read = number + 1;
+            self.pending.insert(number);
+        }
+        if len < range.len_bytes() {
+            let end = range.start + len;
+            stream.end = Some(end);
+            self.source.size_bytes = end;
+            if stream.parts() == 0 {
+                // Not after a sniff of at least one byte; an empty multipart upload
+                // would be refused on Complete.
+                self.engine.wind_down(Ending::Failed(TransferError::Local {
+                    op: "ReadStream",
+                    message: "the stream ended before its first part".into(),
+                }));
+            }
+        }
+        self.emit_progress();
+    }
+
     fn handle_success(&mut self, task: Task, outcome: Outcome) {
         match (task, outcome) {
             (
@@ -565,7 +695,12 @@ impl Upload {
                     checksum,
                     confirmed: echoed(checksum, server_checksum),
                 };
-                self.bytes_transferred += self.part_range(number).len_bytes();
+                let len = self.part_range(number).len_bytes();
+                self.bytes_transferred += len;
+                if let Some(stream) = self.stream.as_mut() {
+                    stream.held_bytes = stream.held_bytes.saturating_sub(len);
+                    stream.done_bytes += len;
+                }
                 self.part_done(part);
             }
             (
@@ -642,6 +777,10 @@ impl Upload {
             }
             (Task::Abort, Outcome::UploadAborted) => {
                 self.engine.end();
+            }
+            (Task::Sniff, Outcome::StreamRead { len_bytes }) => self.sniffed(len_bytes),
+            (Task::Read { number }, Outcome::StreamRead { len_bytes }) => {
+                self.stream_read(number, len_bytes);
             }
             (task, outcome) => self.engine.unexpected(&task, &outcome),
         }
@@ -780,6 +919,8 @@ impl Upload {
                         abort: Box::new(err),
                     });
                 }
+                // A stream cannot be resumed: its upload is aborted.
+                _ if self.stream.is_some() => self.engine.wind_down(Ending::Failed(err)),
                 _ => self.engine.fail(err),
             }
         }
@@ -825,6 +966,7 @@ impl Direction for Upload {
 
     fn control_task(&self) -> Option<Task> {
         match self.phase {
+            Phase::Sizing => Some(Task::Sniff),
             Phase::Single => Some(Task::Put),
             Phase::Creating => Some(Task::Create),
             Phase::Validating => Some(Task::List),
@@ -838,7 +980,7 @@ impl Direction for Upload {
     fn is_control(task: &Task) -> bool {
         !matches!(
             task,
-            Task::Part { .. } | Task::Verify { .. } | Task::Recheck { .. }
+            Task::Part { .. } | Task::Verify { .. } | Task::Recheck { .. } | Task::Read { .. }
         )
     }
 
@@ -851,9 +993,15 @@ impl Direction for Upload {
             Some(Task::Verify { number, generation })
         } else if let Some(number) = self.to_recheck.pop_first() {
             Some(Task::Recheck { number, generation })
-        } else {
-            let number = self.pending.pop_first()?;
+        } else if let Some(number) = self.pending.pop_first() {
             Some(Task::Part { number, generation })
+        } else {
+            let budget = self.cfg.memory_budget_bytes;
+            let stream = self.stream.as_mut().filter(|s| s.may_read(budget))?;
+            stream.reading = true;
+            Some(Task::Read {
+                number: stream.next_read,
+            })
         }
     }
 
@@ -875,6 +1023,8 @@ impl Direction for Upload {
                     .checksum
                     .map(crate::ChecksumAlgorithm::multipart_type),
                 metadata: match self.plan {
+                    // A stream's parts are of unequal sizes: no one part size to record.
+                    UploadPlan::Multipart { .. } if self.stream.is_some() => Vec::new(),
                     UploadPlan::Multipart {
                         part_size_bytes, ..
                     } => vec![(
@@ -909,6 +1059,15 @@ impl Direction for Upload {
                 if_match: None,
             },
             Task::Abort => OpKind::AbortMultipartUpload { upload_id },
+            Task::Sniff => OpKind::ReadStream {
+                range: ByteRange::new(0, self.stream.as_ref().map_or(0, |s| s.sniff_bytes)),
+            },
+            Task::Read { number } => OpKind::ReadStream {
+                range: self
+                    .stream
+                    .as_ref()
+                    .map_or(ByteRange::new(0, 0), |s| s.schedule.range(*number)),
+            },
         }
     }
 
@@ -932,6 +1091,10 @@ impl Direction for Upload {
 
     fn settled(&mut self) -> bool {
         let parts_done = self.phase == Phase::Uploading
+            && self
+                .stream
+                .as_ref()
+                .is_none_or(|s| s.end.is_some() && !s.reading)
             && self.pending.is_empty()
             && self.to_verify.is_empty()
             && self.to_recheck.is_empty();
@@ -963,6 +1126,11 @@ impl Direction for Upload {
     }
 
     fn resumed(&mut self, control_in_flight: bool) {
+        if self.stream.is_some() {
+            // What a stream's parts were read from is gone: nothing can be read back, and
+            // the parts held in memory are sent as they are.
+            return;
+        }
         if matches!(
             self.phase,
             Phase::Uploading | Phase::Validating | Phase::Completing
@@ -1001,6 +1169,12 @@ impl Direction for Upload {
             Task::Recheck { number, generation } if current(generation) && !cancelling => {
                 self.to_recheck.insert(number);
             }
+            // The driver keeps what a cut read had read; the next read goes on from there.
+            Task::Read { .. } => {
+                if let Some(stream) = self.stream.as_mut() {
+                    stream.reading = false;
+                }
+            }
             task => return !Self::is_control(&task),
         }
         true
@@ -1011,7 +1185,14 @@ impl Direction for Upload {
     }
 
     fn progress(&self) -> (u64, u64) {
-        (self.bytes_done(), self.source.size_bytes)
+        match &self.stream {
+            // Until the stream ends, its length is what was read of it so far.
+            Some(s) if s.end.is_none() => (
+                self.bytes_done(),
+                s.schedule.bytes_before(s.next_read).max(s.sniff_bytes),
+            ),
+            _ => (self.bytes_done(), self.source.size_bytes),
+        }
     }
 }
 
