@@ -85,6 +85,13 @@ impl OpContext {
                 .hash_partial(range, hashes)
                 .await
                 .map(|(checksum, md5)| Outcome::PartialRangeHashed { checksum, md5 }),
+            OpKind::ReadStream { range } => match self.source() {
+                Ok(source) => source
+                    .read_stream(range)
+                    .await
+                    .map(|len_bytes| Outcome::StreamRead { len_bytes }),
+                Err(e) => Err(e),
+            },
             OpKind::HashSourceRange { range, checksum } => self
                 .hash_source(range, checksum)
                 .await
@@ -432,7 +439,7 @@ impl OpContext {
         checksum: Option<ChecksumAlgorithm>,
     ) -> Result<([u8; 16], Option<ChecksumValue>), Failure> {
         let source = self.source()?;
-        if matches!(source, Source::Reader(_)) {
+        if matches!(source, Source::Reader(_) | Source::Stream(_)) {
             return Err(Failure::new(
                 FailureKind::Other,
                 "a streamed source is read once: the part is sent again",

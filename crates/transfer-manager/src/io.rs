@@ -77,6 +77,23 @@ pub(crate) enum Source {
     Bytes(Bytes),
     /// A stream read once, front to back; parts in flight are kept until acknowledged.
     Reader(tokio::sync::Mutex<ReaderWindow>),
+    /// A stream of unknown length (a pipe), read by the machine's `ReadStream`
+    /// operations, one range after the other.
+    Stream(tokio::sync::Mutex<StreamParts>),
+}
+
+/// The ranges of a stream of unknown length read so far and not yet acknowledged: each
+/// is held on its own, from its `ReadStream` until the server has it, so a slow part
+/// keeps only its own bytes, not every part read after it.
+pub(crate) struct StreamParts {
+    reader: Box<dyn AsyncRead + Send + Unpin>,
+    /// Bytes taken from the reader so far.
+    taken: u64,
+    /// The bytes of each range read, by start.
+    held: BTreeMap<u64, Bytes>,
+    /// The range being read and what was read of it: kept here rather than in the
+    /// read's future, so that a read cut short (paused, say) loses no byte of the stream.
+    reading: Option<(u64, BytesMut)>,
 }
 
 /// Part buffers of a file upload, reused: a fresh 8 MiB buffer per part costs zeroing and
@@ -158,9 +175,96 @@ impl Source {
         }))
     }
 
+    pub(crate) fn stream(reader: Box<dyn AsyncRead + Send + Unpin>) -> Source {
+        Source::Stream(tokio::sync::Mutex::new(StreamParts {
+            reader,
+            taken: 0,
+            held: BTreeMap::new(),
+            reading: None,
+        }))
+    }
+
+    /// Reads `range` of a stream (every byte before it was read already), or as much of
+    /// it as the stream still holds, and holds it until [`release`](Self::release);
+    /// returns how many bytes that is. Bytes held for a range starting where this one
+    /// does (the first read, up to the multipart threshold) are used first.
+    pub(crate) async fn read_stream(&self, range: ByteRange) -> Result<u64, Failure> {
+        let Source::Stream(parts) = self else {
+            return Err(Failure::new(
+                FailureKind::Other,
+                "ReadStream on a source that is not a stream",
+            ));
+        };
+        let mut guard = parts.lock().await;
+        let s = &mut *guard;
+        let want = usize::try_from(range.len_bytes()).unwrap_or(usize::MAX);
+        if !matches!(&s.reading, Some((start, _)) if *start == range.start) {
+            let mut buf = BytesMut::new();
+            if let Some(mut head) = s.held.remove(&range.start) {
+                if head.len() >= want {
+                    let rest = head.split_off(want);
+                    if !rest.is_empty() {
+                        s.held.insert(range.end, rest);
+                    }
+                    s.held.insert(range.start, head);
+                    return Ok(range.len_bytes());
+                }
+                buf.reserve(want);
+                buf.extend_from_slice(&head);
+            }
+            if range.start + buf.len() as u64 != s.taken {
+                return Err(Failure::new(
+                    FailureKind::Other,
+                    format!(
+                        "the stream was asked for {range} after {} bytes were read",
+                        s.taken
+                    ),
+                ));
+            }
+            buf.reserve(want - buf.len());
+            s.reading = Some((range.start, buf));
+        }
+        let Some((_, buf)) = s.reading.as_mut() else {
+            return Ok(0);
+        };
+        while buf.len() < want {
+            let limit = (want - buf.len()) as u64;
+            let n = (&mut s.reader)
+                .take(limit)
+                .read_buf(buf)
+                .await
+                .map_err(|e| local_failure("reading the upload stream", &e))?;
+            if n == 0 {
+                break;
+            }
+            s.taken += n as u64;
+        }
+        let Some((_, buf)) = s.reading.take() else {
+            return Ok(0);
+        };
+        let len = buf.len() as u64;
+        if len > 0 {
+            s.held.insert(range.start, buf.freeze());
+        }
+        Ok(len)
+    }
+
     /// The bytes of `range`.
     pub(crate) async fn read(&self, range: ByteRange) -> Result<Bytes, Failure> {
         match self {
+            Source::Stream(parts) => {
+                let parts = parts.lock().await;
+                match parts.held.get(&range.start) {
+                    _ if range.len_bytes() == 0 => Ok(Bytes::new()),
+                    Some(b) if b.len() as u64 >= range.len_bytes() => {
+                        Ok(b.slice(..range.len_bytes() as usize))
+                    }
+                    _ => Err(Failure::new(
+                        FailureKind::Other,
+                        format!("{range} of the stream is not held"),
+                    )),
+                }
+            }
             Source::Bytes(b) => Ok(b.slice(range.start as usize..range.end as usize)),
             Source::File {
                 file,
@@ -235,6 +339,9 @@ impl Source {
 
     /// The server acknowledged `range`; a stream may forget it.
     pub(crate) async fn release(&self, range: ByteRange) {
+        if let Source::Stream(parts) = self {
+            parts.lock().await.held.remove(&range.start);
+        }
         if let Source::Reader(w) = self {
             let mut w = w.lock().await;
             w.released.insert(range.start, range.end);

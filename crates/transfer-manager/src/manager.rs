@@ -368,7 +368,7 @@ impl TransferManager {
         data: Bytes,
     ) -> Result<TransferHandle, Error> {
         let size = data.len() as u64;
-        self.upload_stream(bucket, key, Source::Bytes(data), size)
+        self.upload_source(bucket, key, Source::Bytes(data), size)
     }
 
     /// Uploads exactly `size_bytes` read from `reader`, front to back; only the parts in
@@ -380,10 +380,35 @@ impl TransferManager {
         reader: impl AsyncRead + Send + Unpin + 'static,
         size_bytes: u64,
     ) -> Result<TransferHandle, Error> {
-        self.upload_stream(bucket, key, Source::reader(Box::new(reader)), size_bytes)
+        self.upload_source(bucket, key, Source::reader(Box::new(reader)), size_bytes)
     }
 
-    fn upload_stream(
+    /// Uploads everything `reader` yields until it ends, its length unknown beforehand
+    /// (a pipe, standard input). The first bytes, up to the multipart threshold, are read
+    /// before anything is sent: a stream that ends there goes as one PutObject. A longer
+    /// one is a multipart upload whose parts are filled from the stream one after the
+    /// other and sent in parallel; only the parts not yet acknowledged are held in
+    /// memory, as many as fit [`Config::max_memory_bytes`] (one at least). The part size
+    /// starts at [`Config::part_size_bytes`] (or, given `expected_size_bytes`, at the size
+    /// that holds that many bytes in 10,000 parts) and doubles every so many parts, so
+    /// that 10,000 parts reach 5 TiB ([`transfer_core::PartSchedule`]).
+    ///
+    /// Not resumable: a stream cannot be read again, so no checkpoint is saved, and a
+    /// failure or [`TransferHandle::cancel`] aborts the multipart upload. Use
+    /// [`upload_reader`](Self::upload_reader) when the length is known.
+    pub async fn upload_stream(
+        &self,
+        bucket: &str,
+        key: &str,
+        reader: impl AsyncRead + Send + Unpin + 'static,
+        expected_size_bytes: Option<u64>,
+    ) -> Result<TransferHandle, Error> {
+        let machine =
+            UploadMachine::streaming(self.upload_config(), expected_size_bytes, Time::ZERO);
+        self.spawn_unsaved_upload(bucket, key, machine, Source::stream(Box::new(reader)))
+    }
+
+    fn upload_source(
         &self,
         bucket: &str,
         key: &str,
@@ -398,6 +423,17 @@ impl TransferManager {
             changed_unix_nanos: None,
         };
         let machine = UploadMachine::new(self.upload_config(), fp, Time::ZERO);
+        self.spawn_unsaved_upload(bucket, key, machine, source)
+    }
+
+    /// Starts an upload that saves no checkpoint (its source cannot be read again).
+    fn spawn_unsaved_upload(
+        &self,
+        bucket: &str,
+        key: &str,
+        machine: UploadMachine,
+        source: Source,
+    ) -> Result<TransferHandle, Error> {
         self.spawn(Setup {
             id: new_id(),
             direction: Direction::Upload,
