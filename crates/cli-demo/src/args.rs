@@ -45,12 +45,17 @@ impl fmt::Display for S3Url {
 pub(crate) enum Location {
     Local(PathBuf),
     S3(S3Url),
+    /// `-`: standard input as a source, standard output as a destination (a file named
+    /// `-` is `./-`).
+    Std,
 }
 
 impl Location {
     pub(crate) fn parse(s: &str) -> Result<Location, String> {
         if s.starts_with("s3://") {
             S3Url::parse(s).map(Location::S3)
+        } else if s == "-" {
+            Ok(Location::Std)
         } else if s.is_empty() {
             Err("an empty path".to_owned())
         } else {
@@ -62,8 +67,22 @@ impl Location {
 /// What `s3tm cp SRC DST` means once both ends are known.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Copy {
-    Upload { path: PathBuf, to: S3Url },
-    Download { from: S3Url, path: PathBuf },
+    Upload {
+        path: PathBuf,
+        to: S3Url,
+    },
+    Download {
+        from: S3Url,
+        path: PathBuf,
+    },
+    /// From standard input, of a length unknown until it ends.
+    UploadStdin {
+        to: S3Url,
+    },
+    /// To standard output.
+    DownloadStdout {
+        from: S3Url,
+    },
 }
 
 /// Resolves the two ends of a copy as `aws s3 cp` does: an upload to a bucket or to a
@@ -110,6 +129,25 @@ pub(crate) fn resolve_copy(
                 from: from.clone(),
                 path,
             })
+        }
+        (Location::Std, Location::S3(to)) => {
+            if to.key.is_empty() || to.key.ends_with('/') {
+                return Err(format!(
+                    "{to} names no object: standard input has no file name to keep, give the whole key"
+                ));
+            }
+            Ok(Copy::UploadStdin { to: to.clone() })
+        }
+        (Location::S3(from), Location::Std) => {
+            if from.file_name().is_none() {
+                return Err(format!(
+                    "{from} names no object (the key is empty or ends with `/`)"
+                ));
+            }
+            Ok(Copy::DownloadStdout { from: from.clone() })
+        }
+        (Location::Std, _) | (_, Location::Std) => {
+            Err("`-` (standard input or output) needs an s3:// URL at the other end".to_owned())
         }
         (Location::S3(_), Location::S3(_)) => Err(
             "copies between two s3:// URLs are not supported; one end must be a local file"
@@ -384,6 +422,28 @@ mod tests {
                 path: "./f.bin".into()
             })
         );
+        assert_eq!(
+            copy("-", "s3://b/backup.tar", &[]),
+            Ok(Copy::UploadStdin {
+                to: url("s3://b/backup.tar")
+            })
+        );
+        assert_eq!(
+            copy("s3://b/dir/f.bin", "-", &[]),
+            Ok(Copy::DownloadStdout {
+                from: url("s3://b/dir/f.bin")
+            })
+        );
+        assert_eq!(
+            copy("./-", "s3://b/k", &[]),
+            Ok(Copy::Upload {
+                path: "./-".into(),
+                to: url("s3://b/k")
+            })
+        );
+        assert!(copy("-", "s3://b/", &[]).unwrap_err().contains("whole key"));
+        assert!(copy("-", "-", &[]).is_err());
+        assert!(copy("-", "out", &[]).is_err());
         assert!(copy("a", "b", &[]).unwrap_err().contains("s3:// URL"));
         assert!(copy("s3://a/x", "s3://b/y", &[]).is_err());
         assert!(copy("s3://b/dir/", "out", &[]).is_err());

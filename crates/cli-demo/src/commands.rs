@@ -1,6 +1,6 @@
 //! One function per subcommand. Each returns the exit status or a [`Failure`].
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -84,7 +84,17 @@ pub(crate) async fn cp(global: &Global, a: CpArgs) -> Result<u8, Failure> {
     }
     let anonymous = config.credentials.is_none();
     let manager = manager(config)?;
-    let data_on_stdout = matches!(&copy, Copy::Download { path, .. } if is_stdout(path));
+    let data_on_stdout = match &copy {
+        Copy::Download { path, .. } => is_stdout(path),
+        Copy::DownloadStdout { .. } => true,
+        Copy::Upload { .. } | Copy::UploadStdin { .. } => false,
+    };
+    let piped = matches!(copy, Copy::UploadStdin { .. } | Copy::DownloadStdout { .. });
+    if a.expected_size.is_some() && !matches!(copy, Copy::UploadStdin { .. }) {
+        return Err(Failure::usage(
+            "--expected-size is for uploads from standard input (`s3tm cp - s3://...`)",
+        ));
+    }
     let out = Arc::new(
         Output::new(&a.output)
             .with_stdout_for_data(data_on_stdout)
@@ -93,6 +103,8 @@ pub(crate) async fn cp(global: &Global, a: CpArgs) -> Result<u8, Failure> {
 
     let (direction, url, path) = match copy {
         Copy::Upload { path, to } => (Direction::Upload, to, path),
+        Copy::UploadStdin { to } => (Direction::Upload, to, PathBuf::from("-")),
+        Copy::DownloadStdout { from } => (Direction::Download, from, PathBuf::from("-")),
         Copy::Download { from, path } => {
             if a.dst.ends_with('/') && !path.parent().is_none_or(Path::exists) {
                 let dir = path.parent().unwrap_or(Path::new("."));
@@ -105,7 +117,20 @@ pub(crate) async fn cp(global: &Global, a: CpArgs) -> Result<u8, Failure> {
     };
     let S3Url { bucket, key } = url;
 
+    if piped {
+        out.note(match direction {
+            Direction::Upload => {
+                "reading standard input: a pipe cannot be resumed; if the upload fails or is interrupted, its multipart upload is aborted"
+            }
+            Direction::Download => {
+                "writing to standard output: a pipe cannot be resumed, and bytes written cannot be taken back (a mismatch is reported at the end, exit status 1)"
+            }
+        });
+    }
     let started = async {
+        if piped {
+            return Ok(start_piped(&manager, direction, &bucket, &key, a.expected_size).await?);
+        }
         let saved = manager.find_resumable(direction, &bucket, &key, &path)?;
         Ok::<_, Failure>(match saved {
             Some(t) if !a.no_resume => {
@@ -171,7 +196,7 @@ pub(crate) async fn cp(global: &Global, a: CpArgs) -> Result<u8, Failure> {
             return Err(failure);
         }
     };
-    if direction == Direction::Download && !handle.is_resumable() {
+    if direction == Direction::Download && !handle.is_resumable() && !piped {
         out.note(&format!(
             "{} is {}: the download streams into it directly, without a partial file, so it cannot be resumed",
             path.display(),
@@ -228,6 +253,28 @@ fn stream_kind(path: &Path) -> &'static str {
         Ok(t) if t.is_fifo() => "a FIFO",
         Ok(t) if t.is_char_device() => "a character device",
         _ => "a character device or FIFO",
+    }
+}
+
+/// Starts a copy from standard input or to standard output.
+async fn start_piped(
+    manager: &TransferManager,
+    direction: Direction,
+    bucket: &str,
+    key: &str,
+    expected_size_bytes: Option<u64>,
+) -> Result<transfer_manager::TransferHandle, transfer_manager::Error> {
+    match direction {
+        Direction::Upload => {
+            let stdin = tokio::io::stdin();
+            manager
+                .upload_stream(bucket, key, stdin, expected_size_bytes)
+                .await
+        }
+        Direction::Download => {
+            let stdout = tokio::io::stdout();
+            manager.download_to_writer(bucket, key, stdout).await
+        }
     }
 }
 

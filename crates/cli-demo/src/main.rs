@@ -41,7 +41,8 @@ Exit status:
   1    failed: the error is printed as `s3tm: error: ...`
   2    usage error
   130  paused by Ctrl-C or SIGTERM: `s3tm resume ID`, or the same `s3tm cp` again,
-       continues from the last checkpoint";
+       continues from the last checkpoint; an upload from standard input (`cp -`)
+       stopped so is cancelled instead: its multipart upload is aborted";
 
 /// Resumable, verified, fast S3 transfers.
 #[derive(Debug, Parser)]
@@ -97,7 +98,9 @@ enum Command {
     /// Upload a file to s3://bucket/key, or download s3://bucket/key to a file.
     ///
     /// A destination that is a directory or ends in `/` keeps the source's file name.
-    /// Running the same copy again after an interruption resumes it.
+    /// Running the same copy again after an interruption resumes it. `-` is standard
+    /// input or output (`tar c . | s3tm cp - s3://b/k`, `s3tm cp s3://b/k - | tar x`),
+    /// which cannot be resumed.
     Cp(CpArgs),
     /// Continue paused or interrupted transfers.
     Resume(ResumeArgs),
@@ -111,10 +114,16 @@ enum Command {
 
 #[derive(Debug, Args)]
 pub(crate) struct CpArgs {
-    /// A local file or s3://bucket/key.
+    /// A local file, s3://bucket/key, or `-` for standard input (a pipe; not resumable).
     pub(crate) src: String,
-    /// s3://bucket/key (or s3://bucket/prefix/), or a local path or directory.
+    /// s3://bucket/key (or s3://bucket/prefix/), a local path or directory, or `-` for
+    /// standard output.
     pub(crate) dst: String,
+    /// With `-` as the source: about how many bytes standard input will hold, so the part
+    /// size is chosen for it up front (parts otherwise start at --part-size and grow as
+    /// the stream does): 100GiB, 2T.
+    #[arg(long, value_name = "SIZE", value_parser = args::parse_size)]
+    pub(crate) expected_size: Option<u64>,
     /// Part size of uploads and range size of downloads: 8MiB, 16M, 8388608 (default 8MiB).
     #[arg(long, value_name = "SIZE", value_parser = args::parse_size)]
     pub(crate) part_size: Option<u64>,

@@ -68,8 +68,11 @@ pub(crate) fn resume_command(global: &Global, what: &str) -> String {
 struct Watched {
     id: TransferId,
     direction: Direction,
-    /// False for a download streaming into a device or FIFO: no checkpoint to resume.
+    /// False for a download streaming into a device or FIFO, or an upload from standard
+    /// input: no checkpoint to resume.
     resumable: bool,
+    /// To cancel an upload from standard input on a signal (aborting its upload).
+    handle: TransferHandle,
     route: String,
     progress: tokio::sync::watch::Receiver<transfer_manager::Progress>,
 }
@@ -91,6 +94,7 @@ pub(crate) async fn run_jobs(
         let resumable = job.handle.is_resumable();
         let route = route(direction, &job.bucket, &job.key, &job.path);
         let progress = job.handle.progress();
+        let handle = job.handle.clone();
         let start = *progress.borrow();
         out.event(
             "started",
@@ -124,6 +128,7 @@ pub(crate) async fn run_jobs(
             id,
             direction,
             resumable,
+            handle,
             route,
             progress,
         });
@@ -282,16 +287,22 @@ async fn pause(
     signals: &mut Signals,
     out: &Output,
 ) -> Result<u8, Failure> {
-    let unfinished = |finished: &[bool]| -> Vec<String> {
-        watched
-            .iter()
-            .zip(finished)
-            .filter(|(_, done)| !**done)
-            .map(|(w, _)| w.id.to_string())
-            .collect()
-    };
     let started = Instant::now();
-    out.note("pausing: letting requests in flight finish and saving the checkpoint (press Ctrl-C again to quit at once)");
+    // A stream upload has nothing to pause into: it is cancelled, which aborts its
+    // multipart upload, and reported below once that is done.
+    let cancelled: Vec<usize> = watched
+        .iter()
+        .enumerate()
+        .filter(|(i, w)| !finished[*i] && is_stream_upload(w))
+        .filter(|(_, w)| w.handle.cancel().is_ok())
+        .map(|(i, _)| i)
+        .collect();
+    if !cancelled.is_empty() {
+        out.note("stopping: the upload from standard input cannot be resumed, so its multipart upload is being aborted (press Ctrl-C again to quit at once)");
+    }
+    if cancelled.len() < watched.len() {
+        out.note("pausing: letting requests in flight finish and saving the checkpoint (press Ctrl-C again to quit at once)");
+    }
     let mut reports = std::collections::HashMap::new();
     // Paused, but the checkpoint of the pause was not saved: not reported as saved.
     let mut unsaved = std::collections::HashSet::new();
@@ -322,11 +333,18 @@ async fn pause(
             }
         }
         () = signals.next() => {
-            for id in unfinished(finished) {
-                out.note(&format!(
-                    "stopped without waiting; the last saved checkpoint resumes: {}",
-                    resume_command(global, &id)
-                ));
+            for (w, _) in watched.iter().zip(finished.iter()).filter(|(_, done)| !**done) {
+                if is_stream_upload(w) {
+                    out.note(&format!(
+                        "stopped without waiting; the multipart upload of {} may be left on the server (`s3tm clean` aborts it)",
+                        w.id
+                    ));
+                } else {
+                    out.note(&format!(
+                        "stopped without waiting; the last saved checkpoint resumes: {}",
+                        resume_command(global, w.id.as_str())
+                    ));
+                }
             }
             std::process::exit(exit::PAUSED.into());
         }
@@ -338,25 +356,51 @@ async fn pause(
     let mut failed = false;
     let not_paused = |finished: &[bool]| {
         watched.iter().zip(finished).any(|(w, done)| {
-            // Streams do not pause: they are reported as stopped below.
+            // Streams do not pause: downloads are reported as stopped below, uploads are
+            // cancelled and waited for.
             !*done
-                && w.resumable
+                && (w.resumable || is_stream_upload(w))
                 && w.progress.borrow().state != transfer_manager::TransferState::Paused
         })
     };
-    while not_paused(finished) {
-        match tokio::time::timeout(Duration::from_secs(30), done_rx.recv()).await {
-            Ok(Some((index, result))) => {
-                finished[index] = true;
-                failed |= !report_end(&watched[index], result, global, out, watched.len());
+    let mut interrupted = false;
+    let end = |index: usize,
+               result: Result<TransferOutcome, transfer_manager::Error>,
+               failed: &mut bool,
+               interrupted: &mut bool| {
+        let w = &watched[index];
+        match result {
+            Err(e) if is_stream_upload(w) && e.kind() == ErrorKind::Cancelled => {
+                *interrupted = true;
+                out.event(
+                    "cancelled",
+                    json!({"id": w.id.as_str(), "reason": "interrupted; a stream cannot be resumed"}),
+                );
+                out.note(&format!(
+                    "stopped {} {}: standard input cannot be resumed, and its multipart upload was aborted",
+                    direction_name(w.direction),
+                    w.id
+                ));
             }
-            // Nothing more will come (or nothing came for long): report what is known.
-            Ok(None) | Err(_) => break,
+            result => *failed |= !report_end(w, result, global, out, watched.len()),
+        }
+    };
+    while not_paused(finished) {
+        tokio::select! {
+            next = tokio::time::timeout(Duration::from_secs(30), done_rx.recv()) => match next {
+                Ok(Some((index, result))) => {
+                    finished[index] = true;
+                    end(index, result, &mut failed, &mut interrupted);
+                }
+                // Nothing more will come (or nothing came for long): report what is known.
+                Ok(None) | Err(_) => break,
+            },
+            () = signals.next() => std::process::exit(exit::PAUSED.into()),
         }
     }
     while let Ok((index, result)) = done_rx.try_recv() {
         finished[index] = true;
-        failed |= !report_end(&watched[index], result, global, out, watched.len());
+        end(index, result, &mut failed, &mut interrupted);
     }
     let paused: Vec<&Watched> = watched
         .iter()
@@ -364,7 +408,14 @@ async fn pause(
         .filter(|(_, done)| !**done)
         .map(|(w, _)| w)
         .filter(|w| {
-            if !w.resumable {
+            if is_stream_upload(w) {
+                out.error(&format!(
+                    "{} {} from standard input did not stop in time; its multipart upload may be left on the server (`s3tm clean` aborts it)",
+                    direction_name(w.direction),
+                    w.id
+                ));
+                failed = true;
+            } else if !w.resumable {
                 // A stream has no checkpoint: stopped, it is not paused but over.
                 out.error(&format!(
                     "{} {} stopped part-way; it streamed into a device or FIFO and cannot be resumed",
@@ -438,9 +489,16 @@ async fn pause(
     }
     if failed {
         Err(Failure::silent())
+    } else if interrupted {
+        Ok(exit::PAUSED)
     } else {
         Ok(exit::DONE)
     }
+}
+
+/// An upload from standard input: Ctrl-C cancels it rather than pausing it.
+fn is_stream_upload(w: &Watched) -> bool {
+    w.direction == Direction::Upload && !w.resumable
 }
 
 /// Ctrl-C, and SIGTERM on Unix. Create it before starting transfers: from then on a

@@ -1393,3 +1393,156 @@ async fn a_pause_whose_checkpoint_cannot_be_saved_says_so() {
         run.stderr
     );
 }
+
+/// Runs `s3tm` with `input` written to its standard input in uneven pieces (as a pipe
+/// from another program would deliver it), then closed.
+fn run_with_stdin(env: &Env, args: &[&str], input: Vec<u8>) -> Run {
+    let mut child = env.s3tm(args).stdin(Stdio::piped()).spawn().unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    std::thread::spawn(move || {
+        let mut at = 0;
+        let mut piece = 1;
+        while at < input.len() {
+            let end = (at + piece).min(input.len());
+            if stdin.write_all(&input[at..end]).is_err() {
+                return;
+            }
+            at = end;
+            piece = piece * 13 % 400_009 + 1;
+        }
+    });
+    finish(child)
+}
+
+fn random_bytes(size: u64, seed: u64) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    (0..size)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pipes_carry_the_bytes_both_ways_and_stdout_holds_only_the_object() {
+    let env = Env::new().await;
+    for (key, size) in [("small", 1000), ("empty", 0), ("big", 13 * MIB + 777)] {
+        let data = random_bytes(size, size + 5);
+        let url = format!("s3://bucket/{key}");
+        let up = run_with_stdin(
+            &env,
+            &["cp", "--part-size", "5MiB", "-", &url],
+            data.clone(),
+        );
+        assert_eq!(up.code, Some(0), "{key}: {}", up.stderr);
+        assert!(
+            up.stderr.contains("a pipe cannot be resumed"),
+            "{key}: said at the start: {}",
+            up.stderr
+        );
+        assert!(
+            std::fs::read(env.object(key)).unwrap() == data,
+            "{key}: the server holds other bytes than were piped in"
+        );
+        for extra in [&[][..], &["--json"][..]] {
+            let mut args = vec!["cp", "--part-size", "5MiB"];
+            args.extend_from_slice(extra);
+            args.extend([url.as_str(), "-"]);
+            let output = env.s3tm(&args).output().unwrap();
+            let stderr = String::from_utf8_lossy(&output.stderr);
+            assert_eq!(output.status.code(), Some(0), "{key}: {stderr}");
+            assert!(
+                output.stdout == data,
+                "{key} {extra:?}: stdout holds {} bytes, not the object's {size} alone; stderr: {stderr}",
+                output.stdout.len()
+            );
+            assert!(
+                stderr.contains("cannot be taken back")
+                    && (stderr.contains("downloaded s3://") || stderr.contains("\"completed\""))
+                    && !stderr.contains("NOT verified"),
+                "{key}: the verdict and the warning go to stderr: {stderr}"
+            );
+        }
+    }
+    // Parts grew from the stream: 13 MiB in 5 MiB parts is three parts.
+    let mut parts: Vec<u32> = env
+        .proxy
+        .requests()
+        .iter()
+        .filter(|r| r.method == http::Method::PUT && r.status == Some(200))
+        .filter_map(|r| r.part_number())
+        .collect();
+    parts.sort_unstable();
+    assert_eq!(parts, vec![1, 2, 3]);
+    assert!(env.ls().is_empty(), "pipes leave no checkpoint");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_download_to_stdout_that_does_not_match_exits_1() {
+    let env = Env::new().await;
+    put_object(&env, "obj", 3 * MIB, 41);
+    let stored = env.object("obj");
+    let mut bad = std::fs::read(&stored).unwrap();
+    bad[MIB as usize] ^= 0x55;
+    std::fs::write(&stored, &bad).unwrap();
+    let output = env.s3tm(&["cp", "s3://bucket/obj", "-"]).output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(output.stdout == bad, "the bytes were written as they came");
+    let errors: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.starts_with("s3tm: error: "))
+        .collect();
+    assert_eq!(errors.len(), 1, "{stderr}");
+    assert!(
+        errors[0].contains("mismatch")
+            && errors[0].contains("cannot be taken back")
+            && !errors[0].contains("<stream>"),
+        "{stderr}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ctrl_c_on_an_upload_from_stdin_aborts_it_and_exits_130() {
+    let env = Env::new().await;
+    env.slow_down(Duration::from_millis(400));
+    let mut child = env
+        .s3tm(&["cp", "--part-size", "5MiB", "-", "s3://bucket/piped"])
+        .stdin(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // 12 MiB, and stdin left open: the stream has not ended when the signal comes.
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(&random_bytes(12 * MIB, 3)).unwrap();
+    let deadline = Instant::now() + TIMEOUT;
+    while !env
+        .proxy
+        .requests()
+        .iter()
+        .any(|r| r.part_number().is_some())
+    {
+        assert!(Instant::now() < deadline, "no part was sent");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    signal(&child, "-INT");
+    let run = finish(child);
+    drop(stdin);
+    assert_eq!(run.code, Some(130), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("multipart upload was aborted") && !run.stderr.contains("to resume"),
+        "{}",
+        run.stderr
+    );
+    let aborts = env
+        .proxy
+        .requests()
+        .iter()
+        .filter(|r| r.method == http::Method::DELETE && r.query.contains("uploadId"))
+        .count();
+    assert_eq!(aborts, 1, "the multipart upload is aborted on the server");
+    assert!(!env.object("piped").exists());
+    assert!(env.ls().is_empty());
+}

@@ -177,6 +177,9 @@ impl Machine<Upload> {
         // parts held (`StreamState::may_read`).
         m.engine = Engine::new(m.cfg.retry.clone(), m.cfg.max_in_flight.max(1) + 1, now);
         m.engine.control_due = true;
+        // The part size recorded with the object is the first parts' (all of them, until
+        // the stream outgrows the schedule's first step; a download that finds another
+        // layout only leaves the object unverified by it).
         m.plan = UploadPlan::Multipart {
             part_size_bytes: stream.schedule.first_part_bytes,
             parts: 0,
@@ -1023,8 +1026,6 @@ impl Direction for Upload {
                     .checksum
                     .map(crate::ChecksumAlgorithm::multipart_type),
                 metadata: match self.plan {
-                    // A stream's parts are of unequal sizes: no one part size to record.
-                    UploadPlan::Multipart { .. } if self.stream.is_some() => Vec::new(),
                     UploadPlan::Multipart {
                         part_size_bytes, ..
                     } => vec![(

@@ -141,7 +141,23 @@ impl std::error::Error for Error {
 /// Maps a machine's verdict onto the public error, naming the object.
 pub(crate) fn from_transfer(err: transfer_core::TransferError, what: &str) -> Error {
     let kind = kind_of(&err);
-    let message = format!("{what}: {err}");
+    let message = match &err {
+        // A download into a writer (standard output, a FIFO) keeps no partial file: its
+        // bytes went out as they came.
+        transfer_core::TransferError::ChecksumMismatch {
+            range,
+            partial_path,
+            algorithm,
+            expected,
+            actual,
+        } if partial_path == crate::manager::STREAM_PATH => format!(
+            "{what}: checksum mismatch on {}: {algorithm} expected {expected}, computed {actual}; \
+             the bytes were written to the output stream as they came and cannot be taken back: \
+             discard what it received",
+            range.map_or_else(|| "the whole object".to_owned(), |r| r.to_string())
+        ),
+        _ => format!("{what}: {err}"),
+    };
     Error::with_source(kind, message, err)
 }
 

@@ -28,6 +28,10 @@ use crate::{Error, ErrorKind};
 /// Suffix of the file a download writes to until it is verified.
 pub const PARTIAL_SUFFIX: &str = ".s3tm-partial";
 
+/// What a stream is called where a machine names a file: the source of an upload from a
+/// reader, the "partial file" of a download into a writer.
+pub(crate) const STREAM_PATH: &str = "<stream>";
+
 /// A transfer the store knows about, as [`TransferManager::list_resumable`] reports it.
 #[derive(Debug, Clone)]
 pub struct ResumableTransfer {
@@ -416,7 +420,7 @@ impl TransferManager {
         size: u64,
     ) -> Result<TransferHandle, Error> {
         let fp = SourceFingerprint {
-            path: "<stream>".into(),
+            path: STREAM_PATH.into(),
             size_bytes: size,
             modified_unix_nanos: 0,
             inode: None,
@@ -456,7 +460,7 @@ impl TransferManager {
         key: &str,
         writer: impl AsyncWrite + Send + Unpin + 'static,
     ) -> Result<TransferHandle, Error> {
-        let machine = DownloadMachine::new(self.download_config(), "<stream>".into(), Time::ZERO);
+        let machine = DownloadMachine::new(self.download_config(), STREAM_PATH.into(), Time::ZERO);
         self.spawn(Setup {
             id: new_id(),
             direction: Direction::Download,
