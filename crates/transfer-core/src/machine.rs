@@ -58,6 +58,10 @@ pub(crate) trait Direction {
     fn checkpoint(&self) -> Option<Checkpoint>;
     /// Bytes durably done, and bytes in all.
     fn progress(&self) -> (u64, u64);
+    /// Nothing completed for the stall timeout: ends the transfer with `err`.
+    fn stalled(&mut self, _now: Time, err: crate::TransferError) {
+        self.engine_mut().fail(err);
+    }
 
     fn emit_checkpoint(&mut self) {
         if let Some(cp) = self.checkpoint() {
@@ -182,7 +186,7 @@ impl<D: Direction> TransferMachine for Machine<D> {
 
     fn handle_timeout(&mut self, now: Time) {
         if let Some(err) = self.dir.engine_mut().handle_timeout(now) {
-            self.dir.engine_mut().fail(err);
+            self.dir.stalled(now, err);
         }
         self.dir.drive();
     }

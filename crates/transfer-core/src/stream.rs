@@ -382,4 +382,59 @@ mod machine_tests {
             r.events.last()
         );
     }
+
+    /// A pipe whose producer is silent for longer than the stall timeout is waited for;
+    /// a part that makes no progress that long fails the upload, which is aborted.
+    #[test]
+    fn a_silent_producer_is_no_stall_but_a_silent_server_is() {
+        let cfg = small();
+        let stall = cfg.retry.stall_timeout;
+        let mut m = UploadMachine::streaming(cfg, None, Time::ZERO);
+        let sniff = m.poll_operation().expect("the sniff read");
+        let later = Time::ZERO + stall + stall;
+        m.handle_timeout(later);
+        assert!(!m.is_finished(), "failed while waiting on the pipe");
+        m.handle_outcome(later, sniff.id, Outcome::StreamRead { len_bytes: 5 * MIB });
+        let create = m.poll_operation().expect("create");
+        m.handle_outcome(
+            later,
+            create.id,
+            Outcome::UploadCreated {
+                upload_id: UploadId::new("u"),
+            },
+        );
+        // Part 1 is read (from the bytes the sniff held) and sent; the next read waits.
+        let mut in_flight = Vec::new();
+        while let Some(op) = m.poll_operation() {
+            match op.kind {
+                OpKind::ReadStream { range } if range.start == 0 => {
+                    m.handle_outcome(later, op.id, Outcome::StreamRead { len_bytes: 5 * MIB });
+                }
+                _ => in_flight.push(op),
+            }
+        }
+        assert!(
+            in_flight
+                .iter()
+                .any(|op| matches!(op.kind, OpKind::UploadPart { .. })),
+            "{in_flight:?}"
+        );
+        let much_later = later + stall + stall;
+        m.handle_timeout(much_later);
+        assert!(!m.is_finished(), "the upload must be aborted first");
+        for op in in_flight {
+            m.handle_outcome(much_later, op.id, Outcome::Dropped);
+        }
+        let abort = m.poll_operation().expect("the abort");
+        assert!(
+            matches!(abort.kind, OpKind::AbortMultipartUpload { .. }),
+            "{abort:?}"
+        );
+        m.handle_outcome(much_later, abort.id, Outcome::UploadAborted);
+        let last = std::iter::from_fn(|| m.poll_event()).last();
+        assert!(
+            matches!(last, Some(Event::Failed(crate::TransferError::Stalled(_)))),
+            "{last:?}"
+        );
+    }
 }

@@ -1185,6 +1185,24 @@ impl Direction for Upload {
         self.upload_checkpoint().map(Checkpoint::Upload)
     }
 
+    fn stalled(&mut self, now: Time, err: TransferError) {
+        if self.stream.is_none() {
+            self.engine.fail(err);
+        } else if self
+            .engine
+            .in_flight_tasks()
+            .all(|t| matches!(t, Task::Sniff | Task::Read { .. }))
+            && !self.engine.has_retries()
+        {
+            // Waiting on the stream's producer, not on the network: a pipe may be silent
+            // for as long as it likes.
+            self.engine.touch(now);
+        } else {
+            // A stream cannot be resumed: its upload is aborted.
+            self.engine.wind_down(Ending::Failed(err));
+        }
+    }
+
     fn progress(&self) -> (u64, u64) {
         match &self.stream {
             // Until the stream ends, its length is what was read of it so far.
