@@ -128,7 +128,9 @@ pub(crate) struct CpArgs {
     #[arg(long, value_name = "SIZE", value_parser = args::parse_size)]
     pub(crate) part_size: Option<u64>,
     /// Memory the part buffers of an upload may take, whatever the part size (default
-    /// 128MiB): fewer parts in flight, and a part larger than this streamed from the file.
+    /// 128MiB): fewer parts in flight, and a part larger than this streamed from the file
+    /// (from standard input, held alone); also what a download to standard output or a
+    /// FIFO holds of the ranges that arrived ahead of their turn.
     #[arg(long, value_name = "SIZE", value_parser = args::parse_size)]
     pub(crate) max_memory: Option<u64>,
     /// Requests in flight for this transfer (default 8 for uploads, 16 for downloads).

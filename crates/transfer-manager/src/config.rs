@@ -66,8 +66,10 @@ pub struct Config {
     /// part size: an upload keeps only as many parts in flight as fit (at least one), and
     /// a part larger than this alone is not held in memory but streamed from the file,
     /// after a first pass over it computes its checksum (the file is read twice, and a
-    /// change between the two reads fails the part). Streams (`upload_reader`) cannot be
-    /// read twice and hold their parts whole.
+    /// change between the two reads fails the part). Streams (`upload_reader`,
+    /// `upload_stream`) cannot be read twice and hold their parts whole: as many as fit,
+    /// or one alone when a part is larger. A download into a writer holds the ranges
+    /// received ahead of its write position within this too (one range at least).
     pub max_memory_bytes: u64,
     /// Files this size or larger are uploaded in parts (default 8 MiB).
     pub multipart_threshold_bytes: u64,

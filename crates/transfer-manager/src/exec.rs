@@ -30,8 +30,11 @@ pub(crate) struct OpContext {
     /// The manager-wide cap on requests in flight.
     pub(crate) permits: Arc<Semaphore>,
     /// Ranges in flight of a download: a stream's ranges stay within that many ranges of
-    /// its write position.
+    /// its write position, and within the memory budget.
     pub(crate) download_in_flight: u64,
+    /// The memory budget (`Config::max_memory_bytes`): what a stream's ranges received
+    /// out of order may hold while they wait for their turn (one range at least).
+    pub(crate) memory_budget_bytes: u64,
     /// The upload's checksum algorithm, which Complete's full-object checksum is in.
     pub(crate) upload_checksum: Option<ChecksumAlgorithm>,
     /// The manager's MD5 hasher, shared by the ranges of all its downloads.
@@ -295,10 +298,12 @@ impl OpContext {
                 hashes,
             } => {
                 let sink = self.sink();
-                // Streams receive bytes in order: stay within a window of the write position.
-                let window = self
-                    .download_in_flight
-                    .saturating_mul(range.len_bytes().max(1));
+                // Streams receive bytes in order: stay within a window of the write position,
+                // as many ranges as fit the memory budget.
+                let len = range.len_bytes().max(1);
+                let ranges =
+                    (self.memory_budget_bytes / len).clamp(1, self.download_in_flight.max(1));
+                let window = ranges.saturating_mul(len);
                 sink.wait_turn(range.start, window).await;
                 let mut g = p::GetObject::new(bucket, key);
                 let pinned = if_match;

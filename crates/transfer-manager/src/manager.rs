@@ -892,6 +892,7 @@ impl TransferManager {
             sink: s.sink,
             permits: self.inner.permits.clone(),
             download_in_flight: self.inner.config.max_in_flight_per_download as u64,
+            memory_budget_bytes: self.inner.config.max_memory_bytes,
             upload_checksum: s.upload_checksum,
             md5_lanes: self.inner.md5_lanes.clone(),
         });
