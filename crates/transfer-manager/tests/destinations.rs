@@ -8,42 +8,18 @@ use std::path::Path;
 use std::time::Duration;
 
 use common::*;
-use s3_testkit::{ALWAYS, FaultProxy, Matcher};
-use transfer_manager::{ErrorKind, TransferManager};
+use s3_testkit::{ALWAYS, Matcher};
+use transfer_manager::ErrorKind;
 
-struct Env {
-    server: s3_testkit::S3sFsServer,
-    proxy: FaultProxy,
-    dir: tempfile::TempDir,
-    tm: TransferManager,
-}
+type Env = ProxiedEnv;
 
 /// A server holding `bucket/obj` (12 MiB, three parts), behind a proxy.
 async fn env() -> (Env, std::path::PathBuf) {
-    let server = s3_testkit::start_s3s_fs().await;
-    server.create_bucket("bucket").unwrap();
-    let proxy = FaultProxy::start(&server.endpoint()).await;
-    let dir = tempfile::tempdir().unwrap();
-    let tm = manager_with(
-        &proxy.endpoint(),
-        server.access_key(),
-        server.secret_key(),
-        server.region(),
-        &dir.path().join("state"),
-        |c| c.set_max_in_flight(1),
-    );
-    let src = random_file(dir.path(), "src", 12 * MIB, 21);
-    upload(&tm, "bucket", "obj", &src).await.unwrap();
-    proxy.clear_requests();
-    (
-        Env {
-            server,
-            proxy,
-            dir,
-            tm,
-        },
-        src,
-    )
+    let env = proxied_s3s_env(|c| c.set_max_in_flight(1)).await;
+    let src = random_file(env.dir.path(), "src", 12 * MIB, 21);
+    upload(&env.tm, "bucket", "obj", &src).await.unwrap();
+    env.proxy.clear_requests();
+    (env, src)
 }
 
 impl Env {

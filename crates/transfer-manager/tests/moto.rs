@@ -1,7 +1,8 @@
 //! Multipart semantics that s3s-fs lacks, against moto with SigV4 verification on:
 //! abort on cancel (checked with ListMultipartUploads), If-Match 412 on a replaced
 //! object, ListParts validation on resume, a missing bucket, and the listings and aborts
-//! of `s3tm clean` and `s3tm cancel` retried through throttling and errors.
+//! of `s3tm clean` and `s3tm cancel` retried through throttling and errors, and a
+//! stream of unknown length that fails midway (its upload aborted).
 
 mod common;
 
@@ -424,4 +425,68 @@ async fn a_part_stored_but_unanswered_before_a_crash_is_kept_not_sent_again() {
     let dest = dir.path().join("dest");
     download(&tm, "bucket", "k", &dest).await.unwrap();
     assert_eq!(sha256(&dest), sha256(&src));
+}
+
+/// Yields `ok` bytes, then fails.
+struct Failing {
+    ok: usize,
+}
+
+impl tokio::io::AsyncRead for Failing {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        _cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        if self.ok == 0 {
+            return std::task::Poll::Ready(Err(std::io::Error::other("the producer crashed")));
+        }
+        let n = self.ok.min(buf.remaining()).min(100_000);
+        buf.put_slice(&vec![9u8; n]);
+        self.ok -= n;
+        std::task::Poll::Ready(Ok(()))
+    }
+}
+
+#[tokio::test]
+async fn a_stream_that_fails_midway_aborts_its_multipart_upload() {
+    let Some((_moto, proxy, _dir, tm)) =
+        setup("a_stream_that_fails_midway_aborts_its_multipart_upload").await
+    else {
+        return;
+    };
+    let err = tm
+        .upload_stream(
+            "bucket",
+            "broken",
+            Failing {
+                ok: 12 * MIB as usize,
+            },
+            None,
+        )
+        .await
+        .unwrap()
+        .join()
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("the producer crashed"), "{err}");
+    assert_eq!(err.kind(), ErrorKind::LocalIo, "{err}");
+    assert!(!err.is_resumable(), "{err}");
+    let mut parts = parts_sent(&proxy);
+    parts.sort_unstable();
+    assert_eq!(parts, vec![1, 2], "the two whole parts read went first");
+    let aborts = proxy
+        .requests()
+        .iter()
+        .filter(|r| r.method == http::Method::DELETE && r.query.contains("uploadId"))
+        .count();
+    assert_eq!(aborts, 1, "one AbortMultipartUpload");
+    assert!(
+        tm.list_multipart_uploads("bucket", None)
+            .await
+            .unwrap()
+            .is_empty(),
+        "the upload was left on the server"
+    );
+    assert!(tm.list_resumable().unwrap().0.is_empty());
 }

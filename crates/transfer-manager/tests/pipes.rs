@@ -1,17 +1,13 @@
 //! Uploads of streams whose length is unknown (`upload_stream`, what `s3tm cp -` uses):
 //! each stream is fed through a pipe-like duplex in uneven writes, and what the server
-//! then holds is compared byte for byte; a stream that fails aborts its upload (moto,
-//! which lists multipart uploads).
+//! then holds is compared byte for byte. (That a stream that fails aborts its upload is
+//! in `moto.rs`, where multipart uploads can be listed.)
 
 mod common;
 
-use std::pin::Pin;
-use std::task::{Context, Poll};
-
 use common::*;
-use s3_testkit::{FaultProxy, moto_or_skip};
-use tokio::io::{AsyncRead, AsyncWriteExt, ReadBuf};
-use transfer_manager::{ErrorKind, TransferManager};
+use s3_testkit::FaultProxy;
+use tokio::io::AsyncWriteExt;
 
 /// A reader that yields `data` as a pipe would: written by another task in uneven
 /// pieces, ending when that task is done.
@@ -30,33 +26,9 @@ fn piped(data: Vec<u8>) -> tokio::io::DuplexStream {
     reader
 }
 
-struct Env {
-    server: s3_testkit::S3sFsServer,
-    proxy: FaultProxy,
-    _dir: tempfile::TempDir,
-    tm: TransferManager,
-}
-
 /// s3s-fs behind a counting proxy; parts of 5 MiB, threshold 5 MiB, 12 MiB of memory.
-async fn env() -> Env {
-    let server = s3_testkit::start_s3s_fs().await;
-    server.create_bucket("bucket").unwrap();
-    let proxy = FaultProxy::start(&server.endpoint()).await;
-    let dir = tempfile::tempdir().unwrap();
-    let tm = manager_with(
-        &proxy.endpoint(),
-        server.access_key(),
-        server.secret_key(),
-        server.region(),
-        &dir.path().join("state"),
-        |c| c.max_memory_bytes = 12 * MIB,
-    );
-    Env {
-        server,
-        proxy,
-        _dir: dir,
-        tm,
-    }
+async fn env() -> ProxiedEnv {
+    proxied_s3s_env(|c| c.max_memory_bytes = 12 * MIB).await
 }
 
 /// The PutObjects (single, not parts) and UploadParts the server answered with 200.
@@ -123,77 +95,4 @@ async fn an_expected_size_chooses_the_part_size_up_front() {
         .unwrap();
     assert_eq!(puts_and_parts(&env.proxy).1, vec![1, 2, 3]);
     assert!(std::fs::read(env.server.root().join("bucket/k")).unwrap() == data);
-}
-
-/// Yields `ok` bytes, then fails.
-struct Failing {
-    ok: usize,
-}
-
-impl AsyncRead for Failing {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        _cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<std::io::Result<()>> {
-        if self.ok == 0 {
-            return Poll::Ready(Err(std::io::Error::other("the producer crashed")));
-        }
-        let n = self.ok.min(buf.remaining()).min(100_000);
-        buf.put_slice(&vec![9u8; n]);
-        self.ok -= n;
-        Poll::Ready(Ok(()))
-    }
-}
-
-#[tokio::test]
-async fn a_stream_that_fails_midway_aborts_its_multipart_upload() {
-    let Some(moto) = moto_or_skip("a_stream_that_fails_midway_aborts_its_multipart_upload").await
-    else {
-        return;
-    };
-    moto.create_bucket("bucket").await.unwrap();
-    let proxy = FaultProxy::start(&moto.endpoint()).await;
-    let dir = tempfile::tempdir().unwrap();
-    let tm = manager(
-        &proxy.endpoint(),
-        moto.access_key(),
-        moto.secret_key(),
-        moto.region(),
-        &dir.path().join("state"),
-    );
-    let err = tm
-        .upload_stream(
-            "bucket",
-            "broken",
-            Failing {
-                ok: 12 * MIB as usize,
-            },
-            None,
-        )
-        .await
-        .unwrap()
-        .join()
-        .await
-        .unwrap_err();
-    assert!(err.to_string().contains("the producer crashed"), "{err}");
-    assert_eq!(err.kind(), ErrorKind::LocalIo, "{err}");
-    assert!(!err.is_resumable(), "{err}");
-    let mut parts = parts_sent(&proxy);
-    parts.sort_unstable();
-    assert_eq!(parts, vec![1, 2], "the two whole parts read went first");
-    let aborts = proxy
-        .requests()
-        .iter()
-        .filter(|r| r.method == http::Method::DELETE && r.query.contains("uploadId"))
-        .count();
-    assert_eq!(aborts, 1, "one AbortMultipartUpload");
-    assert!(
-        tm.list_multipart_uploads("bucket", None)
-            .await
-            .unwrap()
-            .is_empty(),
-        "the upload was left on the server"
-    );
-    assert!(tm.list_resumable().unwrap().0.is_empty());
 }

@@ -103,18 +103,12 @@ fn blocking_calls_work_without_a_runtime_and_are_refused_inside_one() {
 
 #[tokio::test]
 async fn writer_download_waits_for_a_slow_first_range_and_keeps_order() {
-    let server = s3_testkit::start_s3s_fs().await;
-    server.create_bucket("bucket").unwrap();
-    let proxy = s3_testkit::FaultProxy::start(&server.endpoint()).await;
-    let dir = tempfile::tempdir().unwrap();
-    let tm = manager_with(
-        &proxy.endpoint(),
-        server.access_key(),
-        server.secret_key(),
-        server.region(),
-        &dir.path().join("state"),
-        |c| c.set_max_in_flight(2),
-    );
+    let ProxiedEnv {
+        server: _server,
+        proxy,
+        dir,
+        tm,
+    } = proxied_s3s_env(|c| c.set_max_in_flight(2)).await;
     let src = random_file(dir.path(), "src", 26 * MIB, 33);
     let data = std::fs::read(&src).unwrap();
     tm.upload_bytes("bucket", "k", data.clone().into())

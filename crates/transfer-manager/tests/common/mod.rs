@@ -102,6 +102,37 @@ pub async fn s3s_env() -> S3sEnv {
     S3sEnv { server, dir, tm }
 }
 
+/// An s3s-fs server with a bucket `bucket` behind a fault proxy (which logs every
+/// request), a temporary directory and a manager for them through the proxy.
+pub struct ProxiedEnv {
+    pub server: s3_testkit::S3sFsServer,
+    pub proxy: s3_testkit::FaultProxy,
+    pub dir: tempfile::TempDir,
+    pub tm: TransferManager,
+}
+
+/// [`ProxiedEnv`] with the manager's settings adjusted by `tweak`.
+pub async fn proxied_s3s_env(tweak: impl FnOnce(&mut Config)) -> ProxiedEnv {
+    let server = s3_testkit::start_s3s_fs().await;
+    server.create_bucket("bucket").unwrap();
+    let proxy = s3_testkit::FaultProxy::start(&server.endpoint()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let tm = manager_with(
+        &proxy.endpoint(),
+        server.access_key(),
+        server.secret_key(),
+        server.region(),
+        &dir.path().join("state"),
+        tweak,
+    );
+    ProxiedEnv {
+        server,
+        proxy,
+        dir,
+        tm,
+    }
+}
+
 /// Uploads `src` to `bucket`/`key` and waits for the outcome (the upload must start).
 pub async fn upload(
     tm: &TransferManager,
