@@ -22,8 +22,9 @@ impl PartSchedule {
     /// caller expects the stream to hold, if it knows) sets the first part size so that
     /// this size takes at most 10,000 parts.
     pub fn new(cfg: &UploadConfig, expected_size_bytes: Option<u64>) -> PartSchedule {
+        // (Beyond 5 TiB expected, the largest part: the stream fails once it outgrows them.)
         let first = crate::part_size_for(expected_size_bytes.unwrap_or(0), cfg.part_size_bytes)
-            .max(MIN_PART_SIZE_BYTES);
+            .clamp(MIN_PART_SIZE_BYTES, MAX_PART_SIZE_BYTES);
         // Bytes before growth can only shrink the total as the step shortens, so the
         // longest step that still reaches 5 TiB is found by bisection.
         let reaches = |step: u32| {
@@ -203,7 +204,7 @@ mod tests {
             part_mib in 1u64..6000,
             budget_mib in 1u64..2048,
             max_in_flight in 1usize..64,
-            expected in proptest::option::of(0u64..=MAX_OBJECT_SIZE_BYTES),
+            expected in proptest::option::of(0u64..=2 * MAX_OBJECT_SIZE_BYTES),
         ) {
             let cfg = UploadConfig {
                 part_size_bytes: part_mib * MIB,
@@ -215,9 +216,12 @@ mod tests {
             if expected.is_none() {
                 check(&s, &cfg);
             } else {
-                // The expected size fits before the parts grow.
-                let e = expected.unwrap_or(0);
+                // The expected size (up to 5 TiB) fits before the parts grow, and no part
+                // is ever larger than S3 allows.
+                let e = expected.unwrap_or(0).min(MAX_OBJECT_SIZE_BYTES);
                 prop_assert!(s.bytes_before(s.parts_per_step.min(10_000) + 1) >= e);
+                prop_assert!(s.part_size(10_000) <= MAX_PART_SIZE_BYTES);
+                prop_assert!((MIN_PART_SIZE_BYTES..=MAX_PART_SIZE_BYTES).contains(&s.first_part_bytes));
             }
         }
     }
