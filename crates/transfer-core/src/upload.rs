@@ -336,6 +336,11 @@ impl Upload {
 
     /// Records a part as done and saves that.
     fn part_done(&mut self, part: CompletedPart) {
+        let len = self.part_range(part.part.0).len_bytes();
+        if let Some(stream) = self.stream.as_mut() {
+            stream.held_bytes = stream.held_bytes.saturating_sub(len);
+            stream.done_bytes += len;
+        }
         self.completed.insert(part.part.0, part.clone());
         self.emit_delta(crate::Delta::Part(part));
         self.emit_progress();
@@ -698,12 +703,7 @@ impl Upload {
                     checksum,
                     confirmed: echoed(checksum, server_checksum),
                 };
-                let len = self.part_range(number).len_bytes();
-                self.bytes_transferred += len;
-                if let Some(stream) = self.stream.as_mut() {
-                    stream.held_bytes = stream.held_bytes.saturating_sub(len);
-                    stream.done_bytes += len;
-                }
+                self.bytes_transferred += self.part_range(number).len_bytes();
                 self.part_done(part);
             }
             (
