@@ -1478,6 +1478,14 @@ async fn pipes_carry_the_bytes_both_ways_and_stdout_holds_only_the_object() {
     parts.sort_unstable();
     assert_eq!(parts, vec![1, 2, 3]);
     assert!(env.ls().is_empty(), "pipes leave no checkpoint");
+    // `--expected-size` is for standard input only; `-` needs a whole key to go to.
+    for args in [
+        &["cp", "--expected-size", "1GiB", "a.bin", "s3://bucket/k"][..],
+        &["cp", "-", "s3://bucket/dir/"][..],
+    ] {
+        let run = env.run(args);
+        assert_eq!(run.code, Some(2), "{args:?}: {}", run.stderr);
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
