@@ -7,7 +7,7 @@ use crate::ChecksumAlgorithm;
 use crate::config::MAX_PARTS;
 use crate::engine::{Ending, Engine, RunState, Slot};
 use crate::machine::{Direction, Machine};
-use crate::op::{ChecksumKind, ObjectChecksum, ObjectInfo, RangeHashes};
+use crate::op::{ChecksumKind, FileHashes, ObjectChecksum, ObjectInfo, RangeHashes};
 use crate::{
     ByteRange, CHECKPOINT_VERSION, Checkpoint, Completion, DownloadCheckpoint, DownloadConfig,
     ETag, Event, Failure, FailureKind, OpKind, Outcome, PartNumber, PartRun, RangeHash, RangeSet,
@@ -939,23 +939,38 @@ impl Download {
     /// part sizes other tools use fit the object, reads the file once more to try them
     /// all (true), else leaves the verdict to the caller (false).
     fn guess_again(&mut self, l: &Layout) -> bool {
-        if l.parts_known() {
-            return false;
-        }
-        let part_sizes: Vec<u64> = l
-            .etag
-            .multipart_parts()
-            .map(|n| conventional_part_sizes(l.size_bytes, n))
-            .unwrap_or_default()
-            .into_iter()
-            .filter(|p| *p != l.range_size_bytes)
-            .take(MAX_PART_SIZE_GUESSES)
-            .collect();
+        let part_sizes = other_part_sizes(l);
         if part_sizes.is_empty() {
             return false;
         }
         self.hash_file(FileCheck::MultipartEtag { part_sizes });
         true
+    }
+
+    /// What a second read of the file may be asked for once all bytes are in, for a
+    /// destination that cannot be read again to compute as it is written.
+    fn in_order_hashes(&self) -> FileHashes {
+        let Some(l) = &self.layout else {
+            return FileHashes::default();
+        };
+        let several = l.count() > 1;
+        match &l.verify {
+            VerifyPlan::FullObject { algorithm, .. } if !algorithm.combinable() && several => {
+                FileHashes {
+                    checksum: Some(*algorithm),
+                    ..FileHashes::default()
+                }
+            }
+            VerifyPlan::Md5 { .. } if several => FileHashes {
+                md5: true,
+                ..FileHashes::default()
+            },
+            VerifyPlan::MultipartEtag | VerifyPlan::Unstated { md5: true, .. } => FileHashes {
+                multipart_part_sizes: other_part_sizes(l),
+                ..FileHashes::default()
+            },
+            _ => FileHashes::default(),
+        }
     }
 
     /// Why the part sizes are not known, for a verdict: ` (<what the server did>)`, or
@@ -1197,6 +1212,22 @@ fn check_md5(expected_hex: &str, actual: [u8; 16]) -> Check {
     )
 }
 
+/// The part sizes other tools use that fit the object, besides the one its ranges were
+/// laid on; none when the server told the parts.
+fn other_part_sizes(l: &Layout) -> Vec<u64> {
+    if l.parts_known() {
+        return Vec::new();
+    }
+    l.etag
+        .multipart_parts()
+        .map(|n| conventional_part_sizes(l.size_bytes, n))
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|p| *p != l.range_size_bytes)
+        .take(MAX_PART_SIZE_GUESSES)
+        .collect()
+}
+
 /// Bytes in MiB, for messages: `8`, `5.5`.
 fn mib(bytes: u64) -> String {
     let whole = bytes / (1024 * 1024);
@@ -1277,6 +1308,7 @@ impl Direction for Download {
             Task::Prepare => OpKind::PreparePartialFile {
                 size_bytes: self.bytes_total(),
                 create: self.completed.ranges().is_empty(),
+                in_order: self.in_order_hashes(),
             },
             Task::Recheck(i) => {
                 let l = self
@@ -1302,14 +1334,16 @@ impl Direction for Download {
             Task::Hash => {
                 let check = self.to_hash.as_ref();
                 OpKind::HashPartialFile {
-                    md5: matches!(check, Some(FileCheck::Md5 { .. })),
-                    checksum: match check {
-                        Some(FileCheck::Checksum { algorithm, .. }) => Some(*algorithm),
-                        _ => None,
-                    },
-                    multipart_part_sizes: match check {
-                        Some(FileCheck::MultipartEtag { part_sizes }) => part_sizes.clone(),
-                        _ => Vec::new(),
+                    hashes: FileHashes {
+                        md5: matches!(check, Some(FileCheck::Md5 { .. })),
+                        checksum: match check {
+                            Some(FileCheck::Checksum { algorithm, .. }) => Some(*algorithm),
+                            _ => None,
+                        },
+                        multipart_part_sizes: match check {
+                            Some(FileCheck::MultipartEtag { part_sizes }) => part_sizes.clone(),
+                            _ => Vec::new(),
+                        },
                     },
                 }
             }

@@ -67,8 +67,8 @@ pub use error::TransferError;
 pub use event::{Completion, Event, Verified};
 pub use machine::Machine;
 pub use op::{
-    ChecksumKind, CompletedPart, Failure, FailureKind, ListedPart, ObjectChecksum, ObjectInfo,
-    OpKind, Operation, Outcome, PART_SIZE_METADATA, RangeHashes, check_range_answer,
+    ChecksumKind, CompletedPart, Failure, FailureKind, FileHashes, ListedPart, ObjectChecksum,
+    ObjectInfo, OpKind, Operation, Outcome, PART_SIZE_METADATA, RangeHashes, check_range_answer,
 };
 pub use rangeset::RangeSet;
 pub use retry::{RequestRetries, RetryConfig};

@@ -96,6 +96,10 @@ pub enum OpKind {
         /// silently recreated empty under a checkpoint that names its bytes. The driver
         /// makes every checkpoint emitted before this operation durable before running it.
         create: bool,
+        /// What [`OpKind::HashPartialFile`] will ask of the whole file. A destination that
+        /// cannot be read again (a stream) computes it as the bytes are written, in
+        /// order; a file ignores it (it is read again).
+        in_order: FileHashes,
     },
     /// GetObject of `range` (a `Range` header), written at the same offset of the partial
     /// file. The driver must make these bytes durable before it persists any checkpoint
@@ -131,13 +135,8 @@ pub enum OpKind {
     /// Reads the whole partial file once and reports what is asked: checks that cannot
     /// be combined from the ranges' hashes. A local operation. Answer: [`Outcome::FileHashed`].
     HashPartialFile {
-        /// Its MD5 (the ETag of an object sent in one PutObject).
-        md5: bool,
-        /// Its checksum under this algorithm (a SHA of an object sent in one PutObject).
-        checksum: Option<ChecksumAlgorithm>,
-        /// The multipart ETags it would have if uploaded in parts of these sizes: the
-        /// part sizes other tools use, where the server does not tell an object's.
-        multipart_part_sizes: Vec<u64>,
+        /// What to compute.
+        hashes: FileHashes,
     },
     /// Makes the partial file durable and renames it to the destination.
     /// Answer: [`Outcome::FileCommitted`].
@@ -199,6 +198,18 @@ pub struct CompletedPart {
     /// The server echoed the checksum sent with it (AWS echoes only what it checked).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub confirmed: bool,
+}
+
+/// What to compute over a whole partial file, read once.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FileHashes {
+    /// Its MD5 (the ETag of an object sent in one PutObject).
+    pub md5: bool,
+    /// Its checksum under this algorithm (a SHA of an object sent in one PutObject).
+    pub checksum: Option<ChecksumAlgorithm>,
+    /// The multipart ETags it would have if uploaded in parts of these sizes: the part
+    /// sizes other tools use, where the server does not tell an object's.
+    pub multipart_part_sizes: Vec<u64>,
 }
 
 /// A part as ListParts reports it.

@@ -276,8 +276,8 @@ mod machine_tests {
                     op.id,
                     Outcome::PartUploaded {
                         etag,
-                        checksum: Some(1),
-                        server_checksum: Some(1),
+                        checksum: Some(crate::ChecksumValue::from_u32(1)),
+                        server_checksum: Some(crate::ChecksumValue::from_u32(1)),
                     },
                 );
                 continue;
@@ -299,8 +299,8 @@ mod machine_tests {
                     out.put = Some(*range);
                     Outcome::ObjectPut {
                         etag: ETag::new("\"e\""),
-                        checksum: Some(1),
-                        server_checksum: Some(1),
+                        checksum: Some(crate::ChecksumValue::from_u32(1)),
+                        server_checksum: Some(crate::ChecksumValue::from_u32(1)),
                     }
                 }
                 OpKind::CreateMultipartUpload { .. } => Outcome::UploadCreated {

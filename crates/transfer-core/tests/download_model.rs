@@ -327,7 +327,9 @@ impl World {
                     },
                 })
             }
-            OpKind::PreparePartialFile { size_bytes, create } => {
+            OpKind::PreparePartialFile {
+                size_bytes, create, ..
+            } => {
                 let previous_len = self.partial.as_ref().map(|p| p.len() as u64);
                 if previous_len.is_none() && !create {
                     return Outcome::FilePrepared { previous_len };
@@ -382,9 +384,12 @@ impl World {
                 }
             },
             OpKind::HashPartialFile {
-                md5,
-                checksum: algorithm,
-                multipart_part_sizes,
+                hashes:
+                    FileHashes {
+                        md5,
+                        checksum: algorithm,
+                        multipart_part_sizes,
+                    },
             } => match &self.partial {
                 Some(p) => Outcome::FileHashed {
                     md5: md5.then(|| md5_digest(p)),

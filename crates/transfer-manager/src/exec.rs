@@ -56,23 +56,18 @@ fn build_failure(e: p::RequestError) -> Failure {
 impl OpContext {
     pub(crate) async fn execute(&self, kind: OpKind) -> Outcome {
         let result = match kind {
-            OpKind::PreparePartialFile { size_bytes, create } => self
+            OpKind::PreparePartialFile {
+                size_bytes,
+                create,
+                in_order,
+            } => self
                 .sink()
-                .prepare(size_bytes, create)
+                .prepare(size_bytes, create, in_order)
                 .await
                 .map(|previous_len| Outcome::FilePrepared { previous_len }),
-            OpKind::HashPartialFile {
-                md5,
-                checksum,
-                multipart_part_sizes,
-            } => {
-                let wanted = crate::io::WholeHashes {
-                    md5,
-                    checksum,
-                    part_sizes: multipart_part_sizes,
-                };
+            OpKind::HashPartialFile { hashes } => {
                 self.sink()
-                    .hash_whole(wanted)
+                    .hash_whole(hashes)
                     .await
                     .map(|h| Outcome::FileHashed {
                         md5: h.md5,

@@ -13,7 +13,7 @@ use bytes::{Bytes, BytesMut};
 use md5_many::Md5State;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use transfer_core::{
-    ByteRange, ChecksumAlgorithm, ChecksumValue, Failure, FailureKind, SourceFingerprint,
+    ByteRange, ChecksumValue, Failure, FailureKind, FileHashes, SourceFingerprint,
 };
 
 use crate::{Error, ErrorKind};
@@ -458,6 +458,9 @@ pub(crate) struct WriterState {
     pending: BTreeMap<u64, Bytes>,
     /// The whole stream's MD5 (one stream: md5-many's fast single-lane path).
     md5: Md5State,
+    /// What else the download will ask of the whole stream (a SHA, multipart ETags);
+    /// boxed, as a hasher's state is large.
+    in_order: Box<WholeHasher>,
 }
 
 impl Sink {
@@ -476,6 +479,7 @@ impl Sink {
                 next: 0,
                 pending: BTreeMap::new(),
                 md5: Md5State::new(),
+                in_order: Box::new(WholeHasher::new(FileHashes::default())),
             }),
             tokio::sync::Notify::new(),
         )
@@ -526,13 +530,27 @@ impl Sink {
     /// Creates the partial file, keeping the bytes of an earlier run, and sets its length.
     /// The file is s3tm's own and locked for the rest of the transfer (see
     /// [`open_partial`]).
-    pub(crate) async fn prepare(&self, size: u64, create: bool) -> Result<Option<u64>, Failure> {
+    /// A stream is only told what to hash as its bytes go (`in_order`): it is not read
+    /// again.
+    pub(crate) async fn prepare(
+        &self,
+        size: u64,
+        create: bool,
+        in_order: FileHashes,
+    ) -> Result<Option<u64>, Failure> {
         let Sink::File {
             partial,
             dest,
             file,
         } = self
         else {
+            if let Sink::Writer(w, _) = self {
+                let mut w = w.lock().await;
+                // Once bytes went out, what hashes them can no longer be chosen.
+                if w.next == 0 {
+                    *w.in_order = WholeHasher::new(in_order);
+                }
+            }
             return Ok(None);
         };
         let held = self.open_file();
@@ -597,6 +615,7 @@ impl Sink {
                         break;
                     };
                     w.md5.update(&chunk);
+                    w.in_order.update(&chunk);
                     w.writer
                         .write_all(&chunk)
                         .await
@@ -655,7 +674,7 @@ impl Sink {
 
     /// What `wanted` asks of all the bytes, read once. A stream written in order keeps
     /// only its MD5: the rest is not reported.
-    pub(crate) async fn hash_whole(&self, wanted: WholeHashes) -> Result<WholeHashed, Failure> {
+    pub(crate) async fn hash_whole(&self, wanted: FileHashes) -> Result<WholeHashed, Failure> {
         match self {
             Sink::File {
                 partial,
@@ -691,10 +710,19 @@ impl Sink {
                 Ok(hashed)
             }
             Sink::Writer(w, _) => {
-                let md5 = w.lock().await.md5.finalize();
+                let w = w.lock().await;
+                // What was hashed as the bytes went, in the order asked for.
+                let computed = (*w.in_order).clone().finalize();
+                let same = w.in_order.wanted.checksum == wanted.checksum
+                    && w.in_order.wanted.multipart_part_sizes == wanted.multipart_part_sizes;
+                let hashed = if same {
+                    computed
+                } else {
+                    WholeHashed::default()
+                };
                 Ok(WholeHashed {
-                    md5: wanted.md5.then_some(md5),
-                    ..WholeHashed::default()
+                    md5: wanted.md5.then_some(w.md5.finalize()),
+                    ..hashed
                 })
             }
         }
@@ -1142,15 +1170,6 @@ mod tests {
     }
 }
 
-/// What to compute over a whole partial file ([`transfer_core::OpKind::HashPartialFile`]).
-#[derive(Debug, Clone, Default)]
-pub(crate) struct WholeHashes {
-    pub(crate) md5: bool,
-    pub(crate) checksum: Option<ChecksumAlgorithm>,
-    /// Multipart ETags over parts of these sizes.
-    pub(crate) part_sizes: Vec<u64>,
-}
-
 /// What was computed over a whole partial file.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct WholeHashed {
@@ -1160,8 +1179,10 @@ pub(crate) struct WholeHashed {
     pub(crate) multipart_etags: Vec<String>,
 }
 
-/// Computes [`WholeHashes`] over bytes fed in order, in one pass.
+/// Computes [`FileHashes`] over bytes fed in order, in one pass.
+#[derive(Clone)]
 struct WholeHasher {
+    wanted: FileHashes,
     md5: Option<Md5State>,
     checksum: Option<s3_protocol::ChecksumHasher>,
     /// Per part size: the size, the MD5 of the part being fed, its bytes so far, and the
@@ -1170,15 +1191,16 @@ struct WholeHasher {
 }
 
 impl WholeHasher {
-    fn new(wanted: WholeHashes) -> Self {
+    fn new(wanted: FileHashes) -> Self {
         Self {
             md5: wanted.md5.then(Md5State::new),
             checksum: wanted.checksum.map(s3_protocol::ChecksumHasher::new),
             parts: wanted
-                .part_sizes
-                .into_iter()
-                .map(|size| (size.max(1), Md5State::new(), 0, Vec::new()))
+                .multipart_part_sizes
+                .iter()
+                .map(|size| ((*size).max(1), Md5State::new(), 0, Vec::new()))
                 .collect(),
+            wanted,
         }
     }
 

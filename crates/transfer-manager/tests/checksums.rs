@@ -218,3 +218,54 @@ async fn uploads_with_every_checksum_are_confirmed_by_moto() {
         out.verified
     );
 }
+
+/// Downloaded into a stream, which is not read again: what a file gets on a second read
+/// (a SHA-256 over several ranges, the multipart ETag over rclone's 5 MiB when 8 MiB was
+/// guessed first) is computed as the bytes are written, in order, and verified the same.
+#[tokio::test]
+async fn a_stream_is_verified_as_a_file_is() {
+    let env = s3s_env().await;
+    let endpoint = env.server.endpoint();
+    let server = Server {
+        endpoint: &endpoint,
+        access: env.server.access_key(),
+        secret: env.server.secret_key(),
+        region: env.server.region(),
+    };
+    let sha = random_bytes(12 * MIB + 5, 700);
+    server
+        .put_object("bucket", "sha", &sha, Some(ChecksumAlgorithm::Sha256))
+        .await;
+    let rclone = random_bytes(9 * MIB, 701);
+    let parts: Vec<Vec<u8>> = rclone
+        .chunks(5 * MIB as usize)
+        .map(<[u8]>::to_vec)
+        .collect();
+    server.put_parts("bucket", "rclone", &parts, None).await;
+    let cases = [
+        (
+            "sha",
+            sha,
+            Verified::FullObjectChecksum(ChecksumAlgorithm::Sha256),
+        ),
+        ("rclone", rclone, Verified::MultipartEtag { parts: 2 }),
+    ];
+    for (key, data, expected) in cases {
+        let (client, mut server_side) = tokio::io::duplex(64 * 1024);
+        let h = env
+            .tm
+            .download_to_writer("bucket", key, client)
+            .await
+            .unwrap();
+        let reader = tokio::spawn(async move {
+            let mut got = Vec::new();
+            tokio::io::AsyncReadExt::read_to_end(&mut server_side, &mut got)
+                .await
+                .unwrap();
+            got
+        });
+        let out = h.join().await.unwrap_or_else(|e| panic!("{key}: {e}"));
+        assert_eq!(reader.await.unwrap(), data, "{key}");
+        assert_eq!(out.verified, expected, "{key}");
+    }
+}
