@@ -188,7 +188,9 @@ async fn uploads_with_every_checksum_are_confirmed_by_moto() {
             );
         }
     }
-    // A composite SHA-256 object another client made part by part verifies part by part.
+    // Multipart objects other clients made part by part, of unequal parts: aws-cli's
+    // current default (CRC64NVME, full-object), the SDKs' earlier one (CRC32, composite),
+    // full-object CRC32C, and composite SHAs, each verified by its own checksum.
     let endpoint = moto.endpoint();
     let server = Server {
         endpoint: &endpoint,
@@ -196,12 +198,6 @@ async fn uploads_with_every_checksum_are_confirmed_by_moto() {
         secret: moto.secret_key(),
         region: moto.region(),
     };
-    let parts: Vec<Vec<u8>> = (0..3).map(|i| random_bytes(5 * MIB + i, 600 + i)).collect();
-    let sha = Some((
-        s3_protocol::ChecksumAlgorithm::Sha256,
-        ChecksumType::Composite,
-    ));
-    server.put_parts("bucket", "sha-parts", &parts, sha).await;
     let tm = manager(
         &moto.endpoint(),
         moto.access_key(),
@@ -209,14 +205,37 @@ async fn uploads_with_every_checksum_are_confirmed_by_moto() {
         moto.region(),
         &dir.path().join("state"),
     );
-    let dest = dir.path().join("sha-parts");
-    let out = download(&tm, "bucket", "sha-parts", &dest).await.unwrap();
-    assert_eq!(std::fs::read(&dest).unwrap(), parts.concat());
-    assert!(
-        !matches!(out.verified, Verified::Unverified { .. }),
-        "{:?}",
-        out.verified
-    );
+    let cases = [
+        (ChecksumAlgorithm::Crc64Nvme, ChecksumType::FullObject),
+        (ChecksumAlgorithm::Crc32, ChecksumType::Composite),
+        (ChecksumAlgorithm::Crc32c, ChecksumType::FullObject),
+        (ChecksumAlgorithm::Sha1, ChecksumType::Composite),
+        (ChecksumAlgorithm::Sha256, ChecksumType::Composite),
+    ];
+    for (i, (algorithm, kind)) in cases.into_iter().enumerate() {
+        let parts: Vec<Vec<u8>> = [7, 5, 3]
+            .iter()
+            .enumerate()
+            .map(|(p, mib)| random_bytes(mib * MIB + p as u64, 600 + (i * 3 + p) as u64))
+            .collect();
+        let key = format!("parts-{algorithm}-{}", kind.as_str());
+        server
+            .put_parts("bucket", &key, &parts, Some((algorithm, kind)))
+            .await;
+        let dest = dir.path().join(&key);
+        let out = download(&tm, "bucket", &key, &dest)
+            .await
+            .unwrap_or_else(|e| panic!("{key}: {e}"));
+        assert_eq!(std::fs::read(&dest).unwrap(), parts.concat(), "{key}");
+        let expected = match kind {
+            ChecksumType::FullObject => Verified::FullObjectChecksum(algorithm),
+            _ => Verified::CompositeChecksum {
+                algorithm,
+                parts: 3,
+            },
+        };
+        assert_eq!(out.verified, expected, "{key}");
+    }
 }
 
 /// Downloaded into a stream, which is not read again: what a file gets on a second read
