@@ -292,7 +292,24 @@ pub(crate) fn run(options: &BenchOptions) -> anyhow::Result<()> {
         }
     }
 
-    // 5. Interrupted and resumed, through a byte-counting proxy.
+    // 5. Pipes: s3tm and aws-cli from standard input and to standard output.
+    let mut pipes = Vec::new();
+    for tool in tools
+        .iter()
+        .filter(|t| t.version.is_ok() && matches!(t.kind, ToolKind::S3tm | ToolKind::Aws))
+    {
+        for direction in [Direction::Up, Direction::Down] {
+            let settings = Settings {
+                pipe: true,
+                ..Settings::default()
+            };
+            let row = bench.scenario(tool, direction, &main_file, settings);
+            print_row(&row);
+            pipes.push(row);
+        }
+    }
+
+    // 6. Interrupted and resumed, through a byte-counting proxy.
     let interrupts = interrupt::run_all(&runtime, &bench.env, &s3tm_tool.program, &main_file);
     bench.remove_file(&main_file);
 
@@ -309,6 +326,7 @@ pub(crate) fn run(options: &BenchOptions) -> anyhow::Result<()> {
         scaling,
         sweep,
         checksums,
+        pipes,
         busy: bench.busy.clone(),
         cache_dropped: bench.cache_dropped,
         micro,
@@ -654,6 +672,8 @@ struct Settings {
     part_size: Option<u64>,
     /// `--checksum NAME`; a download reads an object put with that checksum.
     checksum: Option<&'static str>,
+    /// Through a pipe: `cp - s3://...` fed the file, `cp s3://... -` into it.
+    pipe: bool,
 }
 
 impl Settings {
@@ -668,6 +688,9 @@ impl Settings {
         }
         if let Some(c) = self.checksum {
             label.push_str(&format!(" --checksum {c}"));
+        }
+        if self.pipe {
+            label.push_str(" via a pipe");
         }
         label
     }
@@ -685,6 +708,8 @@ pub(crate) struct Row {
     pub(crate) part_size: Option<u64>,
     /// `--checksum`, when not the default.
     pub(crate) checksum: Option<&'static str>,
+    /// Standard input or output instead of a file.
+    pub(crate) pipe: bool,
     pub(crate) result: Result<Vec<report::Sample>, String>,
 }
 
@@ -727,6 +752,7 @@ impl Bench {
             concurrency: settings.concurrency,
             part_size: settings.part_size,
             checksum: settings.checksum,
+            pipe: settings.pipe,
             result: result.map_err(|e| format!("{e:#}")),
         }
     }
@@ -791,12 +817,23 @@ impl Bench {
         tool: &Tool,
         args: &[String],
     ) -> anyhow::Result<(measure::ClientUsage, String)> {
+        self.measure_with(tool, args, measure::Stdio::default())
+    }
+
+    /// [`measure`](Self::measure) with standard input or output redirected.
+    fn measure_with(
+        &self,
+        tool: &Tool,
+        args: &[String],
+        stdio: measure::Stdio<'_>,
+    ) -> anyhow::Result<(measure::ClientUsage, String)> {
         measure::measure(
             &tool.program,
             args,
             &self.env.vars(),
             ENV_REMOVE,
             &self.env.dir.join("usage"),
+            stdio,
         )
     }
 
@@ -830,7 +867,18 @@ impl Bench {
         let others = report::other_builds();
         let server_before = measure::self_cpu()?;
         let machine_before = measure::machine_cpu();
-        let (usage, stderr) = self.measure(tool, &args)?;
+        let stdio = match (settings.pipe, direction) {
+            (false, _) => measure::Stdio::default(),
+            (true, Direction::Up) => measure::Stdio {
+                stdin: Some(&file.path),
+                stdout: None,
+            },
+            (true, Direction::Down) => measure::Stdio {
+                stdin: None,
+                stdout: download.as_deref(),
+            },
+        };
+        let (usage, stderr) = self.measure_with(tool, &args, stdio)?;
         let server_cpu = measure::self_cpu()?.saturating_sub(server_before);
         let machine_cpu = machine_before
             .zip(measure::machine_cpu())
@@ -891,9 +939,11 @@ impl Bench {
             .join(format!("download-{}.bin", tool_slug(tool.kind)));
         let dest_str = dest.to_string_lossy().into_owned();
         let s3_url = format!("s3://{BUCKET}/{key}");
-        let (from, to) = match direction {
-            Direction::Up => (src.clone(), s3_url.clone()),
-            Direction::Down => (s3_url.clone(), dest_str.clone()),
+        let (from, to) = match (direction, settings.pipe) {
+            (Direction::Up, false) => (src.clone(), s3_url.clone()),
+            (Direction::Down, false) => (s3_url.clone(), dest_str.clone()),
+            (Direction::Up, true) => ("-".to_owned(), s3_url.clone()),
+            (Direction::Down, true) => (s3_url.clone(), "-".to_owned()),
         };
         let mut args: Vec<String> = match tool.kind {
             ToolKind::S3tm => {
@@ -1014,6 +1064,7 @@ fn print_row(row: &Row) {
                     concurrency: row.concurrency,
                     part_size: row.part_size,
                     checksum: row.checksum,
+                    pipe: row.pipe,
                 }
                 .label(),
                 stats.mib_s.median,

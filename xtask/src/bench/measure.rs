@@ -120,6 +120,14 @@ pub(crate) fn run_wrapper(args: &[String]) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Where a client's standard input comes from and its standard output goes (a pipe's
+/// ends: `cp - ...` reads the file, `cp ... -` writes it); by default neither.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Stdio<'a> {
+    pub(crate) stdin: Option<&'a Path>,
+    pub(crate) stdout: Option<&'a Path>,
+}
+
 /// Runs `command` (already given its program, arguments and environment) under the
 /// wrapper and returns what it used, with its captured stderr.
 pub(crate) fn measure(
@@ -128,6 +136,7 @@ pub(crate) fn measure(
     envs: &[(String, String)],
     env_remove: &[&str],
     result_file: &Path,
+    stdio: Stdio<'_>,
 ) -> anyhow::Result<(ClientUsage, String)> {
     let exe = std::env::current_exe().context("cannot find the xtask binary")?;
     let _ = fs::remove_file(result_file);
@@ -141,6 +150,17 @@ pub(crate) fn measure(
         .envs(envs.iter().map(|(k, v)| (k, v)));
     for key in env_remove {
         command.env_remove(key);
+    }
+    // The wrapper's stdio is the client's.
+    if let Some(path) = stdio.stdin {
+        let file =
+            fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
+        command.stdin(file);
+    }
+    if let Some(path) = stdio.stdout {
+        let file =
+            fs::File::create(path).with_context(|| format!("cannot create {}", path.display()))?;
+        command.stdout(file);
     }
     let output = command
         .output()

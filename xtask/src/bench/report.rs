@@ -326,6 +326,8 @@ pub(crate) struct Results {
     pub(crate) sweep: Vec<Row>,
     /// s3tm with each `--checksum`, up and down.
     pub(crate) checksums: Vec<Row>,
+    /// s3tm and aws-cli through pipes (`cp -`).
+    pub(crate) pipes: Vec<Row>,
     pub(crate) busy: Busy,
     /// Whether the page cache was emptied before every run.
     pub(crate) cache_dropped: bool,
@@ -447,6 +449,7 @@ impl Results {
         );
         for row in rows {
             let key = match (row.concurrency, row.part_size) {
+                _ if row.pipe => row.tool.name().to_owned(),
                 _ if row.checksum.is_some() => row.checksum.unwrap_or_default().to_owned(),
                 (Some(c), _) => c.to_string(),
                 (None, Some(p)) => format!(
@@ -760,6 +763,18 @@ impl Results {
                  the multipart ETag.\n\n{}",
                 format_size(self.options.size_bytes),
                 Self::s3tm_table(&self.checksums, "checksum")
+            );
+        }
+        if !self.pipes.is_empty() {
+            let _ = writeln!(
+                d,
+                "## Pipes ({}, `cp - s3://...` fed the file, `cp s3://... -` into a file)\n\n\
+                 Up, the length is unknown to the client until the stream ends (s3tm grows \
+                 its parts from `--part-size`; aws-cli uses its 8 MiB chunks); down, ranges \
+                 fetched in parallel are written in order. Every download is compared with \
+                 the source.\n\n{}",
+                format_size(self.options.size_bytes),
+                Self::s3tm_table(&self.pipes, "tool")
             );
         }
         if !self.interrupts.is_empty() {
