@@ -555,7 +555,9 @@ impl Download {
                 algorithm,
                 value,
                 kind: ChecksumKind::Unstated,
-            }) if !multipart && !aligned_ok => VerifyPlan::FullObject { algorithm, value },
+            }) if !multipart && !aligned_ok && !info.etag_not_md5 => {
+                VerifyPlan::FullObject { algorithm, value }
+            }
             Some(ObjectChecksum {
                 algorithm,
                 value,
@@ -998,7 +1000,12 @@ impl Download {
     ) {
         let Some(l) = &self.layout else { return };
         let check = match self.to_hash.take() {
-            Some(FileCheck::Md5 { md5_hex }) => md5.map(|m| check_md5(&md5_hex, m)),
+            Some(FileCheck::Md5 { md5_hex }) => Some(match md5 {
+                Some(m) => check_md5(&md5_hex, m),
+                None => Check::Verified(Verified::Unverified {
+                    reason: "the MD5 of the whole content could not be computed (the bytes went where they cannot be read again)".to_owned(),
+                }),
+            }),
             Some(FileCheck::Checksum { algorithm, value }) => Some(match checksum {
                 Some(actual) => Check::of(
                     actual == value,

@@ -1001,3 +1001,44 @@ fn a_rebuilt_download_cancelled_before_its_first_poll_only_deletes() {
     let events: Vec<Event> = std::iter::from_fn(|| m.poll_event()).collect();
     assert!(events.contains(&Event::Cancelled), "{events:?}");
 }
+
+/// SSE-KMS, whose ETag has no `-N`, with a checksum of unstated type: whether the object
+/// is multipart cannot be told, so a checksum that does not match the whole content (a
+/// composite one, read as full-object) is "not verified", never a mismatch (before, the
+/// good bytes were called a mismatch).
+#[test]
+fn an_unstated_checksum_on_an_sse_kms_object_is_never_a_mismatch() {
+    let mut w = World::new(Kind::Kms, 12 * MIB, 2 * MIB, 2, 13);
+    let data = w.current().data.clone();
+    let parts: Vec<u8> = data
+        .chunks(5 * MIB as usize)
+        .flat_map(|p| checksum(ChecksumAlgorithm::Crc32, p).as_bytes().to_vec())
+        .collect();
+    // The HeadObject in flight is answered from the version as it is now.
+    w.versions[0].checksum = Some(ObjectChecksum {
+        algorithm: ChecksumAlgorithm::Crc32,
+        value: checksum(ChecksumAlgorithm::Crc32, &parts),
+        kind: ChecksumKind::Unstated,
+    });
+    w.drain();
+    w.check_end();
+    assert_eq!(w.dest.as_ref(), Some(&data));
+    match verified(&w) {
+        Verified::Unverified { reason } => assert!(reason.contains("CRC32"), "{reason}"),
+        other => panic!("verified as {other:?}"),
+    }
+    // The same value as the object's full-object CRC32 verifies it.
+    let mut w = World::new(Kind::Kms, 12 * MIB, 2 * MIB, 2, 13);
+    w.versions[0].checksum = Some(ObjectChecksum {
+        algorithm: ChecksumAlgorithm::Crc32,
+        value: checksum(ChecksumAlgorithm::Crc32, &data),
+        kind: ChecksumKind::Unstated,
+    });
+    w.drain();
+    // (check_end expects nothing verified of a Kms object: its model has no checksum.)
+    assert_eq!(w.dest.as_ref(), Some(&data));
+    assert_eq!(
+        verified(&w),
+        Verified::FullObjectChecksum(ChecksumAlgorithm::Crc32)
+    );
+}
