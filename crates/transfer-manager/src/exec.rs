@@ -299,7 +299,7 @@ impl OpContext {
                 let ranges =
                     (self.memory_budget_bytes / len).clamp(1, self.download_in_flight.max(1));
                 let window = ranges.saturating_mul(len);
-                sink.wait_turn(range.start, window).await;
+                sink.wait_turn(range, window).await;
                 let mut g = p::GetObject::new(bucket, key);
                 let pinned = if_match;
                 g.if_match = Some(pinned.clone());

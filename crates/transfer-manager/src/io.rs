@@ -456,10 +456,8 @@ pub(crate) struct WriterState {
     writer: Box<dyn AsyncWrite + Send + Unpin>,
     next: u64,
     pending: BTreeMap<u64, Bytes>,
-    /// The whole stream's MD5 (one stream: md5-many's fast single-lane path).
-    md5: Md5State,
-    /// What else the download will ask of the whole stream (a SHA, multipart ETags);
-    /// boxed, as a hasher's state is large.
+    /// What the download will ask of the whole stream (an MD5, a SHA, multipart ETags),
+    /// computed as the bytes go, only when asked for; boxed, as a hasher's state is large.
     in_order: Box<WholeHasher>,
 }
 
@@ -478,7 +476,6 @@ impl Sink {
                 writer,
                 next: 0,
                 pending: BTreeMap::new(),
-                md5: Md5State::new(),
                 in_order: Box::new(WholeHasher::new(FileHashes::default())),
             }),
             tokio::sync::Notify::new(),
@@ -614,7 +611,6 @@ impl Sink {
                     let Some(chunk) = w.pending.remove(&next) else {
                         break;
                     };
-                    w.md5.update(&chunk);
                     w.in_order.update(&chunk);
                     w.writer
                         .write_all(&chunk)
@@ -711,19 +707,13 @@ impl Sink {
             }
             Sink::Writer(w, _) => {
                 let w = w.lock().await;
-                // What was hashed as the bytes went, in the order asked for.
-                let computed = (*w.in_order).clone().finalize();
-                let same = w.in_order.wanted.checksum == wanted.checksum
-                    && w.in_order.wanted.multipart_part_sizes == wanted.multipart_part_sizes;
-                let hashed = if same {
-                    computed
+                // What was hashed as the bytes went: only what was announced (a stream is
+                // not read again; what is missing the machine calls not verified).
+                if w.in_order.wanted == wanted {
+                    Ok((*w.in_order).clone().finalize())
                 } else {
-                    WholeHashed::default()
-                };
-                Ok(WholeHashed {
-                    md5: wanted.md5.then_some(w.md5.finalize()),
-                    ..hashed
-                })
+                    Ok(WholeHashed::default())
+                }
             }
         }
     }
@@ -833,9 +823,10 @@ impl Sink {
         }
     }
 
-    /// For streams: waits until range `start` may be fetched. Ranges far ahead of the
-    /// write position wait, so out-of-order bytes held in memory stay bounded.
-    pub(crate) async fn wait_turn(&self, start: u64, window_bytes: u64) {
+    /// For streams: waits until `range` may be fetched: while it would end beyond
+    /// `window_bytes` past the write position (the range at the write position always
+    /// goes), so the bytes held in memory out of order stay within the window.
+    pub(crate) async fn wait_turn(&self, range: ByteRange, window_bytes: u64) {
         let Sink::Writer(w, advanced) = self else {
             return;
         };
@@ -844,7 +835,8 @@ impl Sink {
             let notified = advanced.notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
-            if start < w.lock().await.next + window_bytes {
+            let next = w.lock().await.next;
+            if range.start <= next || range.end <= next.saturating_add(window_bytes) {
                 return;
             }
             notified.await;

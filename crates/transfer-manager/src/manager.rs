@@ -253,6 +253,16 @@ impl TransferManager {
         }
     }
 
+    /// For an upload no checkpoint records (bytes, a reader, a stream): nothing could
+    /// resume or cancel a multipart upload retained on cancel, so cancel aborts it,
+    /// whatever [`Config::cancel_policy`] says.
+    fn unsaved_upload_config(&self) -> UploadConfig {
+        UploadConfig {
+            cancel_policy: transfer_core::CancelPolicy::Abort,
+            ..self.upload_config()
+        }
+    }
+
     fn download_config(&self) -> DownloadConfig {
         let c = &self.inner.config;
         let retry = self.retry_config();
@@ -407,8 +417,11 @@ impl TransferManager {
         reader: impl AsyncRead + Send + Unpin + 'static,
         expected_size_bytes: Option<u64>,
     ) -> Result<TransferHandle, Error> {
-        let machine =
-            UploadMachine::streaming(self.upload_config(), expected_size_bytes, Time::ZERO);
+        let machine = UploadMachine::streaming(
+            self.unsaved_upload_config(),
+            expected_size_bytes,
+            Time::ZERO,
+        );
         self.spawn_unsaved_upload(bucket, key, machine, Source::stream(Box::new(reader)))
     }
 
@@ -426,7 +439,7 @@ impl TransferManager {
             inode: None,
             changed_unix_nanos: None,
         };
-        let machine = UploadMachine::new(self.upload_config(), fp, Time::ZERO);
+        let machine = UploadMachine::new(self.unsaved_upload_config(), fp, Time::ZERO);
         self.spawn_unsaved_upload(bucket, key, machine, source)
     }
 

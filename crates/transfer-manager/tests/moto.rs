@@ -490,3 +490,55 @@ async fn a_stream_that_fails_midway_aborts_its_multipart_upload() {
     );
     assert!(tm.list_resumable().unwrap().0.is_empty());
 }
+
+/// An upload no checkpoint records (here a stream) cannot be resumed or cancelled later,
+/// so cancelling it aborts its multipart upload even under `CancelPolicy::Retain`, which
+/// keeps the uploads of saved transfers (before, it was left on the server).
+#[tokio::test]
+async fn cancelling_a_stream_aborts_its_upload_whatever_the_cancel_policy() {
+    let Some(moto) =
+        moto_or_skip("cancelling_a_stream_aborts_its_upload_whatever_the_cancel_policy").await
+    else {
+        return;
+    };
+    moto.create_bucket("bucket").await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let tm = manager_with(
+        &moto.endpoint(),
+        moto.access_key(),
+        moto.secret_key(),
+        moto.region(),
+        &dir.path().join("state"),
+        |c| c.cancel_policy = transfer_manager::CancelPolicy::Retain,
+    );
+    // 12 MiB now, then a producer that stays silent: the upload is under way.
+    let (mut producer, reader) = tokio::io::duplex(1 << 20);
+    let h = tm
+        .upload_stream("bucket", "held", reader, None)
+        .await
+        .unwrap();
+    tokio::io::AsyncWriteExt::write_all(&mut producer, &vec![7u8; 12 * MIB as usize])
+        .await
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while tm
+        .list_multipart_uploads("bucket", None)
+        .await
+        .unwrap()
+        .is_empty()
+    {
+        assert!(std::time::Instant::now() < deadline, "no upload started");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    h.cancel().unwrap();
+    let err = h.join().await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Cancelled, "{err}");
+    assert!(
+        tm.list_multipart_uploads("bucket", None)
+            .await
+            .unwrap()
+            .is_empty(),
+        "the stream's upload was left on the server"
+    );
+    drop(producer);
+}
