@@ -672,7 +672,7 @@ struct Settings {
     part_size: Option<u64>,
     /// `--checksum NAME`; a download reads an object put with that checksum.
     checksum: Option<&'static str>,
-    /// Through a pipe: `cp - s3://...` fed the file, `cp s3://... -` into it.
+    /// Through a pipe: `cp - s3://...` fed the file through it, `cp s3://... -` into it.
     pipe: bool,
 }
 

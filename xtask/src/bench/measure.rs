@@ -151,23 +151,63 @@ pub(crate) fn measure(
     for key in env_remove {
         command.env_remove(key);
     }
-    // The wrapper's stdio is the client's.
-    if let Some(path) = stdio.stdin {
-        let file =
-            fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
-        command.stdin(file);
-    }
-    if let Some(path) = stdio.stdout {
-        let file =
-            fs::File::create(path).with_context(|| format!("cannot create {}", path.display()))?;
-        command.stdout(file);
-    }
-    let output = command
-        .output()
+    // The wrapper's stdio is the client's. A pipe's ends are real pipes, fed from and
+    // drained into the file by threads of this process (the producer and consumer a
+    // shell pipeline would run), so the client meets a pipe's reads and back-pressure.
+    use std::process::Stdio as Std;
+    command
+        .stdin(if stdio.stdin.is_some() {
+            Std::piped()
+        } else {
+            Std::null()
+        })
+        .stdout(if stdio.stdout.is_some() {
+            Std::piped()
+        } else {
+            Std::null()
+        })
+        .stderr(Std::piped());
+    let mut child = command
+        .spawn()
         .with_context(|| format!("cannot run `{program}` under the measuring wrapper"))?;
-    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
-    if !output.status.success() {
-        bail!("the measuring wrapper failed ({}): {stderr}", output.status);
+    let feeder = match (stdio.stdin, child.stdin.take()) {
+        (Some(path), Some(mut pipe)) => {
+            let mut file =
+                fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
+            // A client that stops reading ends the copy with a broken pipe: not an error
+            // of the measurement (the client's own exit status says what happened).
+            Some(std::thread::spawn(move || {
+                let _ = std::io::copy(&mut file, &mut pipe);
+            }))
+        }
+        _ => None,
+    };
+    let drainer = match (stdio.stdout, child.stdout.take()) {
+        (Some(path), Some(mut pipe)) => {
+            let mut file = fs::File::create(path)
+                .with_context(|| format!("cannot create {}", path.display()))?;
+            Some(std::thread::spawn(move || {
+                std::io::copy(&mut pipe, &mut file)
+            }))
+        }
+        _ => None,
+    };
+    let mut stderr = String::new();
+    if let Some(mut pipe) = child.stderr.take() {
+        std::io::Read::read_to_string(&mut pipe, &mut stderr)
+            .context("cannot read the client's stderr")?;
+    }
+    let status = child.wait().context("waiting for the measuring wrapper")?;
+    if let Some(t) = feeder {
+        let _ = t.join();
+    }
+    if let Some(t) = drainer {
+        t.join()
+            .map_err(|_| anyhow::anyhow!("the stdout drain thread panicked"))?
+            .context("cannot write the client's stdout")?;
+    }
+    if !status.success() {
+        bail!("the measuring wrapper failed ({status}): {stderr}");
     }
     let text = fs::read_to_string(result_file)
         .with_context(|| format!("the wrapper wrote no {}", result_file.display()))?;

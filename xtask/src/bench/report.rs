@@ -768,7 +768,10 @@ impl Results {
         if !self.pipes.is_empty() {
             let _ = writeln!(
                 d,
-                "## Pipes ({}, `cp - s3://...` fed the file, `cp s3://... -` into a file)\n\n\
+                "## Pipes ({}, `cp - s3://...` and `cp s3://... -` through real pipes)\n\n\
+                 The client's standard input is a pipe that this process fills from the \
+                 file, its standard output a pipe it drains into a file, as a shell \
+                 pipeline's producer and consumer would. \
                  Up, the length is unknown to the client until the stream ends (s3tm grows \
                  its parts from `--part-size`; aws-cli uses its 8 MiB chunks); down, ranges \
                  fetched in parallel are written in order. Every download is compared with \
