@@ -19,12 +19,7 @@ use transfer_manager::{ChecksumAlgorithm, Verified};
 async fn single_put_objects_with_every_checksum_download_verified() {
     let env = s3s_env().await;
     let endpoint = env.server.endpoint();
-    let server = Server {
-        endpoint: &endpoint,
-        access: env.server.access_key(),
-        secret: env.server.secret_key(),
-        region: env.server.region(),
-    };
+    let server = Server::s3s(&env, &endpoint);
     for (i, algorithm) in ChecksumAlgorithm::ALL.into_iter().enumerate() {
         // 12 MiB: three ranges of the test manager's 5 MiB.
         let data = random_bytes(12 * MIB + 17, 300 + i as u64);
@@ -53,12 +48,7 @@ async fn single_put_objects_with_every_checksum_download_verified() {
 async fn multipart_etags_of_other_tools_verify_where_the_server_does_not_tell_part_sizes() {
     let env = s3s_env().await;
     let endpoint = env.server.endpoint();
-    let server = Server {
-        endpoint: &endpoint,
-        access: env.server.access_key(),
-        secret: env.server.secret_key(),
-        region: env.server.region(),
-    };
+    let server = Server::s3s(&env, &endpoint);
     // (tool, part size, object size): aws-cli's 8 MiB fits 20 MiB in 3 parts and is tried
     // first; 9 MiB in 5 MiB parts fits 8 MiB parts too, so 5 MiB is found on a second read.
     for (tool, part, size) in [
@@ -192,12 +182,7 @@ async fn uploads_with_every_checksum_are_confirmed_by_moto() {
     // current default (CRC64NVME, full-object), the SDKs' earlier one (CRC32, composite),
     // full-object CRC32C, and composite SHAs, each verified by its own checksum.
     let endpoint = moto.endpoint();
-    let server = Server {
-        endpoint: &endpoint,
-        access: moto.access_key(),
-        secret: moto.secret_key(),
-        region: moto.region(),
-    };
+    let server = Server::moto(&moto, &endpoint);
     let tm = manager(
         &moto.endpoint(),
         moto.access_key(),
@@ -245,12 +230,7 @@ async fn uploads_with_every_checksum_are_confirmed_by_moto() {
 async fn a_stream_is_verified_as_a_file_is() {
     let env = s3s_env().await;
     let endpoint = env.server.endpoint();
-    let server = Server {
-        endpoint: &endpoint,
-        access: env.server.access_key(),
-        secret: env.server.secret_key(),
-        region: env.server.region(),
-    };
+    let server = Server::s3s(&env, &endpoint);
     let sha = random_bytes(12 * MIB + 5, 700);
     server
         .put_object("bucket", "sha", &sha, Some(ChecksumAlgorithm::Sha256))

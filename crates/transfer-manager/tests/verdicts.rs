@@ -200,12 +200,7 @@ async fn uneven_parts_verify_against_a_server_answering_as_s3_does() {
 async fn a_server_ignoring_part_numbers_leaves_uneven_parts_not_verified_never_mismatched() {
     let env = s3s_env().await;
     let endpoint = env.server.endpoint();
-    let server = Server {
-        endpoint: &endpoint,
-        access: env.server.access_key(),
-        secret: env.server.secret_key(),
-        region: env.server.region(),
-    };
+    let server = Server::s3s(&env, &endpoint);
     for (l, layout) in LAYOUTS.into_iter().enumerate() {
         let key = format!("uneven-{l}");
         let parts = parts_of(layout, 40 + l as u64);

@@ -180,7 +180,27 @@ pub struct Server<'a> {
     pub region: &'a str,
 }
 
-impl Server<'_> {
+impl<'a> Server<'a> {
+    /// Writes to the s3s-fs server of `env`.
+    pub fn s3s(env: &'a S3sEnv, endpoint: &'a str) -> Self {
+        Server {
+            endpoint,
+            access: env.server.access_key(),
+            secret: env.server.secret_key(),
+            region: env.server.region(),
+        }
+    }
+
+    /// Writes to `moto`.
+    pub fn moto(moto: &'a s3_testkit::MotoServer, endpoint: &'a str) -> Self {
+        Server {
+            endpoint,
+            access: moto.access_key(),
+            secret: moto.secret_key(),
+            region: moto.region(),
+        }
+    }
+
     async fn send(
         &self,
         req: http::Request<s3_protocol::RequestBody>,
