@@ -145,14 +145,102 @@ impl Drop for PooledBuf {
     }
 }
 
-/// The part of a stream that has been read and not yet acknowledged by the server.
+/// What has been read of a reader of known length and not yet acknowledged by the
+/// server: each range's bytes on their own, so a range acknowledged is forgotten at once,
+/// whatever is still held before it (a part retried for minutes holds its own bytes, not
+/// every part read since).
 pub(crate) struct ReaderWindow {
     reader: Box<dyn AsyncRead + Send + Unpin>,
-    /// Offset of `buf[0]` in the stream.
-    start: u64,
-    buf: BytesMut,
-    /// Acknowledged ranges not yet trimmed from the front.
-    released: BTreeMap<u64, u64>,
+    /// Bytes read from the reader so far.
+    taken: u64,
+    /// Bytes read and not released, by offset: the ranges asked for, and the bytes
+    /// between them read on the way to a later range.
+    held: BTreeMap<u64, Bytes>,
+}
+
+impl ReaderWindow {
+    /// Reads on until `end`; what is read is held as one piece from where it starts.
+    async fn read_to(&mut self, end: u64) -> Result<(), Failure> {
+        if self.taken >= end {
+            return Ok(());
+        }
+        let start = self.taken;
+        let want = usize::try_from(end - start).unwrap_or(usize::MAX);
+        let mut buf = BytesMut::with_capacity(want);
+        while buf.len() < want {
+            let limit = (want - buf.len()) as u64;
+            let n = (&mut self.reader)
+                .take(limit)
+                .read_buf(&mut buf)
+                .await
+                .map_err(|e| local_failure("reading the upload stream", &e))?;
+            if n == 0 {
+                return Err(Failure::new(
+                    FailureKind::SourceChanged,
+                    "the stream ended before the announced size",
+                ));
+            }
+        }
+        self.taken = end;
+        self.held.insert(start, buf.freeze());
+        Ok(())
+    }
+
+    /// Splits the piece held across `at`, if one is, so that `at` starts a piece.
+    fn cut(&mut self, at: u64) {
+        let Some((&start, piece)) = self.held.range(..at).next_back() else {
+            return;
+        };
+        let end = start + piece.len() as u64;
+        if at < end {
+            let mut head = piece.clone();
+            let tail = head.split_off((at - start) as usize);
+            self.held.insert(start, head);
+            self.held.insert(at, tail);
+        }
+    }
+
+    /// The bytes of `range`, held until [`release`](Self::release).
+    async fn read(&mut self, range: ByteRange) -> Result<Bytes, Failure> {
+        self.read_to(range.end).await?;
+        self.cut(range.start);
+        self.cut(range.end);
+        let pieces: Vec<&Bytes> = self
+            .held
+            .range(range.start..range.end)
+            .map(|(_, b)| b)
+            .collect();
+        let held: u64 = pieces.iter().map(|b| b.len() as u64).sum();
+        if held != range.len_bytes() {
+            return Err(Failure::new(
+                FailureKind::Other,
+                "a streamed part was asked for again after it was released",
+            ));
+        }
+        Ok(match pieces.as_slice() {
+            [one] => Bytes::clone(one),
+            many => many.iter().flat_map(|b| b.iter().copied()).collect(),
+        })
+    }
+
+    /// Forgets the bytes of `range`.
+    fn release(&mut self, range: ByteRange) {
+        self.cut(range.start);
+        self.cut(range.end);
+        let keys: Vec<u64> = self
+            .held
+            .range(range.start..range.end)
+            .map(|(k, _)| *k)
+            .collect();
+        for k in keys {
+            self.held.remove(&k);
+        }
+    }
+
+    #[cfg(test)]
+    fn held_bytes(&self) -> u64 {
+        self.held.values().map(|b| b.len() as u64).sum()
+    }
 }
 
 impl Source {
@@ -169,9 +257,8 @@ impl Source {
     pub(crate) fn reader(reader: Box<dyn AsyncRead + Send + Unpin>) -> Source {
         Source::Reader(tokio::sync::Mutex::new(ReaderWindow {
             reader,
-            start: 0,
-            buf: BytesMut::new(),
-            released: BTreeMap::new(),
+            taken: 0,
+            held: BTreeMap::new(),
         }))
     }
 
@@ -287,34 +374,7 @@ impl Source {
                 })
                 .await?
             }
-            Source::Reader(w) => {
-                let mut w = w.lock().await;
-                if range.start < w.start {
-                    return Err(Failure::new(
-                        FailureKind::Other,
-                        "a streamed part was asked for again after it was released",
-                    ));
-                }
-                while w.start + (w.buf.len() as u64) < range.end {
-                    let want = (range.end - w.start) as usize - w.buf.len();
-                    let mut chunk = vec![0u8; want.min(1 << 20)];
-                    let n = w
-                        .reader
-                        .read(&mut chunk)
-                        .await
-                        .map_err(|e| local_failure("reading the upload stream", &e))?;
-                    if n == 0 {
-                        return Err(Failure::new(
-                            FailureKind::SourceChanged,
-                            "the stream ended before the announced size",
-                        ));
-                    }
-                    w.buf.extend_from_slice(&chunk[..n]);
-                }
-                let from = (range.start - w.start) as usize;
-                let to = (range.end - w.start) as usize;
-                Ok(Bytes::copy_from_slice(&w.buf[from..to]))
-            }
+            Source::Reader(w) => w.lock().await.read(range).await,
         }
     }
 
@@ -343,17 +403,7 @@ impl Source {
             parts.lock().await.held.remove(&range.start);
         }
         if let Source::Reader(w) = self {
-            let mut w = w.lock().await;
-            w.released.insert(range.start, range.end);
-            loop {
-                let start = w.start;
-                let Some(end) = w.released.remove(&start) else {
-                    break;
-                };
-                let n = (end - w.start).min(w.buf.len() as u64) as usize;
-                let _ = w.buf.split_to(n);
-                w.start = end;
-            }
+            w.lock().await.release(range);
         }
     }
 }
@@ -1135,6 +1185,47 @@ fn write_all_vectored_at(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A reader of known length read part by part, in any order, with an early part
+    /// retried for long: the parts acknowledged meanwhile are forgotten, so what is held
+    /// is the unacknowledged parts, not everything read since the oldest of them (before,
+    /// the window trimmed only from its front and held 9 parts here).
+    #[tokio::test]
+    async fn a_reader_holds_only_the_parts_not_yet_acknowledged() {
+        const PART: u64 = 1000;
+        let data: Vec<u8> = (0..10 * PART).map(|i| (i % 251) as u8).collect();
+        let source = Source::reader(Box::new(std::io::Cursor::new(data.clone())));
+        let Source::Reader(window) = &source else {
+            unreachable!()
+        };
+        let part = |n: u64| ByteRange::new(n * PART, (n + 1) * PART);
+        // Part 2 is read first: parts 0 and 1 are read on the way and held.
+        assert_eq!(source.read(part(2)).await.unwrap(), &data[2000..3000]);
+        assert_eq!(window.lock().await.held_bytes(), 3 * PART);
+        assert_eq!(source.read(part(0)).await.unwrap(), &data[..1000]);
+        assert_eq!(source.read(part(1)).await.unwrap(), &data[1000..2000]);
+        source.release(part(2)).await;
+        assert_eq!(window.lock().await.held_bytes(), 2 * PART);
+        // Part 0 is retried for long; every later part is read, sent and acknowledged.
+        for n in (1..10).filter(|n| *n != 2) {
+            let got = source.read(part(n)).await.unwrap();
+            assert_eq!(got, &data[(n * PART) as usize..((n + 1) * PART) as usize]);
+            source.release(part(n)).await;
+            assert_eq!(window.lock().await.held_bytes(), PART, "after part {n}");
+        }
+        // The retried part is still there, and then forgotten too.
+        assert_eq!(source.read(part(0)).await.unwrap(), &data[..1000]);
+        source.release(part(0)).await;
+        assert_eq!(window.lock().await.held_bytes(), 0);
+        assert!(
+            source.read(part(0)).await.is_err(),
+            "released bytes are gone"
+        );
+        // A stream shorter than announced is a clear failure.
+        let short = Source::reader(Box::new(std::io::Cursor::new(vec![1u8; 10])));
+        let err = short.read(ByteRange::new(0, 20)).await.unwrap_err();
+        assert_eq!(err.kind, FailureKind::SourceChanged, "{err:?}");
+    }
 
     /// More slices than one `pwritev` takes, empty ones among them, at an offset.
     #[test]
