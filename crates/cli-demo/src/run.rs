@@ -300,7 +300,18 @@ async fn pause(
     if !cancelled.is_empty() {
         out.note("stopping: the upload from standard input cannot be resumed, so its multipart upload is being aborted (press Ctrl-C again to quit at once)");
     }
-    if cancelled.len() < watched.len() {
+    let unfinished = || {
+        watched
+            .iter()
+            .enumerate()
+            .filter(|(i, w)| !finished[*i] && !is_stream_upload(w))
+            .map(|(_, w)| w)
+    };
+    // A download into a stream has no checkpoint either: it stops, it is not paused.
+    if unfinished().any(|w| !w.resumable) {
+        out.note("stopping: a download into standard output, a device or a FIFO cannot be resumed; what it wrote is incomplete (press Ctrl-C again to quit at once)");
+    }
+    if unfinished().any(|w| w.resumable) {
         out.note("pausing: letting requests in flight finish and saving the checkpoint (press Ctrl-C again to quit at once)");
     }
     let mut reports = std::collections::HashMap::new();
@@ -418,7 +429,7 @@ async fn pause(
             } else if !w.resumable {
                 // A stream has no checkpoint: stopped, it is not paused but over.
                 out.error(&format!(
-                    "{} {} stopped part-way; it streamed into a device or FIFO and cannot be resumed",
+                    "{} {} stopped part-way; it streamed into standard output, a device or a FIFO, so it cannot be resumed, and what it wrote is incomplete",
                     direction_name(w.direction),
                     w.id
                 ));

@@ -954,6 +954,12 @@ async fn ctrl_c_stops_a_streamed_download_without_promising_a_resume() {
         "{}",
         run.stderr
     );
+    // Nothing claims a checkpoint that a stream never has.
+    assert!(
+        run.stderr.contains("stopping:") && !run.stderr.contains("saving the checkpoint"),
+        "{}",
+        run.stderr
+    );
     assert!(env.ls().is_empty());
 }
 
