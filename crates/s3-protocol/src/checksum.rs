@@ -1,12 +1,10 @@
 //! Checksums in S3's encodings: a value tagged with its algorithm, a value as an object
 //! reports it (`<base64>` or `<base64>-<parts>`), and streaming computation.
 
-use std::fmt;
-
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 
-pub use s3_types::{ChecksumAlgorithm, ChecksumType, ChecksumValue};
+pub use s3_types::{ChecksumAlgorithm, ChecksumType, ChecksumValue, Hasher as ChecksumHasher};
 
 /// A checksum value tagged with its algorithm.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -68,52 +66,6 @@ impl CrcValue {
     }
 }
 
-/// Streaming checksum computation; feed bytes as they pass, read the value at the end.
-#[derive(Clone)]
-pub struct ChecksumHasher(s3_types::Hasher);
-
-impl ChecksumHasher {
-    /// A hasher for `algorithm` over zero bytes.
-    pub fn new(algorithm: ChecksumAlgorithm) -> Self {
-        Self(s3_types::Hasher::new(algorithm))
-    }
-
-    /// Which algorithm this hasher computes.
-    pub fn algorithm(&self) -> ChecksumAlgorithm {
-        self.0.algorithm()
-    }
-
-    /// Adds bytes.
-    pub fn update(&mut self, data: &[u8]) {
-        self.0.update(data);
-    }
-
-    /// How many bytes went in; needed to combine this value with a preceding one
-    /// ([`s3_types::combine`]).
-    pub fn len_bytes(&self) -> u64 {
-        self.0.len_bytes()
-    }
-
-    /// The checksum of everything fed so far (the hasher stays usable).
-    pub fn value(&self) -> Checksum {
-        Checksum {
-            algorithm: self.algorithm(),
-            value: self.0.value(),
-        }
-    }
-
-    /// The checksum of everything fed.
-    pub fn finalize(self) -> Checksum {
-        self.value()
-    }
-}
-
-impl fmt::Debug for ChecksumHasher {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        self.0.fmt(f)
-    }
-}
-
 /// Base64 of an MD5 digest, the form of the `Content-MD5` header.
 pub fn content_md5_header(digest: [u8; 16]) -> String {
     BASE64.encode(digest)
@@ -165,7 +117,7 @@ mod tests {
             h.update(b"");
             h.update(b"56789");
             assert_eq!(h.len_bytes(), 9);
-            assert_eq!(h.finalize(), Checksum::of(alg, b"123456789"));
+            assert_eq!(h.value(), Checksum::of(alg, b"123456789").value);
         }
     }
 

@@ -63,6 +63,26 @@ enum FileCheck {
     MultipartEtag { part_sizes: Vec<u64> },
 }
 
+impl FileCheck {
+    /// What the read computes for this check.
+    fn hashes(&self) -> FileHashes {
+        match self {
+            FileCheck::Md5 { .. } => FileHashes {
+                md5: true,
+                ..FileHashes::default()
+            },
+            FileCheck::Checksum { algorithm, .. } => FileHashes {
+                checksum: Some(*algorithm),
+                ..FileHashes::default()
+            },
+            FileCheck::MultipartEtag { part_sizes } => FileHashes {
+                multipart_part_sizes: part_sizes.clone(),
+                ..FileHashes::default()
+            },
+        }
+    }
+}
+
 /// How many part sizes one more read of the file tries against a multipart ETag: each
 /// is one more MD5 over the whole file.
 const MAX_PART_SIZE_GUESSES: usize = 4;
@@ -813,14 +833,14 @@ impl Download {
             }
             other => other,
         };
+        // An MD5 or a SHA over several ranges does not combine: the file is read once more.
+        if let Some(check @ (FileCheck::Md5 { .. } | FileCheck::Checksum { .. })) =
+            file_check_for(&l)
+        {
+            self.hash_file(check);
+            return;
+        }
         let check = match &l.verify {
-            VerifyPlan::FullObject { algorithm, value } if !algorithm.combinable() && count > 1 => {
-                self.hash_file(FileCheck::Checksum {
-                    algorithm: *algorithm,
-                    value: *value,
-                });
-                return;
-            }
             VerifyPlan::FullObject { algorithm, value } => full(*algorithm, *value),
             VerifyPlan::Composite { algorithm, value } => {
                 guessed(composite(*algorithm, *value), "composite checksum")
@@ -851,16 +871,8 @@ impl Download {
             VerifyPlan::Md5 { md5_hex } => {
                 let single = match count {
                     0 => Some(md5_of_nothing()),
-                    1 => md5s.as_ref().and_then(|m| m.first().copied()),
-                    _ => None,
+                    _ => md5s.as_ref().and_then(|m| m.first().copied()),
                 };
-                if count > 1 {
-                    // MD5 cannot be combined, so the file is read once more.
-                    self.hash_file(FileCheck::Md5 {
-                        md5_hex: md5_hex.clone(),
-                    });
-                    return;
-                }
                 single.map(|m| check_md5(md5_hex, m))
             }
             VerifyPlan::Unverified { reason } => Some(Check::Verified(Verified::Unverified {
@@ -952,27 +964,11 @@ impl Download {
     /// What a second read of the file may be asked for once all bytes are in, for a
     /// destination that cannot be read again to compute as it is written.
     fn in_order_hashes(&self) -> FileHashes {
-        let Some(l) = &self.layout else {
-            return FileHashes::default();
-        };
-        let several = l.count() > 1;
-        match &l.verify {
-            VerifyPlan::FullObject { algorithm, .. } if !algorithm.combinable() && several => {
-                FileHashes {
-                    checksum: Some(*algorithm),
-                    ..FileHashes::default()
-                }
-            }
-            VerifyPlan::Md5 { .. } if several => FileHashes {
-                md5: true,
-                ..FileHashes::default()
-            },
-            VerifyPlan::MultipartEtag | VerifyPlan::Unstated { md5: true, .. } => FileHashes {
-                multipart_part_sizes: other_part_sizes(l),
-                ..FileHashes::default()
-            },
-            _ => FileHashes::default(),
-        }
+        self.layout
+            .as_ref()
+            .and_then(file_check_for)
+            .map(|c| c.hashes())
+            .unwrap_or_default()
     }
 
     /// Why the part sizes are not known, for a verdict: ` (<what the server did>)`, or
@@ -1219,6 +1215,29 @@ fn check_md5(expected_hex: &str, actual: [u8; 16]) -> Check {
     )
 }
 
+/// What one more read of the file may be asked to check for `l`, once all bytes are in:
+/// what the ranges' hashes cannot be combined into.
+fn file_check_for(l: &Layout) -> Option<FileCheck> {
+    let several = l.count() > 1;
+    match &l.verify {
+        VerifyPlan::FullObject { algorithm, value } if !algorithm.combinable() && several => {
+            Some(FileCheck::Checksum {
+                algorithm: *algorithm,
+                value: *value,
+            })
+        }
+        VerifyPlan::Md5 { md5_hex } if several => Some(FileCheck::Md5 {
+            md5_hex: md5_hex.clone(),
+        }),
+        VerifyPlan::MultipartEtag | VerifyPlan::Unstated { md5: true, .. } => {
+            Some(FileCheck::MultipartEtag {
+                part_sizes: other_part_sizes(l),
+            })
+        }
+        _ => None,
+    }
+}
+
 /// The part sizes other tools use that fit the object, besides the one its ranges were
 /// laid on; none when the server told the parts.
 fn other_part_sizes(l: &Layout) -> Vec<u64> {
@@ -1338,22 +1357,13 @@ impl Direction for Download {
                     hashes: l.hashes(),
                 }
             }
-            Task::Hash => {
-                let check = self.to_hash.as_ref();
-                OpKind::HashPartialFile {
-                    hashes: FileHashes {
-                        md5: matches!(check, Some(FileCheck::Md5 { .. })),
-                        checksum: match check {
-                            Some(FileCheck::Checksum { algorithm, .. }) => Some(*algorithm),
-                            _ => None,
-                        },
-                        multipart_part_sizes: match check {
-                            Some(FileCheck::MultipartEtag { part_sizes }) => part_sizes.clone(),
-                            _ => Vec::new(),
-                        },
-                    },
-                }
-            }
+            Task::Hash => OpKind::HashPartialFile {
+                hashes: self
+                    .to_hash
+                    .as_ref()
+                    .map(FileCheck::hashes)
+                    .unwrap_or_default(),
+            },
             Task::Commit => OpKind::CommitPartialFile,
             Task::Delete => OpKind::DeletePartialFile,
         }

@@ -250,7 +250,7 @@ impl Streamed {
                 // must both be what the first pass saw.
                 range.check()?;
                 if let (Some(h), Some(expected)) = (hasher.take(), expected) {
-                    let got = h.finalize().value;
+                    let got = h.value();
                     if got != expected {
                         return Err(Failure::new(
                             FailureKind::SourceChanged,

@@ -384,7 +384,7 @@ impl OpContext {
                 // Durability is the checkpoint thread's job: it syncs the file before
                 // saving any checkpoint that names these bytes, off this request's path.
                 Ok(Outcome::RangeWritten {
-                    checksum: crc.map(|h| h.finalize().value),
+                    checksum: crc.map(|h| h.value()),
                     md5,
                 })
             }
@@ -480,7 +480,7 @@ impl OpContext {
                 }
             })
             .await?;
-        Ok((crc.map(|h| h.finalize().value), md5.map(|h| h.finalize())))
+        Ok((crc.map(|h| h.value()), md5.map(|h| h.finalize())))
     }
 
     fn source(&self) -> Result<&Source, Failure> {

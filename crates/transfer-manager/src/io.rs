@@ -219,7 +219,13 @@ impl ReaderWindow {
         }
         Ok(match pieces.as_slice() {
             [one] => Bytes::clone(one),
-            many => many.iter().flat_map(|b| b.iter().copied()).collect(),
+            many => {
+                let mut whole = BytesMut::with_capacity(held as usize);
+                for piece in many {
+                    whole.extend_from_slice(piece);
+                }
+                whole.freeze()
+            }
         })
     }
 
@@ -482,7 +488,7 @@ impl FileRange {
                 at += n as u64;
             }
             this.check()?;
-            Ok((md5.map(|h| h.finalize()), crc.map(|h| h.finalize().value)))
+            Ok((md5.map(|h| h.finalize()), crc.map(|h| h.value())))
         })
         .await?
     }
@@ -1313,7 +1319,7 @@ impl WholeHasher {
     fn finalize(self) -> WholeHashed {
         WholeHashed {
             md5: self.md5.map(|h| h.finalize()),
-            checksum: self.checksum.map(|h| h.finalize().value),
+            checksum: self.checksum.map(|h| h.value()),
             multipart_etags: self
                 .parts
                 .into_iter()
