@@ -126,14 +126,20 @@ async fn pipes_hold_what_max_memory_allows() {
         reader.join().unwrap() == data,
         "stdout differs from the object"
     );
-    for (what, peak) in [
-        ("upload from stdin", peak_up),
-        ("download to stdout", peak_down),
+    // The upload holds at most two 8 MiB parts, each read into a buffer reused from
+    // part to part: about 34 MiB here. With a fresh buffer per part the allocator kept
+    // freed ones in per-thread arenas, and the peak wandered from 42 to 66 MiB between
+    // runs. The download window also holds what the connections have received of ranges
+    // not yet written (about 43 MiB here).
+    for (what, peak, bound) in [
+        ("upload from stdin", peak_up, 48 * MIB),
+        ("download to stdout", peak_down, 64 * MIB),
     ] {
         assert!(
-            peak < 64 * MIB,
-            "{what}: peak RSS {} MiB with --max-memory 16MiB",
-            peak / MIB
+            peak < bound,
+            "{what}: peak RSS {} MiB with --max-memory 16MiB (at most {} MiB expected)",
+            peak / MIB,
+            bound / MIB
         );
     }
 }

@@ -91,14 +91,18 @@ pub(crate) struct StreamParts {
     taken: u64,
     /// The bytes of each range read, by start.
     held: BTreeMap<u64, Bytes>,
-    /// The range being read and what was read of it: kept here rather than in the
-    /// read's future, so that a read cut short (paused, say) loses no byte of the stream.
-    reading: Option<(u64, BytesMut)>,
+    /// The range being read, its buffer and how much of it is filled: kept here rather
+    /// than in the read's future, so that a read cut short (paused, say) loses no byte of
+    /// the stream.
+    reading: Option<(u64, PooledBuf, usize)>,
+    /// Part buffers, reused as parts are acknowledged.
+    buffers: BufferPool,
 }
 
-/// Part buffers of a file upload, reused: a fresh 8 MiB buffer per part costs zeroing and
-/// page faults, and the allocator keeps freed ones in per-thread pools, so memory would
-/// grow with the file's size instead of staying at parts in flight × part size.
+/// Part buffers of an upload (from a file or a stream), reused: a fresh 8 MiB buffer per
+/// part costs zeroing and page faults, and the allocator keeps freed ones in per-thread
+/// pools, so memory would grow with the file's size (or, for a pipe, wander far above the
+/// budget from one run to the next) instead of staying at parts in flight × part size.
 #[derive(Clone, Default)]
 pub(crate) struct BufferPool(Arc<Mutex<Vec<Vec<u8>>>>);
 
@@ -156,6 +160,29 @@ pub(crate) struct ReaderWindow {
     /// Bytes read and not released, by offset: the ranges asked for, and the bytes
     /// between them read on the way to a later range.
     held: BTreeMap<u64, Bytes>,
+    /// Buffers of what is read, reused once released.
+    buffers: BufferPool,
+}
+
+/// Reads from `reader` into `buf` after its first `filled` bytes until `buf` is full or
+/// the reader ends. `filled` counts each read as it lands, so a read cut short (its
+/// future dropped) loses no byte.
+async fn fill(
+    reader: &mut (dyn AsyncRead + Send + Unpin),
+    buf: &mut [u8],
+    filled: &mut usize,
+) -> Result<(), Failure> {
+    while *filled < buf.len() {
+        let n = reader
+            .read(&mut buf[*filled..])
+            .await
+            .map_err(|e| local_failure("reading the upload stream", &e))?;
+        if n == 0 {
+            break;
+        }
+        *filled += n;
+    }
+    Ok(())
 }
 
 impl ReaderWindow {
@@ -166,23 +193,17 @@ impl ReaderWindow {
         }
         let start = self.taken;
         let want = usize::try_from(end - start).unwrap_or(usize::MAX);
-        let mut buf = BytesMut::with_capacity(want);
-        while buf.len() < want {
-            let limit = (want - buf.len()) as u64;
-            let n = (&mut self.reader)
-                .take(limit)
-                .read_buf(&mut buf)
-                .await
-                .map_err(|e| local_failure("reading the upload stream", &e))?;
-            if n == 0 {
-                return Err(Failure::new(
-                    FailureKind::SourceChanged,
-                    "the stream ended before the announced size",
-                ));
-            }
+        let mut buf = self.buffers.take(want);
+        let mut filled = 0;
+        fill(&mut *self.reader, buf.as_mut(), &mut filled).await?;
+        if filled < want {
+            return Err(Failure::new(
+                FailureKind::SourceChanged,
+                "the stream ended before the announced size",
+            ));
         }
         self.taken = end;
-        self.held.insert(start, buf.freeze());
+        self.held.insert(start, Bytes::from_owner(buf));
         Ok(())
     }
 
@@ -265,6 +286,7 @@ impl Source {
             reader,
             taken: 0,
             held: BTreeMap::new(),
+            buffers: BufferPool::default(),
         }))
     }
 
@@ -274,6 +296,7 @@ impl Source {
             taken: 0,
             held: BTreeMap::new(),
             reading: None,
+            buffers: BufferPool::default(),
         }))
     }
 
@@ -291,8 +314,9 @@ impl Source {
         let mut guard = parts.lock().await;
         let s = &mut *guard;
         let want = usize::try_from(range.len_bytes()).unwrap_or(usize::MAX);
-        if !matches!(&s.reading, Some((start, _)) if *start == range.start) {
-            let mut buf = BytesMut::new();
+        if !matches!(&s.reading, Some((start, ..)) if *start == range.start) {
+            let mut buf = s.buffers.take(want);
+            let mut filled = 0;
             if let Some(mut head) = s.held.remove(&range.start) {
                 if head.len() >= want {
                     let rest = head.split_off(want);
@@ -302,10 +326,10 @@ impl Source {
                     s.held.insert(range.start, head);
                     return Ok(range.len_bytes());
                 }
-                buf.reserve(want);
-                buf.extend_from_slice(&head);
+                buf.as_mut()[..head.len()].copy_from_slice(&head);
+                filled = head.len();
             }
-            if range.start + buf.len() as u64 != s.taken {
+            if range.start + filled as u64 != s.taken {
                 return Err(Failure::new(
                     FailureKind::Other,
                     format!(
@@ -314,32 +338,22 @@ impl Source {
                     ),
                 ));
             }
-            buf.reserve(want - buf.len());
-            s.reading = Some((range.start, buf));
+            s.reading = Some((range.start, buf, filled));
         }
-        let Some((_, buf)) = s.reading.as_mut() else {
+        let Some((_, buf, filled)) = s.reading.as_mut() else {
             return Ok(0);
         };
-        while buf.len() < want {
-            let limit = (want - buf.len()) as u64;
-            let n = (&mut s.reader)
-                .take(limit)
-                .read_buf(buf)
-                .await
-                .map_err(|e| local_failure("reading the upload stream", &e))?;
-            if n == 0 {
-                break;
-            }
-            s.taken += n as u64;
-        }
-        let Some((_, buf)) = s.reading.take() else {
+        let read = fill(&mut *s.reader, &mut buf.as_mut()[..want], filled).await;
+        s.taken = range.start + *filled as u64;
+        read?;
+        let Some((_, buf, filled)) = s.reading.take() else {
             return Ok(0);
         };
-        let len = buf.len() as u64;
-        if len > 0 {
-            s.held.insert(range.start, buf.freeze());
+        if filled > 0 {
+            s.held
+                .insert(range.start, Bytes::from_owner(buf).slice(..filled));
         }
-        Ok(len)
+        Ok(filled as u64)
     }
 
     /// The bytes of `range`.
