@@ -85,7 +85,7 @@ pub enum TransferError {
     /// aborted either: it stays on the server (and is billed) until aborted. The
     /// checkpoint is kept so that `s3tm cancel` can abort it.
     #[error(
-        "{cause}; and multipart upload {upload_id} could not be aborted ({abort}): it stays on the server until `s3tm cancel` or `s3tm clean` removes it"
+        "{cause}; and multipart upload {upload_id} could not be aborted ({abort}): unless the last abort reached the server with its answer lost, it stays there until `s3tm cancel` or `s3tm clean` removes it"
     )]
     UploadLeft {
         /// Why the transfer failed.
