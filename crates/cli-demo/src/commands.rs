@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde_json::json;
+use transfer_manager::store::RecordKind;
 use transfer_manager::{
     ChecksumAlgorithm, Config, Direction, ErrorKind, ResumableTransfer, SavedEndpoint, SavedState,
     StateStore, TransferId, TransferManager, UnreadableTransfer,
@@ -56,12 +57,51 @@ fn manager(config: Config) -> Result<TransferManager, Failure> {
     })
 }
 
-/// `s3tm cp SRC DST`.
-pub(crate) async fn cp(global: &Global, a: CpArgs) -> Result<u8, Failure> {
+/// `s3tm sync SRC DST`.
+pub(crate) async fn sync(global: &Global, a: crate::SyncArgs) -> Result<u8, Failure> {
     let src = Location::parse(&a.src).map_err(Failure::usage)?;
     let dst = Location::parse(&a.dst).map_err(Failure::usage)?;
-    let copy = resolve_copy(&src, &dst, Path::is_dir).map_err(Failure::usage)?;
-    let mut signals = Signals::new()?;
+    let tree = crate::jobs::Tree::resolve(&src, &dst).map_err(Failure::usage)?;
+    let signals = Signals::new()?;
+    let as_cp = CpArgs {
+        src: a.src.clone(),
+        dst: a.dst.clone(),
+        expected_size: None,
+        part_size: a.part_size,
+        max_memory: a.max_memory,
+        concurrency: a.concurrency,
+        checksum: a.checksum,
+        recursive: true,
+        follow_symlinks: a.follow_symlinks,
+        include: Vec::new(),
+        exclude: Vec::new(),
+        filters: Vec::new(),
+        no_resume: false,
+        require_verified: a.require_verified,
+        output: a.output.clone(),
+    };
+    let manager = manager(cp_config(global, &as_cp)?)?;
+    let out = Arc::new(Output::new(&a.output).with_require_verified(a.require_verified));
+    let opts = transfer_manager::SyncOptions {
+        job: crate::jobs::job_options(a.follow_symlinks, &a.filters)?,
+        size_only: a.size_only,
+        delete: a.delete,
+    };
+    crate::jobs::sync(
+        &manager,
+        global,
+        signals,
+        tree,
+        opts,
+        a.dry_run,
+        a.require_verified,
+        out,
+    )
+    .await
+}
+
+/// The settings of `s3tm cp`: the global ones, then the copy's flags.
+fn cp_config(global: &Global, a: &CpArgs) -> Result<Config, Failure> {
     let mut config = config(global)?;
     if let Some(size) = a.part_size {
         config.part_size_bytes = size;
@@ -71,6 +111,9 @@ pub(crate) async fn cp(global: &Global, a: CpArgs) -> Result<u8, Failure> {
     }
     if let Some(n) = a.concurrency {
         config.set_max_in_flight(n.into());
+        if a.recursive {
+            config.max_in_flight_total = n.into();
+        }
     }
     if let Some(choice) = a.checksum {
         config.checksum = match choice {
@@ -82,6 +125,38 @@ pub(crate) async fn cp(global: &Global, a: CpArgs) -> Result<u8, Failure> {
             ChecksumArg::None => None,
         };
     }
+    Ok(config)
+}
+
+/// `s3tm cp SRC DST`.
+pub(crate) async fn cp(global: &Global, a: CpArgs) -> Result<u8, Failure> {
+    let src = Location::parse(&a.src).map_err(Failure::usage)?;
+    let dst = Location::parse(&a.dst).map_err(Failure::usage)?;
+    if a.recursive {
+        let tree = crate::jobs::Tree::resolve(&src, &dst).map_err(Failure::usage)?;
+        if a.expected_size.is_some() {
+            return Err(Failure::usage(
+                "--expected-size is for uploads from standard input (`s3tm cp - s3://...`)",
+            ));
+        }
+        let signals = Signals::new()?;
+        let manager = manager(cp_config(global, &a)?)?;
+        let out = Arc::new(Output::new(&a.output).with_require_verified(a.require_verified));
+        let opts = crate::jobs::TreeOptions {
+            job: crate::jobs::job_options(a.follow_symlinks, &a.filters)?,
+            no_resume: a.no_resume,
+            require_verified: a.require_verified,
+        };
+        return crate::jobs::cp_recursive(&manager, global, signals, tree, opts, out).await;
+    }
+    if a.follow_symlinks || !a.filters.is_empty() {
+        return Err(Failure::usage(
+            "--follow-symlinks, --include and --exclude are for --recursive copies",
+        ));
+    }
+    let copy = resolve_copy(&src, &dst, Path::is_dir).map_err(Failure::usage)?;
+    let mut signals = Signals::new()?;
+    let config = cp_config(global, &a)?;
     let anonymous = config.credentials.is_none();
     let manager = manager(config)?;
     let data_on_stdout = match &copy {
@@ -371,6 +446,31 @@ pub(crate) async fn resume(global: &Global, a: ResumeArgs) -> Result<u8, Failure
             }
         }
     }
+    if let Some(id) = &a.id {
+        let id = parse_id(id)?;
+        if saved.iter().any(|t| t.id == id && is_job(t)) {
+            let manager = managers.for_saved(&id)?;
+            return crate::jobs::resume_job(
+                &manager,
+                global,
+                signals,
+                &id,
+                out,
+                a.require_verified,
+            )
+            .await;
+        }
+    }
+    let (jobs, saved): (Vec<_>, Vec<_>) = saved.into_iter().partition(is_job);
+    if a.all {
+        for j in jobs.iter().filter(|t| t.state != SavedState::Running) {
+            out.note(&format!(
+                "job {} is resumed on its own: `{}`",
+                j.id,
+                resume_command(global, j.id.as_str())
+            ));
+        }
+    }
     let chosen: Vec<ResumableTransfer> = match &a.id {
         Some(id) => {
             let id = parse_id(id)?;
@@ -450,6 +550,10 @@ fn list_command(global: &Global) -> String {
     resume_command(global, "").replace(" resume ", " ls")
 }
 
+fn is_job(t: &ResumableTransfer) -> bool {
+    matches!(t.kind, RecordKind::Job { .. })
+}
+
 fn parse_id(id: &str) -> Result<TransferId, Failure> {
     TransferId::new(id).map_err(|e| Failure::usage(format!("`{id}` is not a transfer id: {e}")))
 }
@@ -468,6 +572,8 @@ fn saved_and_unreadable(
     manager: &TransferManager,
 ) -> Result<(Vec<ResumableTransfer>, Vec<UnreadableTransfer>), Failure> {
     let (mut saved, unreadable) = manager.list_resumable()?;
+    // The large files of a job are listed, resumed and cancelled with their job.
+    saved.retain(|t| !matches!(t.kind, RecordKind::JobFile { .. }));
     saved.sort_by_key(|t| t.created_unix_ms);
     Ok((saved, unreadable))
 }
@@ -486,9 +592,8 @@ pub(crate) fn ls(global: &Global, a: &LsArgs) -> Result<u8, Failure> {
     let age = |t: &ResumableTransfer| Duration::from_millis(now.saturating_sub(t.created_unix_ms));
     if a.json {
         for t in &saved {
-            println!(
-                "{}",
-                json!({
+            let job = is_job(t).then(|| manager.saved_job(&t.id).ok()).flatten();
+            let mut line = json!({
                     "id": t.id.as_str(),
                     "direction": direction_name(t.direction),
                     "bucket": t.bucket,
@@ -500,8 +605,13 @@ pub(crate) fn ls(global: &Global, a: &LsArgs) -> Result<u8, Failure> {
                     "age_secs": age(t).as_secs(),
                     "created_unix_ms": t.created_unix_ms,
                     "updated_unix_ms": t.updated_unix_ms,
-                })
-            );
+                    "kind": if is_job(t) { "job" } else { "transfer" },
+            });
+            if let Some(j) = job {
+                line["files_done"] = j.counts.files_done.into();
+                line["files_total"] = j.counts.files_total.into();
+            }
+            println!("{line}");
         }
         return Ok(exit::DONE);
     }
@@ -515,12 +625,19 @@ pub(crate) fn ls(global: &Global, a: &LsArgs) -> Result<u8, Failure> {
             let percent = (t.bytes_done * 100)
                 .checked_div(t.bytes_total)
                 .map_or(String::new(), |p| format!(" {p}%"));
+            let (direction, files) = match manager.saved_job(&t.id) {
+                Ok(j) if is_job(t) => (
+                    format!("{} (job)", direction_name(t.direction)),
+                    format!("{}/{} files, ", j.counts.files_done, j.counts.files_total),
+                ),
+                _ => (direction_name(t.direction).to_owned(), String::new()),
+            };
             [
                 t.id.to_string(),
-                direction_name(t.direction).to_owned(),
+                direction,
                 t.state.to_string(),
                 format!(
-                    "{}/{}{percent}",
+                    "{files}{}/{}{percent}",
                     human_bytes(t.bytes_done),
                     human_bytes(t.bytes_total)
                 ),
@@ -555,6 +672,11 @@ pub(crate) async fn cancel(global: &Global, a: CancelArgs) -> Result<u8, Failure
     let mut managers = Managers::new(global, None)?;
     let manager = managers.first().clone();
     let what = |t: &ResumableTransfer| match t.direction {
+        _ if is_job(t) => format!(
+            "job {} of {} (the multipart uploads of its files were aborted and their partial files removed; files done stay)",
+            t.id,
+            route(t.direction, &t.bucket, &t.key, &t.local_path)
+        ),
         Direction::Upload => format!(
             "upload {} of {} (its multipart upload was aborted)",
             t.id,
@@ -585,6 +707,10 @@ pub(crate) async fn cancel(global: &Global, a: CancelArgs) -> Result<u8, Failure
         let mut results = Vec::with_capacity(idle.len());
         for t in &idle {
             let cancelled = match managers.for_saved(&t.id) {
+                Ok(m) if is_job(t) => m
+                    .cancel_saved_job(&t.id)
+                    .await
+                    .map_err(|e| explain(&e, None)),
                 Ok(m) => m.cancel_saved(&t.id).await.map_err(|e| explain(&e, None)),
                 Err(f) => Err(f.to_string()),
             };
@@ -612,7 +738,11 @@ pub(crate) async fn cancel(global: &Global, a: CancelArgs) -> Result<u8, Failure
     let known = saved.iter().find(|t| t.id == id).cloned();
     let corrupt = unreadable.iter().any(|u| u.id == id);
     let manager = managers.for_saved(&id)?;
-    manager.cancel_saved(&id).await.map_err(|e| {
+    let cancelled = match &known {
+        Some(t) if is_job(t) => manager.cancel_saved_job(&id).await,
+        _ => manager.cancel_saved(&id).await,
+    };
+    cancelled.map_err(|e| {
         let mut m = explain(&e, None);
         if e.kind() == ErrorKind::NotFound && !m.contains("s3tm ls") {
             m.push_str(&format!("; `{}` lists them", list_command(global)));

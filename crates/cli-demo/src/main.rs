@@ -8,6 +8,7 @@
 mod args;
 mod commands;
 mod failure;
+mod jobs;
 mod output;
 mod run;
 
@@ -102,6 +103,9 @@ enum Command {
     /// input or output (`tar c . | s3tm cp - s3://b/k`, `s3tm cp s3://b/k - | tar x`),
     /// which cannot be resumed.
     Cp(CpArgs),
+    /// Copy what is missing or differs between a directory and a prefix (either way):
+    /// sizes, then modification times, as `aws s3 sync`; `--delete` removes the rest.
+    Sync(SyncArgs),
     /// Continue paused or interrupted transfers.
     Resume(ResumeArgs),
     /// List paused, interrupted and running transfers.
@@ -133,7 +137,8 @@ pub(crate) struct CpArgs {
     /// FIFO holds of the ranges that arrived ahead of their turn.
     #[arg(long, value_name = "SIZE", value_parser = args::parse_size)]
     pub(crate) max_memory: Option<u64>,
-    /// Requests in flight for this transfer (default 8 for uploads, 16 for downloads).
+    /// Requests in flight for this transfer (default 8 for uploads, 16 for downloads);
+    /// with --recursive, for the whole job, across its files (default 64, 32 files).
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
     pub(crate) concurrency: Option<u16>,
     /// Checksum sent with every uploaded part and checked by the server (default crc32):
@@ -142,6 +147,24 @@ pub(crate) struct CpArgs {
     #[arg(long, value_enum)]
     pub(crate) checksum: Option<ChecksumArg>,
     /// Start over even when this copy was interrupted before.
+    /// Copy a directory to s3://bucket/prefix/, or every object under a prefix into a
+    /// directory, as one resumable job.
+    #[arg(short = 'r', long)]
+    pub(crate) recursive: bool,
+    /// With --recursive: follow symbolic links (they are left out, and listed, otherwise).
+    #[arg(long)]
+    pub(crate) follow_symlinks: bool,
+    /// With --recursive: take the files whose path (relative to the directory, or the
+    /// key after the prefix) matches GLOB, over the --exclude before it; `*` matches `/`
+    /// too, as in aws-cli. Repeatable; the last rule that matches decides.
+    #[arg(long, value_name = "GLOB")]
+    pub(crate) include: Vec<String>,
+    /// With --recursive: leave out the files whose path matches GLOB (see --include).
+    #[arg(long, value_name = "GLOB")]
+    pub(crate) exclude: Vec<String>,
+    /// --include and --exclude in the order given (true: include).
+    #[arg(skip)]
+    pub(crate) filters: Vec<(bool, String)>,
     #[arg(long)]
     pub(crate) no_resume: bool,
     /// Exit with status 1 when the copy completes but could not be verified (the summary
@@ -173,6 +196,53 @@ pub(crate) struct OutputArgs {
     /// One JSON object per line on stdout: started, progress, paused, completed, failed.
     #[arg(long)]
     pub(crate) json: bool,
+}
+
+/// `s3tm sync SRC DST`.
+#[derive(Debug, Args)]
+pub(crate) struct SyncArgs {
+    /// A local directory or s3://bucket/prefix/.
+    pub(crate) src: String,
+    /// s3://bucket/prefix/ or a local directory.
+    pub(crate) dst: String,
+    /// Also remove what the destination holds and the source lacks (within the filters),
+    /// once every copy is done; what will go is printed first.
+    #[arg(long)]
+    pub(crate) delete: bool,
+    /// Print what would be copied and deleted, and do nothing.
+    #[arg(long)]
+    pub(crate) dry_run: bool,
+    /// Compare sizes only, not modification times.
+    #[arg(long)]
+    pub(crate) size_only: bool,
+    /// Follow symbolic links (they are left out, and listed, otherwise).
+    #[arg(long)]
+    pub(crate) follow_symlinks: bool,
+    /// Take the files whose path matches GLOB (see `cp --include`).
+    #[arg(long, value_name = "GLOB")]
+    pub(crate) include: Vec<String>,
+    /// Leave out the files whose path matches GLOB.
+    #[arg(long, value_name = "GLOB")]
+    pub(crate) exclude: Vec<String>,
+    #[arg(skip)]
+    pub(crate) filters: Vec<(bool, String)>,
+    /// Part size of uploads and range size of downloads (default 8MiB).
+    #[arg(long, value_name = "SIZE", value_parser = args::parse_size)]
+    pub(crate) part_size: Option<u64>,
+    /// Memory the part buffers of the sync's uploads may take (default 128MiB).
+    #[arg(long, value_name = "SIZE", value_parser = args::parse_size)]
+    pub(crate) max_memory: Option<u64>,
+    /// Requests in flight for the whole sync, across its files (default 64, 32 files).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
+    pub(crate) concurrency: Option<u16>,
+    /// Checksum of each uploaded part (default crc32).
+    #[arg(long, value_enum)]
+    pub(crate) checksum: Option<ChecksumArg>,
+    /// Exit with status 1 if a file copied could not be verified.
+    #[arg(long)]
+    pub(crate) require_verified: bool,
+    #[command(flatten)]
+    pub(crate) output: OutputArgs,
 }
 
 #[derive(Debug, Args)]
@@ -255,8 +325,39 @@ fn init_logging(verbose: u8) {
     };
 }
 
+/// The `--include` (true) and `--exclude` values of `sub`, in command-line order.
+fn ordered_filters(sub: &clap::ArgMatches) -> Vec<(bool, String)> {
+    let mut out: Vec<(usize, bool, String)> = Vec::new();
+    for (name, include) in [("include", true), ("exclude", false)] {
+        let (Ok(Some(values)), Ok(Some(indices))) = (
+            sub.try_get_many::<String>(name),
+            sub.try_get_raw(name).map(|_| sub.indices_of(name)),
+        ) else {
+            continue;
+        };
+        for (v, i) in values.zip(indices) {
+            out.push((i, include, v.clone()));
+        }
+    }
+    out.sort_by_key(|(i, _, _)| *i);
+    out.into_iter().map(|(_, inc, v)| (inc, v)).collect()
+}
+
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let matches = <Cli as clap::CommandFactory>::command().get_matches();
+    let mut cli = match <Cli as clap::FromArgMatches>::from_arg_matches(&matches) {
+        Ok(cli) => cli,
+        Err(e) => e.exit(),
+    };
+    // --include and --exclude take effect in the order given, across the two flags.
+    if let Some((_, sub)) = matches.subcommand() {
+        let filters = ordered_filters(sub);
+        match &mut cli.command {
+            Command::Cp(a) => a.filters = filters,
+            Command::Sync(a) => a.filters = filters,
+            _ => {}
+        }
+    }
     init_logging(cli.global.verbose);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -275,6 +376,7 @@ fn main() -> ExitCode {
             Command::Ls(a) => commands::ls(&cli.global, &a),
             Command::Cancel(a) => commands::cancel(&cli.global, a).await,
             Command::Clean(a) => commands::clean(&cli.global, a).await,
+            Command::Sync(a) => commands::sync(&cli.global, a).await,
         }
     });
     // Nothing left running matters once the command is over (a paused transfer's

@@ -1560,3 +1560,230 @@ async fn ctrl_c_on_an_upload_from_stdin_aborts_it_and_exits_130() {
     assert!(!env.object("piped").exists());
     assert!(env.ls().is_empty());
 }
+
+/// Every regular file under `dir` by its `/`-separated relative path, with its SHA-256.
+fn tree_hashes(dir: &Path) -> std::collections::BTreeMap<String, String> {
+    let mut out = std::collections::BTreeMap::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                let rel = p
+                    .strip_prefix(dir)
+                    .unwrap()
+                    .to_string_lossy()
+                    .replace('\\', "/");
+                out.insert(rel, sha256(&p));
+            }
+        }
+    }
+    out
+}
+
+/// `ls --json`'s line for the job, once its files done reach `files`, while `child` runs.
+fn wait_for_job_files(env: &Env, child: &mut Child, files: u64) -> Value {
+    let deadline = Instant::now() + TIMEOUT;
+    loop {
+        if let Some(j) = env
+            .ls()
+            .into_iter()
+            .find(|t| t["kind"] == "job" && t["files_done"].as_u64() >= Some(files))
+        {
+            return j;
+        }
+        if let Some(status) = child.try_wait().unwrap() {
+            panic!("s3tm ended ({status}) before {files} files were done");
+        }
+        assert!(Instant::now() < deadline, "the job made no progress");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// `cp --recursive` both ways as one job: Ctrl-C pauses it (exit 130, the resume command
+/// printed, the job listed as paused with its files done), kill -9 loses only what was
+/// in flight, the same command or `resume ID` finishes it, and the round trip is
+/// byte-exact. Files already done are not sent again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_directory_job_survives_ctrl_c_and_kill_9_and_round_trips() {
+    let env = Env::new().await;
+    let src = env.path("tree");
+    std::fs::create_dir_all(src.join("docs/ünï cödé")).unwrap();
+    for i in 0..30u64 {
+        random_file(&src.join(format!("docs/f{i:02}.bin")), 20_000 + i * 1000, i);
+    }
+    std::fs::write(src.join("docs/ünï cödé/a b.txt"), b"spaces").unwrap();
+    std::fs::write(src.join("empty"), b"").unwrap();
+    random_file(&src.join("big.bin"), 40 * MIB, 99);
+    // Every part and every small file's PUT or GET waits: the job is always mid-way.
+    env.proxy
+        .delay(Matcher::upload_part(), Duration::from_millis(250), ALWAYS);
+    env.proxy
+        .delay(Matcher::any(), Duration::from_millis(30), ALWAYS);
+    let up = [
+        "cp",
+        "-r",
+        "--part-size",
+        "5MiB",
+        "--concurrency",
+        "1",
+        "tree",
+        "s3://bucket/backup/",
+    ];
+
+    let mut child = env.s3tm(&up).spawn().unwrap();
+    let seen = wait_for_job_files(&env, &mut child, 3);
+    let id = seen["id"].as_str().unwrap().to_owned();
+    signal(&child, "-INT");
+    let paused = finish(child);
+    assert_eq!(paused.code, Some(130), "stderr: {}", paused.stderr);
+    assert!(
+        paused.stderr.contains(&format!("resume {id}")),
+        "{}",
+        paused.stderr
+    );
+    let listed = env.ls();
+    assert_eq!(
+        listed.len(),
+        1,
+        "the big file is listed with its job: {listed:?}"
+    );
+    assert_eq!(listed[0]["state"], "paused");
+    assert_eq!(listed[0]["files_total"], 33);
+    let done_at_pause = listed[0]["files_done"].as_u64().unwrap();
+    assert!((3..33).contains(&done_at_pause), "{listed:?}");
+
+    // The same command continues; kill -9 it once more files are done.
+    let mut child = env.s3tm(&up).spawn().unwrap();
+    wait_for_job_files(&env, &mut child, done_at_pause + 3);
+    child.kill().unwrap();
+    let killed = finish(child);
+    assert_eq!(killed.code, None);
+    let listed = env.ls();
+    assert_eq!(listed[0]["state"], "interrupted", "{listed:?}");
+    let done_at_kill = listed[0]["files_done"].as_u64().unwrap();
+    assert!(done_at_kill >= done_at_pause + 3, "{listed:?}");
+
+    let puts_before = env.proxy.requests().len();
+    let resumed = finish(env.s3tm_without_endpoint(&["resume", &id]).spawn().unwrap());
+    assert_eq!(resumed.code, Some(0), "stderr: {}", resumed.stderr);
+    assert!(
+        resumed.stdout.contains("33 of 33 files done"),
+        "{}",
+        resumed.stdout
+    );
+    let whole_puts = env.proxy.requests()[puts_before..]
+        .iter()
+        .filter(|r| r.method == http::Method::PUT && r.part_number().is_none())
+        .count() as u64;
+    assert!(
+        whole_puts <= 33 - done_at_kill,
+        "files done were not sent again: {whole_puts} PUTs for {} files left",
+        33 - done_at_kill
+    );
+    assert!(env.ls().is_empty(), "a finished job leaves nothing saved");
+    assert_eq!(
+        tree_hashes(&env.server.root().join("bucket/backup")),
+        tree_hashes(&src)
+    );
+
+    // And back down, paused by Ctrl-C on the way.
+    let down = [
+        "cp",
+        "--recursive",
+        "--part-size",
+        "5MiB",
+        "--concurrency",
+        "1",
+        "s3://bucket/backup",
+        "restored",
+    ];
+    env.proxy
+        .delay(Matcher::ranged_get(), Duration::from_millis(250), ALWAYS);
+    let mut child = env.s3tm(&down).spawn().unwrap();
+    wait_for_job_files(&env, &mut child, 3);
+    signal(&child, "-INT");
+    let paused = finish(child);
+    assert_eq!(paused.code, Some(130), "stderr: {}", paused.stderr);
+    let again = env.run(&down);
+    assert_eq!(again.code, Some(0), "stderr: {}", again.stderr);
+    assert!(
+        again.stderr.contains("resuming the interrupted job"),
+        "{}",
+        again.stderr
+    );
+    assert_eq!(tree_hashes(&env.path("restored")), tree_hashes(&src));
+    let partials: Vec<_> = tree_hashes(&env.path("restored"))
+        .into_keys()
+        .filter(|k| k.ends_with(".s3tm-partial"))
+        .collect();
+    assert!(partials.is_empty(), "{partials:?}");
+    assert!(env.ls().is_empty());
+}
+
+/// `s3tm sync`: the first run copies, the second finds nothing to do, `--delete
+/// --dry-run` prints what would go and changes nothing, `--delete` removes it;
+/// `--exclude`/`--include` follow aws-cli's order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sync_copies_once_and_deletes_only_when_asked() {
+    let env = Env::new().await;
+    let src = env.path("site");
+    std::fs::create_dir_all(src.join("css")).unwrap();
+    std::fs::write(src.join("index.html"), "<p>hi</p>").unwrap();
+    std::fs::write(src.join("css/site.css"), "p {}").unwrap();
+    std::fs::write(src.join("notes.tmp"), "scratch").unwrap();
+    let sync = ["sync", "--exclude", "*.tmp", "site", "s3://bucket/www/"];
+    let first = env.run(&sync);
+    assert_eq!(first.code, Some(0), "stderr: {}", first.stderr);
+    assert!(
+        first.stdout.contains("2 of 2 files done"),
+        "{}",
+        first.stdout
+    );
+    assert!(!env.object("www/notes.tmp").exists(), "excluded");
+    let second = env.run(&sync);
+    assert_eq!(second.code, Some(0), "stderr: {}", second.stderr);
+    assert!(
+        second.stdout.contains("nothing to sync"),
+        "{}",
+        second.stdout
+    );
+
+    // The whole directory: an empty one would go up as a folder marker, whose PutObject
+    // s3s-fs answers without an ETag.
+    std::fs::remove_dir_all(src.join("css")).unwrap();
+    let dry = env.run(&["sync", "--delete", "--dry-run", "site", "s3://bucket/www/"]);
+    assert_eq!(dry.code, Some(0), "stderr: {}", dry.stderr);
+    assert!(
+        dry.stdout
+            .contains("(dry run) delete: s3://bucket/www/css/site.css")
+            && dry.stdout.contains("(dry run) upload: notes.tmp"),
+        "{}",
+        dry.stdout
+    );
+    assert!(
+        env.object("www/css/site.css").exists(),
+        "a dry run changes nothing"
+    );
+    assert!(!env.object("www/notes.tmp").exists());
+
+    let real = env.run(&[
+        "sync",
+        "--delete",
+        "--exclude",
+        "*.tmp",
+        "site",
+        "s3://bucket/www/",
+    ]);
+    assert_eq!(real.code, Some(0), "stderr: {}", real.stderr);
+    assert!(
+        real.stdout.contains("delete: s3://bucket/www/css/site.css"),
+        "{}",
+        real.stdout
+    );
+    assert!(!env.object("www/css/site.css").exists());
+    assert!(env.object("www/index.html").exists());
+    assert!(env.ls().is_empty());
+}

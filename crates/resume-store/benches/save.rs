@@ -32,6 +32,7 @@ fn record(payload_bytes: usize) -> Record {
             created_unix_ms: 1_700_000_000_000,
             updated_unix_ms: 1_700_000_000_000,
             state: TransferState::Running,
+            kind: Default::default(),
         },
         payload_version: 1,
         // Incompressible-looking bytes; the store does not compress anyway.

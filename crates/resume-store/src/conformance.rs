@@ -62,6 +62,7 @@ pub fn consistent_record(id: &TransferId, key: &str, len: usize) -> Record {
             created_unix_ms: 1_700_000_000_000,
             updated_unix_ms: 1_700_000_000_000 + len as u64,
             state: TransferState::Running,
+            kind: Default::default(),
         },
         payload_version: 1,
         payload: key.bytes().cycle().take(len).collect(),

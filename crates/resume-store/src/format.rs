@@ -264,6 +264,7 @@ pub(crate) mod tests {
                 created_unix_ms: 1_700_000_000_000,
                 updated_unix_ms: 1_700_000_000_500,
                 state: TransferState::Paused,
+                kind: Default::default(),
             },
             payload_version: 7,
             payload,

@@ -43,7 +43,8 @@ pub use file_store::{FileStore, STATE_DIR_ENV};
 pub use id::TransferId;
 pub use memory_store::MemoryStore;
 pub use record::{
-    Direction, JournalEntry, ListEntry, Record, RecordMeta, RecordSummary, TransferState,
+    Direction, JournalEntry, ListEntry, Record, RecordKind, RecordMeta, RecordSummary,
+    TransferState,
 };
 pub use store::{Lease, ResumeStore};
 

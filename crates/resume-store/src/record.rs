@@ -94,6 +94,38 @@ pub struct RecordMeta {
     pub updated_unix_ms: u64,
     /// The transfer's state when the record was saved.
     pub state: TransferState,
+    /// A single transfer, a directory job, or one file of a job. Absent in records of
+    /// earlier versions, which are all single transfers.
+    #[serde(default, skip_serializing_if = "RecordKind::is_transfer")]
+    pub kind: RecordKind,
+}
+
+/// What a record holds.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RecordKind {
+    /// One transfer of one file or object.
+    #[default]
+    Transfer,
+    /// A job of many files (`bucket`/`key` is the prefix, `local_path` the directory);
+    /// its journal says which files are done.
+    Job {
+        /// Files in the job.
+        files: u64,
+    },
+    /// The transfer of one (large) file of job `job`, listed with the job rather than
+    /// on its own.
+    JobFile {
+        /// The job it belongs to.
+        job: TransferId,
+    },
+}
+
+impl RecordKind {
+    /// A single transfer.
+    pub fn is_transfer(&self) -> bool {
+        *self == RecordKind::Transfer
+    }
 }
 
 /// Which way a transfer moves data.

@@ -21,6 +21,7 @@ fn record(payload_bytes: usize) -> Record {
             created_unix_ms: 1_700_000_000_000,
             updated_unix_ms: 1_700_000_000_000,
             state: TransferState::Running,
+            kind: Default::default(),
         },
         payload_version: 1,
         payload: (0..payload_bytes).map(|i| (i * 131 % 251) as u8).collect(),

@@ -44,6 +44,7 @@ mod download;
 mod engine;
 mod error;
 mod event;
+mod job;
 mod machine;
 mod op;
 mod rangeset;
@@ -65,6 +66,10 @@ pub use config::{
 pub use download::{Download, DownloadMachine};
 pub use error::TransferError;
 pub use event::{Completion, Event, Verified};
+pub use job::{
+    FileState, JobCounts, JobDelta, JobEntry, JobLimits, JobPlan, UnsafeKey, key_for,
+    path_conflicts, relative_path_for_key,
+};
 pub use machine::Machine;
 pub use op::{
     ChecksumKind, CompletedPart, Failure, FailureKind, FileHashes, ListedPart, ObjectChecksum,

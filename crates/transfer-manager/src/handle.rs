@@ -207,20 +207,15 @@ impl TransferHandle {
     ///
     /// [`TransferManager::handle`]: crate::TransferManager::handle
     pub async fn join(self) -> Result<TransferOutcome, Error> {
-        let mut end = self.end;
-        loop {
-            if let Some(result) = end.borrow_and_update().clone() {
-                return result;
-            }
-            if end.changed().await.is_err() {
-                return end.borrow().clone().unwrap_or_else(|| {
-                    Err(Error::new(
-                        ErrorKind::Cancelled,
-                        format!("transfer {} was stopped with its runtime", self.id),
-                    ))
-                });
-            }
-        }
+        wait_for_end(self.end, self.id).await
+    }
+
+    /// What [`join`](Self::join) waits on, without the handle's command channel: a
+    /// transfer whose every handle is gone ends once paused, even while this waits.
+    pub(crate) fn end(
+        &self,
+    ) -> impl Future<Output = Result<TransferOutcome, Error>> + Send + 'static {
+        wait_for_end(self.end.clone(), self.id.clone())
     }
 
     fn send(&self, c: Command) -> Result<(), Error> {
@@ -239,6 +234,26 @@ impl TransferHandle {
             ErrorKind::Finished,
             format!("transfer {} {how}; `join` returns how it ended", self.id),
         )
+    }
+}
+
+/// The end of transfer `id`, once `end` holds it.
+async fn wait_for_end(
+    mut end: watch::Receiver<Option<Result<TransferOutcome, Error>>>,
+    id: TransferId,
+) -> Result<TransferOutcome, Error> {
+    loop {
+        if let Some(result) = end.borrow_and_update().clone() {
+            return result;
+        }
+        if end.changed().await.is_err() {
+            return end.borrow().clone().unwrap_or_else(|| {
+                Err(Error::new(
+                    ErrorKind::Cancelled,
+                    format!("transfer {} was stopped with its runtime", id),
+                ))
+            });
+        }
     }
 }
 

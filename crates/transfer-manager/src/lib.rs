@@ -30,6 +30,7 @@ mod exec;
 mod handle;
 mod http;
 mod io;
+mod job;
 mod manager;
 mod md5_lanes;
 mod persist;
@@ -38,6 +39,10 @@ pub use bandwidth::MIN_BANDWIDTH_LIMIT_BYTES_PER_SEC;
 pub use config::{Config, StateStore};
 pub use error::{Error, ErrorKind};
 pub use handle::{PauseReport, Progress, TransferHandle, TransferOutcome, TransferState};
+pub use job::{
+    FileProblem, JobHandle, JobOptions, JobOutcome, JobProgress, JobState, PathFilter, SavedJob,
+    SyncOptions, SyncPlan,
+};
 pub use manager::{
     MultipartUploadInfo, PARTIAL_SUFFIX, ResumableTransfer, SavedState, TransferManager,
     UnreadableTransfer, partial_path,

@@ -5,7 +5,8 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use resume_store::{
-    Direction, FileStore, Lease, Record, RecordMeta, ResumeStore, StoreError, TransferId,
+    Direction, FileStore, Lease, Record, RecordKind, RecordMeta, ResumeStore, StoreError,
+    TransferId,
 };
 use s3_protocol::{Addressing, Endpoint, S3Config};
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -56,6 +57,9 @@ pub struct ResumableTransfer {
     pub created_unix_ms: u64,
     /// When its checkpoint was last written.
     pub updated_unix_ms: u64,
+    /// A single transfer, a directory job (`key` is its prefix, `local_path` its
+    /// directory, the bytes those of its files), or one file of a job.
+    pub kind: RecordKind,
 }
 
 /// Where a saved transfer stands.
@@ -138,6 +142,27 @@ impl std::fmt::Debug for TransferManager {
         f.debug_struct("TransferManager")
             .field("config", &self.inner.config)
             .finish_non_exhaustive()
+    }
+}
+
+/// How a file transfer is kept: under which id, as what kind of record, and whether it
+/// is saved at all (a small file of a job is not: the job's journal records it once
+/// done, and it starts over if cut off).
+#[derive(Clone, Debug)]
+pub(crate) struct Keep {
+    pub(crate) id: Option<TransferId>,
+    pub(crate) kind: RecordKind,
+    pub(crate) saved: bool,
+}
+
+impl Keep {
+    /// A transfer of its own, saved under a new id.
+    fn single() -> Keep {
+        Keep {
+            id: None,
+            kind: RecordKind::Transfer,
+            saved: true,
+        }
     }
 }
 
@@ -282,22 +307,44 @@ impl TransferManager {
         key: &str,
         path: impl AsRef<Path>,
     ) -> Result<TransferHandle, Error> {
-        let path = absolute(path.as_ref())?;
+        self.upload_file_as(bucket, key, path.as_ref(), Keep::single())
+            .await
+    }
+
+    /// [`upload_file`](Self::upload_file), kept as `keep` says.
+    pub(crate) async fn upload_file_as(
+        &self,
+        bucket: &str,
+        key: &str,
+        path: &Path,
+        keep: Keep,
+    ) -> Result<TransferHandle, Error> {
+        let path = absolute(path)?;
         let fp = blocking_fingerprint(&path).await?;
-        let machine = UploadMachine::new(self.upload_config(), fp.clone(), Time::ZERO);
+        let config = if keep.saved {
+            self.upload_config()
+        } else {
+            self.unsaved_upload_config()
+        };
+        let machine = UploadMachine::new(config, fp.clone(), Time::ZERO);
         let source = blocking_open(&path, fp.clone()).await?;
-        let id = new_id();
-        let lease = self.lease(&id).await?;
-        let persistence = self.persistence(
-            lease,
-            &id,
-            Direction::Upload,
-            bucket,
-            key,
-            &path,
-            fp.size_bytes,
-            None,
-        )?;
+        let id = keep.id.clone().unwrap_or_else(new_id);
+        let persistence = if keep.saved {
+            let lease = self.lease(&id).await?;
+            Some(self.persistence(
+                lease,
+                &id,
+                Direction::Upload,
+                bucket,
+                key,
+                &path,
+                fp.size_bytes,
+                None,
+                keep.kind,
+            )?)
+        } else {
+            None
+        };
         self.spawn(Setup {
             id,
             direction: Direction::Upload,
@@ -306,7 +353,7 @@ impl TransferManager {
             machine: Box::new(machine),
             source: Some(Arc::new(source)),
             sink: None,
-            persistence: Some(persistence),
+            persistence,
             resumed: false,
             upload_checksum: self.inner.config.checksum,
         })
@@ -332,34 +379,55 @@ impl TransferManager {
         key: &str,
         path: impl AsRef<Path>,
     ) -> Result<TransferHandle, Error> {
-        let dest = absolute(path.as_ref())?;
+        self.download_file_as(bucket, key, path.as_ref(), Keep::single())
+            .await
+    }
+
+    /// [`download_file`](Self::download_file), kept as `keep` says. A file of a job is
+    /// not checked against other saved downloads to the same place: the job's lease
+    /// keeps a second run of it out, and the partial file's lock any other download.
+    pub(crate) async fn download_file_as(
+        &self,
+        bucket: &str,
+        key: &str,
+        path: &Path,
+        keep: Keep,
+    ) -> Result<TransferHandle, Error> {
+        let dest = absolute(path)?;
         if let Destination::Stream = blocking_destination(&dest).await? {
             let stream = open_stream(&dest).await?;
             return self.download_to_writer(bucket, key, stream).await;
         }
-        self.refuse_second_download_to(&dest).await?;
+        if keep.kind.is_transfer() {
+            self.refuse_second_download_to(&dest).await?;
+        }
         let partial = partial_path(&dest);
         let machine = DownloadMachine::new(
             self.download_config(),
             partial.display().to_string(),
             Time::ZERO,
         );
-        let id = new_id();
+        let id = keep.id.clone().unwrap_or_else(new_id);
         let sink = Arc::new(Sink::file(partial, dest.clone()));
         claim(sink.clone(), Duration::ZERO)
             .await?
             .map_err(PartialError::error)?;
-        let lease = self.lease(&id).await?;
-        let persistence = self.persistence(
-            lease,
-            &id,
-            Direction::Download,
-            bucket,
-            key,
-            &dest,
-            0,
-            Some(sink.clone()),
-        )?;
+        let persistence = if keep.saved {
+            let lease = self.lease(&id).await?;
+            Some(self.persistence(
+                lease,
+                &id,
+                Direction::Download,
+                bucket,
+                key,
+                &dest,
+                0,
+                Some(sink.clone()),
+                keep.kind,
+            )?)
+        } else {
+            None
+        };
         self.spawn(Setup {
             id,
             direction: Direction::Download,
@@ -368,7 +436,7 @@ impl TransferManager {
             machine: Box::new(machine),
             source: None,
             sink: Some(sink),
-            persistence: Some(persistence),
+            persistence,
             resumed: false,
             upload_checksum: self.inner.config.checksum,
         })
@@ -841,6 +909,7 @@ impl TransferManager {
         path: &Path,
         total: u64,
         sink: Option<Arc<Sink>>,
+        kind: RecordKind,
     ) -> Result<Persistence, Error> {
         let now = now_unix_ms();
         let meta = RecordMeta {
@@ -854,6 +923,7 @@ impl TransferManager {
             created_unix_ms: now,
             updated_unix_ms: now,
             state: resume_store::TransferState::Running,
+            kind,
         };
         let c = &self.inner.config;
         let stored = Stored {
@@ -989,7 +1059,13 @@ impl TransferManager {
         let held = self.active_ids();
         Ok(saved
             .into_iter()
-            .filter(|t| t.state != SavedState::Running && !held.contains(&t.id) && pick(t))
+            .filter(|t| {
+                // Jobs and their files are resumed and cancelled as jobs.
+                t.kind.is_transfer()
+                    && t.state != SavedState::Running
+                    && !held.contains(&t.id)
+                    && pick(t)
+            })
             .collect())
     }
 
@@ -1019,7 +1095,7 @@ impl TransferManager {
     }
 
     /// [`list_resumable`](Self::list_resumable) on the blocking pool.
-    async fn list_off_thread(
+    pub(crate) async fn list_off_thread(
         &self,
     ) -> Result<(Vec<ResumableTransfer>, Vec<UnreadableTransfer>), Error> {
         let store = self.inner.store.clone();
@@ -1056,7 +1132,8 @@ impl TransferManager {
         let (list, _) = self.list_resumable()?;
         let here = SavedEndpoint::of(&self.inner.config);
         Ok(list.into_iter().find(|t| {
-            t.direction == direction
+            t.kind.is_transfer()
+                && t.direction == direction
                 && t.bucket == bucket
                 && t.key == key
                 && t.local_path == path
@@ -1142,7 +1219,9 @@ impl TransferManager {
     /// is cleaned up (its multipart upload aborted, its partial file removed, its record
     /// gone), with what happened to it.
     pub async fn cancel_all(&self) -> Result<Vec<(TransferId, Result<(), Error>)>, Error> {
-        self.cancel_where(|_, _| true).await
+        let mut out = self.cancel_where(|_, _| true).await?;
+        out.extend(self.cancel_all_jobs().await?);
+        Ok(out)
     }
 
     /// Cancels every transfer of `bucket`/`key`, running here or saved in the store (but
@@ -1264,7 +1343,7 @@ impl TransferManager {
     /// ([`RequestRetries::abort_already_done`]).
     ///
     /// [`RequestRetries::abort_already_done`]: transfer_core::RequestRetries::abort_already_done
-    async fn one_shot<T>(
+    pub(crate) async fn one_shot<T>(
         &self,
         what: &str,
         build: impl Fn(&S3Config) -> Result<Request, s3_protocol::RequestError>,
@@ -1337,6 +1416,7 @@ fn list_saved(
                     state,
                     created_unix_ms: m.created_unix_ms,
                     updated_unix_ms: m.updated_unix_ms,
+                    kind: m.kind,
                 })
             }
             Err(err) => bad.push(UnreadableTransfer {
@@ -1359,6 +1439,9 @@ fn saved_endpoint(
             format!("no saved transfer {id}; see `s3tm ls`"),
         )
     })?;
+    if matches!(rec.meta.kind, RecordKind::Job { .. }) {
+        return crate::job::saved_endpoint(&rec).map(Some);
+    }
     Ok(decode(&rec)?.endpoint)
 }
 
@@ -1454,7 +1537,7 @@ fn lease_patiently(store: &dyn ResumeStore, id: &TransferId) -> Result<Lease, St
     }
 }
 
-fn new_id() -> TransferId {
+pub(crate) fn new_id() -> TransferId {
     let id = format!("{:016x}", fastrand::u64(..));
     TransferId::new(id).expect("hex ids are valid")
 }
@@ -1502,7 +1585,7 @@ async fn blocking_open(path: &Path, fp: SourceFingerprint) -> Result<Source, Err
 }
 
 /// Runs `f` on the blocking pool: the async threads never wait on the disk.
-async fn off_thread<T: Send + 'static>(
+pub(crate) async fn off_thread<T: Send + 'static>(
     f: impl FnOnce() -> Result<T, Error> + Send + 'static,
 ) -> Result<T, Error> {
     tokio::task::spawn_blocking(f)

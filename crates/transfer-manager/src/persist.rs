@@ -667,6 +667,7 @@ mod tests {
                 created_unix_ms: 1,
                 updated_unix_ms: 1,
                 state: TransferState::Running,
+                kind: Default::default(),
             },
             payload_version: STORED_VERSION,
             payload: key.as_bytes().to_vec(),

@@ -451,6 +451,7 @@ fn format_1_expected() -> Record {
             created_unix_ms: 1_700_000_000_000,
             updated_unix_ms: 1_700_000_000_500,
             state: crate::TransferState::Paused,
+            kind: Default::default(),
         },
         payload_version: 1,
         payload: b"{\"checkpoint\":\"from s3tm store format 1\"}\n\x00\xff".to_vec(),
