@@ -91,3 +91,17 @@ fn file_store_append_with_payload(bencher: Bencher, payload_bytes: usize) {
     let next = entry(11);
     bencher.bench_local(|| store.append(&id, &next).expect("append"));
 }
+
+/// What a directory job pays per file done: one journal append to the job's record,
+/// whose plan (about 60 bytes a file, saved whole when the job started) covers 100 or
+/// 100,000 files, half of them done already. Should cost the same.
+#[divan::bench(args = [100, 100_000], sample_count = 100, sample_size = 1)]
+fn file_store_job_file_done(bencher: Bencher, files: usize) {
+    let (_tmp, store, id) = journaled(files * 60, files / 2);
+    let next = JournalEntry {
+        done_bytes: 1 << 30,
+        updated_unix_ms: 1_700_000_000_000,
+        data: format!("[{{\"file\":\"done\",\"index\":{}}}]", files / 2 + 1).into_bytes(),
+    };
+    bencher.bench_local(|| store.append(&id, &next).expect("append"));
+}

@@ -7,6 +7,9 @@
 //! were already done when the measured steps start. Most steps save a delta naming one
 //! part; every so often a whole checkpoint (all parts done) is saved, so the mean shows
 //! the amortised cost, which must not grow with the parts done.
+//!
+//! It also measures a directory job's planner per file, at 100 and 100,000 files, and
+//! the one replay of a half-done job's journal a resume pays.
 // clippy.toml's bans (no clock, files, sockets, environment) are for the library; tests
 // and benches drive it from the outside.
 #![allow(
@@ -20,8 +23,8 @@ use std::time::Duration;
 
 use divan::Bencher;
 use transfer_core::{
-    ChecksumAlgorithm, ETag, MIB, OpKind, Operation, Outcome, Save, SourceFingerprint, Time,
-    TransferMachine, UploadConfig, UploadId, UploadMachine,
+    ChecksumAlgorithm, ETag, JobDelta, JobEntry, JobLimits, JobPlan, MIB, OpKind, Operation,
+    Outcome, Save, SourceFingerprint, Time, TransferMachine, UploadConfig, UploadId, UploadMachine,
 };
 
 fn main() {
@@ -137,4 +140,48 @@ fn upload_part_done_step(bencher: Bencher, done: u32) {
 #[divan::bench(sample_count = 100)]
 fn start_10000_part_upload() -> usize {
     Upload::new().in_flight.len()
+}
+
+/// A directory job of `files` files: what the planner costs per file (start the next,
+/// record its end), with half the job done already. Must not grow with the job. (400
+/// files are measured: fewer than half of the smaller job.)
+#[divan::bench(args = [1_000, 100_000], sample_count = 40, sample_size = 10)]
+fn job_plan_per_file(bencher: Bencher, files: usize) {
+    let mut plan = job_plan(files);
+    for _ in 0..files / 2 {
+        let i = plan.next_file().expect("a file to start");
+        let _ = plan.finished(i, Ok(()));
+    }
+    bencher.bench_local(|| {
+        let i = plan.next_file().expect("a file to start");
+        plan.finished(i, Ok(()))
+    });
+}
+
+/// What a resumed job of `files` files pays once, before its first file: replaying the
+/// journal of a job half done.
+#[divan::bench(args = [1_000, 100_000], sample_count = 20)]
+fn job_plan_replay(bencher: Bencher, files: usize) {
+    let deltas: Vec<JobDelta> = (0..files / 2)
+        .map(|i| JobDelta::Done { index: i as u32 })
+        .collect();
+    bencher.bench_local(|| {
+        let mut plan = job_plan(files);
+        plan.replay(&deltas).expect("replay");
+        plan
+    });
+}
+
+fn job_plan(files: usize) -> JobPlan {
+    let entries = (0..files)
+        .map(|i| JobEntry {
+            rel: format!("photos/2026/{:03}/img-{i:06}.jpg", i % 1000),
+            size_bytes: 64 * 1024,
+        })
+        .collect();
+    let limits = JobLimits {
+        max_files: 32,
+        max_weight: 128 * MIB,
+    };
+    JobPlan::new(entries, |e| e.size_bytes, limits)
 }
