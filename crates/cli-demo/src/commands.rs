@@ -769,7 +769,9 @@ pub(crate) async fn clean(global: &Global, a: CleanArgs) -> Result<u8, Failure> 
     let uploads = manager.list_multipart_uploads(&url.bucket, prefix).await?;
     // Uploads s3tm can still resume are left alone: aborting one would throw its parts
     // away behind the transfer's back. `s3tm cancel` is the way to drop those.
-    let saved: Vec<ResumableTransfer> = saved_transfers(&manager)?
+    // A job's large files count too (listed with their job elsewhere, so asked for here).
+    let (all, _) = manager.list_resumable()?;
+    let saved: Vec<ResumableTransfer> = all
         .into_iter()
         .filter(|t| t.direction == Direction::Upload && t.bucket == url.bucket)
         .collect();
@@ -779,9 +781,14 @@ pub(crate) async fn clean(global: &Global, a: CleanArgs) -> Result<u8, Failure> 
         let object = format!("s3://{}/{}", url.bucket, u.key);
         let started = u.initiated.as_deref().unwrap_or("at an unknown time");
         if let Some(mine) = saved.iter().find(|t| t.key == u.key) {
+            // A job's file is cancelled with its job.
+            let owner = match &mine.kind {
+                RecordKind::JobFile { job } => job.clone(),
+                _ => mine.id.clone(),
+            };
             println!(
-                "kept {object} (upload {}): s3tm transfer {} can resume it; `s3tm cancel {}` drops it",
-                u.upload_id, mine.id, mine.id
+                "kept {object} (upload {}): s3tm transfer {} can resume it; `s3tm cancel {owner}` drops it",
+                u.upload_id, mine.id
             );
             kept += 1;
             continue;

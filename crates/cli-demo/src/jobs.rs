@@ -120,7 +120,7 @@ pub(crate) async fn cp_recursive(
             return Err(Failure::new("interrupted while planning the job (nothing was transferred)"));
         }
     };
-    run_job(global, signals, handle, out, opts.require_verified).await
+    run_job(global, &mut signals, handle, out, opts.require_verified).await
 }
 
 /// `s3tm sync SRC DST`: plans, prints what `--delete` removes (and with `--dry-run`
@@ -129,7 +129,7 @@ pub(crate) async fn cp_recursive(
 pub(crate) async fn sync(
     manager: &TransferManager,
     global: &Global,
-    signals: Signals,
+    mut signals: Signals,
     tree: Tree,
     opts: SyncOptions,
     dry_run: bool,
@@ -145,6 +145,17 @@ pub(crate) async fn sync(
             "{} is not a directory",
             dir.display()
         )));
+    }
+    if !dry_run && let Some(saved) = manager.find_sync(direction, bucket, prefix, dir, &opts)? {
+        out.note(&format!(
+            "finishing the interrupted sync {} first ({} of {} files done), then comparing again",
+            saved.id, saved.counts.files_done, saved.counts.files_total
+        ));
+        let handle = manager.resume_job(&saved.id).await?;
+        let code = run_job(global, &mut signals, handle, out.clone(), require_verified).await?;
+        if code != exit::DONE {
+            return Ok(code);
+        }
     }
     let plan = manager
         .plan_sync(direction, bucket, prefix, dir, &opts)
@@ -184,14 +195,14 @@ pub(crate) async fn sync(
         return Ok(exit::DONE);
     }
     let handle = manager.start_sync(plan).await?;
-    run_job(global, signals, handle, out, require_verified).await
+    run_job(global, &mut signals, handle, out, require_verified).await
 }
 
 /// Continues saved job `id` (`s3tm resume ID`).
 pub(crate) async fn resume_job(
     manager: &TransferManager,
     global: &Global,
-    signals: Signals,
+    mut signals: Signals,
     id: &TransferId,
     out: Arc<Output>,
     require_verified: bool,
@@ -202,13 +213,13 @@ pub(crate) async fn resume_job(
         saved.counts.files_done, saved.counts.files_total
     ));
     let handle = manager.resume_job(id).await?;
-    run_job(global, signals, handle, out, require_verified).await
+    run_job(global, &mut signals, handle, out, require_verified).await
 }
 
 /// Runs a job to its end, or pauses it on Ctrl-C / SIGTERM (exit 130).
 async fn run_job(
     global: &Global,
-    mut signals: Signals,
+    signals: &mut Signals,
     handle: JobHandle,
     out: Arc<Output>,
     require_verified: bool,

@@ -221,3 +221,94 @@ async fn clean_aborts_orphaned_uploads_and_keeps_resumable_ones() {
             .is_empty()
     );
 }
+
+/// The multipart upload of a large file of a paused `cp -r` job is its job's to resume:
+/// `clean --older-than 0` keeps it and names the job that can drop it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clean_keeps_the_uploads_of_a_paused_directory_job() {
+    let Some(moto) = moto_or_skip("clean_keeps_the_uploads_of_a_paused_directory_job").await else {
+        return;
+    };
+    moto.create_bucket("bucket").await.unwrap();
+    let proxy = FaultProxy::start(&moto.endpoint()).await;
+    proxy.delay(Matcher::upload_part(), Duration::from_millis(300), ALWAYS);
+    let dir = tempfile::tempdir().unwrap();
+    let tree = dir.path().join("tree");
+    std::fs::create_dir(&tree).unwrap();
+    let data: Vec<u8> = (0..30 * MIB)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
+    std::fs::write(tree.join("big.bin"), data).unwrap();
+    let mut child = s3tm(
+        &moto,
+        &proxy,
+        dir.path(),
+        &[
+            "cp",
+            "-r",
+            "--part-size",
+            "5MiB",
+            "--concurrency",
+            "1",
+            "tree",
+            "s3://bucket/j/",
+        ],
+    )
+    .spawn()
+    .unwrap();
+    // Paused once its second part is under way.
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while proxy
+        .requests()
+        .iter()
+        .filter(|r| r.part_number().is_some())
+        .count()
+        < 2
+    {
+        assert!(Instant::now() < deadline, "no part was sent");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert_eq!(child.wait().unwrap().code(), Some(130));
+    let ls = s3tm(&moto, &proxy, dir.path(), &["ls", "--json"])
+        .output()
+        .unwrap();
+    let job: Value = serde_json::from_slice(
+        String::from_utf8_lossy(&ls.stdout)
+            .lines()
+            .next()
+            .unwrap()
+            .as_bytes(),
+    )
+    .unwrap();
+    assert_eq!(job["kind"], "job");
+    let job_id = job["id"].as_str().unwrap();
+
+    let clean = s3tm(
+        &moto,
+        &proxy,
+        dir.path(),
+        &["clean", "s3://bucket", "--older-than", "0"],
+    )
+    .output()
+    .unwrap();
+    let out = String::from_utf8_lossy(&clean.stdout);
+    assert_eq!(clean.status.code(), Some(0), "{out}");
+    assert!(
+        out.contains("kept s3://bucket/j/big.bin")
+            && out.contains(&format!("s3tm cancel {job_id}")),
+        "{out}"
+    );
+    let resumed = s3tm(&moto, &proxy, dir.path(), &["resume", job_id])
+        .output()
+        .unwrap();
+    assert_eq!(
+        resumed.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&resumed.stderr)
+    );
+}

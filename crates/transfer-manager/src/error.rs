@@ -172,6 +172,8 @@ fn kind_of(err: &transfer_core::TransferError) -> ErrorKind {
         T::Remote { failure, .. } => match failure.kind {
             F::Denied => ErrorKind::Denied,
             F::NotFound => ErrorKind::NotFound,
+            // s3tm asks with If-Match only of an object it expects unchanged.
+            F::PreconditionFailed => ErrorKind::ObjectChanged,
             F::LocalIo => ErrorKind::LocalIo,
             F::Transport | F::Timeout => ErrorKind::Network,
             _ => ErrorKind::Remote,

@@ -57,10 +57,9 @@ struct JobStored {
     /// The `--include`/`--exclude` rules the plan was made with.
     #[serde(default)]
     filters: Vec<String>,
-    /// What a sync with `--delete` removes once every file is done: keys (an upload)
-    /// or paths relative to the directory (a download).
+    /// What a sync with `--delete` removes once every file is done.
     #[serde(default)]
-    deletions: Vec<String>,
+    deletions: Vec<Deletion>,
 }
 
 /// A file a job could not move, and why.
@@ -417,7 +416,7 @@ impl TransferManager {
     ) -> Result<JobHandle, Error> {
         let dir = absolute_dir(dir.as_ref())?;
         let prefix = listed_prefix(prefix);
-        let (planned, _) = self.plan_download(bucket, &prefix, &opts).await?;
+        let planned = self.plan_download(bucket, &prefix, &opts).await?;
         self.start_job(Direction::Download, bucket, prefix, dir, planned, &opts)
             .await
     }
@@ -437,7 +436,7 @@ impl TransferManager {
     ) -> Result<SyncPlan, Error> {
         let dir = absolute_dir(dir.as_ref())?;
         let listed_prefix = listed_prefix(prefix);
-        let (remote, remote_times) = self
+        let remote = self
             .plan_download(bucket, &listed_prefix, &opts.job)
             .await?;
         let local = if direction == Direction::Download && !dir.exists() {
@@ -445,46 +444,64 @@ impl TransferManager {
         } else {
             self.plan_upload(&dir, &opts.job).await?
         };
-        let (mut source, source_times, dest, dest_times) = match direction {
-            Direction::Upload => (local, None, remote, Some(remote_times)),
-            Direction::Download => (remote, Some(remote_times), local, None),
+        let (mut source, dest) = match direction {
+            Direction::Upload => (local, remote),
+            Direction::Download => (remote, local),
         };
         let at_dest: HashMap<&str, (u64, Option<i64>)> = dest
             .entries
             .iter()
-            .zip(dest_times.as_ref().unwrap_or(&dest.mtimes))
-            .map(|(e, t)| (e.rel.as_str(), (e.size_bytes, *t)))
+            .zip(&dest.seen)
+            .map(|(e, seen)| (e.rel.as_str(), (e.size_bytes, seen.mtime)))
             .collect();
-        let times = source_times.unwrap_or_else(|| source.mtimes.clone());
         let mut copy = Planned {
             problems: std::mem::take(&mut source.problems),
             skipped: std::mem::take(&mut source.skipped),
             ..Planned::default()
         };
-        for (e, t) in source.entries.iter().zip(times) {
+        for (e, seen) in source.entries.iter().zip(&source.seen) {
             let differs = match at_dest.get(e.rel.as_str()) {
                 None => true,
                 Some(_) if e.rel.ends_with('/') => false,
                 Some((size, _)) if *size != e.size_bytes => true,
                 Some(_) if opts.size_only => false,
-                Some((_, dest_time)) => match (t, dest_time) {
+                Some((_, dest_time)) => match (seen.mtime, dest_time) {
                     (Some(src), Some(dst)) => src > *dst,
                     _ => true,
                 },
             };
             if differs {
-                copy.push(e.clone(), t);
+                copy.push(e.clone(), seen.clone());
             }
         }
         if opts.delete {
-            let in_source: HashSet<&str> = source.entries.iter().map(|e| e.rel.as_str()).collect();
+            // Present at the source: its files, the directories above them, and what
+            // it left out on purpose (a link not followed is not a file deleted).
+            let mut in_source: HashSet<&str> = HashSet::new();
+            for rel in source
+                .entries
+                .iter()
+                .map(|e| e.rel.as_str())
+                .chain(source.skipped_rels.iter().map(String::as_str))
+            {
+                in_source.insert(rel);
+                for (at, _) in rel.match_indices('/') {
+                    in_source.insert(&rel[..=at]);
+                }
+            }
             copy.deletions = dest
                 .entries
                 .iter()
-                .filter(|e| !in_source.contains(e.rel.as_str()))
-                .map(|e| match direction {
-                    Direction::Upload => key_for(&listed_prefix, &e.rel),
-                    Direction::Download => e.rel.clone(),
+                .zip(&dest.seen)
+                .filter(|(e, _)| !in_source.contains(e.rel.as_str()))
+                .map(|(e, seen)| Deletion {
+                    target: match direction {
+                        Direction::Upload => key_for(&listed_prefix, &e.rel),
+                        Direction::Download => e.rel.clone(),
+                    },
+                    size_bytes: e.size_bytes,
+                    mtime: seen.mtime,
+                    etag: seen.etag.clone(),
                 })
                 .collect();
         }
@@ -498,7 +515,7 @@ impl TransferManager {
             prefix,
             dir,
             copy: copy.entries.clone(),
-            delete: copy.deletions.clone(),
+            delete: copy.deletions.iter().map(|d| d.target.clone()).collect(),
             planned: copy,
             filter: opts.job.filter.describe(),
         })
@@ -527,27 +544,32 @@ impl TransferManager {
         off_thread(move || walk_tree(&d, &o)).await
     }
 
-    /// The objects under `prefix` as files of `dir`, with their modification times.
+    /// The objects under `prefix` as files of `dir`, with what the listing tells of each.
     async fn plan_download(
         &self,
         bucket: &str,
         prefix: &str,
         opts: &JobOptions,
-    ) -> Result<(Planned, Vec<Option<i64>>), Error> {
+    ) -> Result<Planned, Error> {
         let listed = self.list_objects(bucket, prefix).await?;
         let mut planned = Planned::default();
-        let mut times = Vec::new();
-        for (key, size, modified) in listed {
+        for (key, size, seen) in listed {
             match relative_path_for_key(prefix, &key) {
+                Ok(Some(rel)) if rel.ends_with(crate::PARTIAL_SUFFIX) => {
+                    planned.problems.push(FileProblem {
+                        path: key.clone(),
+                        error: format!(
+                            "refused the key `{key}`: its name ends with {}, which s3tm gives its partial files",
+                            crate::PARTIAL_SUFFIX
+                        ),
+                    });
+                }
                 Ok(Some(rel)) if opts.filter.takes(rel) => {
-                    planned.push(
-                        JobEntry {
-                            rel: rel.to_owned(),
-                            size_bytes: size,
-                        },
-                        None,
-                    );
-                    times.push(modified);
+                    let entry = JobEntry {
+                        rel: rel.to_owned(),
+                        size_bytes: size,
+                    };
+                    planned.push(entry, seen);
                 }
                 Ok(_) => {}
                 Err(why) => planned.problems.push(FileProblem {
@@ -572,14 +594,12 @@ impl TransferManager {
             problems: planned.problems,
             ..Planned::default()
         };
-        let mut kept_times = Vec::new();
-        for (e, t) in planned.entries.into_iter().zip(times) {
+        for (e, seen) in planned.entries.into_iter().zip(planned.seen) {
             if !beneath.contains(&e.rel) {
-                kept.push(e, None);
-                kept_times.push(t);
+                kept.push(e, seen);
             }
         }
-        Ok((kept, kept_times))
+        Ok(kept)
     }
 
     /// Continues a saved job (paused, interrupted or with failed files): files done are
@@ -609,12 +629,40 @@ impl TransferManager {
         dir: &Path,
         opts: &JobOptions,
     ) -> Result<Option<SavedJob>, Error> {
+        let filters = opts.filter.describe();
+        self.find_job_with(direction, bucket, prefix, dir, &filters)
+    }
+
+    /// The saved sync of `bucket`/`prefix` and `dir` in `direction` with the same
+    /// filter, if one was cut short (paused, interrupted, or with files that failed):
+    /// `s3tm sync` finishes it (its deletions too) before planning anew, rather than
+    /// leave its record and its files' uploads behind.
+    pub fn find_sync(
+        &self,
+        direction: Direction,
+        bucket: &str,
+        prefix: &str,
+        dir: &Path,
+        opts: &SyncOptions,
+    ) -> Result<Option<SavedJob>, Error> {
+        let mut filters = opts.job.filter.describe();
+        filters.push(SYNC_MARK.to_owned());
+        self.find_job_with(direction, bucket, prefix, dir, &filters)
+    }
+
+    fn find_job_with(
+        &self,
+        direction: Direction,
+        bucket: &str,
+        prefix: &str,
+        dir: &Path,
+        filters: &[String],
+    ) -> Result<Option<SavedJob>, Error> {
         let dir = absolute_dir(dir)?;
         let prefix_listed = match direction {
             Direction::Download => listed_prefix(prefix),
             Direction::Upload => prefix.to_owned(),
         };
-        let filters = opts.filter.describe();
         let (list, _) = self.list_resumable()?;
         for t in list {
             if matches!(t.kind, RecordKind::Job { .. })
@@ -762,7 +810,7 @@ impl TransferManager {
         &self,
         bucket: &str,
         prefix: &str,
-    ) -> Result<Vec<(String, u64, Option<i64>)>, Error> {
+    ) -> Result<Vec<(String, u64, Seen)>, Error> {
         let mut out = Vec::new();
         let mut req = s3_protocol::ListObjectsV2::new(bucket);
         if !prefix.is_empty() {
@@ -779,16 +827,29 @@ impl TransferManager {
                 )
                 .await?;
             out.extend(page.contents.into_iter().map(|o| {
-                let modified = o.last_modified.as_deref().and_then(unix_secs);
-                (o.key, o.size_bytes, modified)
+                let seen = Seen {
+                    mtime: o.last_modified.as_deref().and_then(unix_secs),
+                    etag: o.etag.map(|e| e.0),
+                };
+                (o.key, o.size_bytes, seen)
             }));
+            if !page.is_truncated {
+                return Ok(out);
+            }
             match page.next_continuation_token {
-                Some(token)
-                    if page.is_truncated && Some(&token) != req.continuation_token.as_ref() =>
-                {
+                Some(token) if Some(&token) != req.continuation_token.as_ref() => {
                     req.continuation_token = Some(token);
                 }
-                _ => return Ok(out),
+                // A listing cut short is not the prefix: a sync would delete what it
+                // did not see.
+                _ => {
+                    return Err(Error::new(
+                        ErrorKind::Remote,
+                        format!(
+                            "listing s3://{bucket}/{prefix}: the server said more keys follow but gave no new continuation token; nothing was done"
+                        ),
+                    ));
+                }
             }
         }
     }
@@ -941,17 +1002,38 @@ impl TransferManager {
 #[derive(Debug, Default)]
 struct Planned {
     entries: Vec<JobEntry>,
-    /// Each entry's modification time, seconds since the Unix epoch, when known.
-    mtimes: Vec<Option<i64>>,
+    /// What was seen of each entry besides its size.
+    seen: Vec<Seen>,
     problems: Vec<FileProblem>,
     skipped: Vec<String>,
-    deletions: Vec<String>,
+    /// The paths of what was left out on purpose: present, for a sync's deletions.
+    skipped_rels: Vec<String>,
+    deletions: Vec<Deletion>,
+}
+
+/// A file's or object's modification time (seconds since the Unix epoch) and an
+/// object's ETag, when known.
+#[derive(Debug, Clone, Default)]
+struct Seen {
+    mtime: Option<i64>,
+    etag: Option<String>,
+}
+
+/// One deletion of a sync, with what its target was when planned: it is removed only if
+/// it still is (a file rewritten, or an object uploaded again, since is left alone).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Deletion {
+    /// A key (an upload's sync) or a path relative to the directory (a download's).
+    target: String,
+    size_bytes: u64,
+    mtime: Option<i64>,
+    etag: Option<String>,
 }
 
 impl Planned {
-    fn push(&mut self, entry: JobEntry, mtime: Option<i64>) {
+    fn push(&mut self, entry: JobEntry, seen: Seen) {
         self.entries.push(entry);
-        self.mtimes.push(mtime);
+        self.seen.push(seen);
     }
 }
 
@@ -1003,6 +1085,9 @@ fn walk_tree(dir: &Path, opts: &JobOptions) -> Result<Planned, Error> {
         if !taken {
             continue;
         }
+        if ft.is_symlink() || !(ft.is_dir() || ft.is_file()) {
+            planned.skipped_rels.push(rel.clone());
+        }
         if ft.is_symlink() {
             planned.skipped.push(format!(
                 "{shown}: a symbolic link, not followed (pass --follow-symlinks to follow links)"
@@ -1016,7 +1101,7 @@ fn walk_tree(dir: &Path, opts: &JobOptions) -> Result<Planned, Error> {
                     rel: format!("{rel}/"),
                     size_bytes: 0,
                 };
-                planned.push(entry, None);
+                planned.push(entry, Seen::default());
             }
         } else if ft.is_file() {
             match item.metadata() {
@@ -1030,7 +1115,7 @@ fn walk_tree(dir: &Path, opts: &JobOptions) -> Result<Planned, Error> {
                         rel,
                         size_bytes: m.len(),
                     };
-                    planned.push(entry, mtime);
+                    planned.push(entry, Seen { mtime, etag: None });
                 }
                 Err(e) => planned.problems.push(FileProblem {
                     path: shown,
@@ -1145,6 +1230,8 @@ enum JournalMsg {
     Delta(JobDelta, u64),
     /// Answered once everything sent before is durable (or failed to be).
     Flush(oneshot::Sender<Result<(), String>>),
+    /// The record was just saved whole: earlier failed appends no longer matter.
+    Reset,
 }
 
 impl Journal {
@@ -1164,6 +1251,9 @@ impl Journal {
                             done_bytes = bytes;
                         }
                         JournalMsg::Flush(ack) => flushes.push(ack),
+                        JournalMsg::Reset => {
+                            failed = None;
+                        }
                     };
                     take(first);
                     while let Ok(m) = rx.try_recv() {
@@ -1192,6 +1282,10 @@ impl Journal {
 
     fn record(&self, d: JobDelta, done_bytes: u64) {
         let _ = self.tx.send(JournalMsg::Delta(d, done_bytes));
+    }
+
+    fn reset(&self) {
+        let _ = self.tx.send(JournalMsg::Reset);
     }
 
     async fn flush(&self) -> Result<(), String> {
@@ -1257,7 +1351,9 @@ impl JobRun {
                 cmd = self.commands.recv(), if commands_open => match cmd {
                     Some(JobCommand::Pause(ack)) => {
                         let r = if paused { Ok(()) } else { self.pause(&mut ends).await };
-                        paused = r.is_ok();
+                        // Its files are paused or stopped whether or not the record
+                        // could be saved: the job is paused, and says what it lost.
+                        paused = true;
                         let _ = ack.send(r);
                     }
                     Some(JobCommand::Resume) if paused => {
@@ -1278,10 +1374,9 @@ impl JobRun {
                 _ = tick.tick() => {}
             }
         }
-        self.journal
-            .flush()
-            .await
-            .map_err(|e| Error::new(ErrorKind::Checkpoint, format!("job {}: {e}", self.id)))?;
+        // Durable or not, the journal matters no more: a job done is forgotten, and one
+        // with failures is saved whole just below.
+        let _ = self.journal.flush().await;
         let mut failures = self.stored.problems.clone();
         let counts = self.plan.counts();
         failures.extend(self.plan.failures().map(|(i, why)| FileProblem {
@@ -1292,11 +1387,15 @@ impl JobRun {
         if failures.is_empty() {
             // A sync's deletions, once every copy is done (again on a resume: each is
             // done by then, or harmless to do twice).
-            for target in self.stored.deletions.clone() {
-                match self.delete(&target).await {
-                    Ok(()) => deleted.push(target),
+            for d in self.stored.deletions.clone() {
+                match self.delete(&d).await {
+                    Ok(None) => deleted.push(d.target),
+                    Ok(Some(why)) => self
+                        .stored
+                        .skipped
+                        .push(format!("{}: not deleted: {why}", d.target)),
                     Err(e) => failures.push(FileProblem {
-                        path: target,
+                        path: d.target,
                         error: format!("cannot delete it: {e}"),
                     }),
                 }
@@ -1369,12 +1468,38 @@ impl JobRun {
         }
         let child = TransferId::new(format!("{}-{i}", self.id)).map_err(Error::store)?;
         let large = entry.size_bytes >= self.threshold;
+        if self.meta.direction == Direction::Download
+            && let Some((parent, _)) = entry.rel.rsplit_once('/')
+        {
+            // Checked again on every start, a resumed one too: a directory on the way
+            // replaced by a link while the job was paused is refused.
+            let (d, parent) = (dir.clone(), parent.to_owned());
+            off_thread(move || make_dirs(&d, &parent)).await?;
+        }
         if large {
             let store = m.store().clone();
             let c2 = child.clone();
             let saved = off_thread(move || Ok(store.load(&c2).ok().flatten().is_some())).await?;
             if saved {
-                return m.resume(&child).await.map(Some);
+                match m.resume(&child).await {
+                    Ok(h) => return Ok(Some(h)),
+                    // The file or object changed since its parts were sent: what the job
+                    // moves is what is there now, so the file starts over.
+                    Err(e)
+                        if matches!(
+                            e.kind(),
+                            ErrorKind::SourceChanged | ErrorKind::ObjectChanged
+                        ) =>
+                    {
+                        tracing::info!(job = %self.id, file = %entry.rel, error = %e, "starting the file over");
+                        match m.cancel_saved(&child).await {
+                            Ok(()) => {}
+                            Err(e) if e.kind() == ErrorKind::Cancelled => {}
+                            Err(e) => return Err(e),
+                        }
+                    }
+                    Err(e) => return Err(e),
+                }
             }
         }
         let keep = Keep {
@@ -1387,15 +1512,10 @@ impl JobRun {
         let path = dir.join(&entry.rel);
         match self.meta.direction {
             Direction::Upload => m.upload_file_as(&bucket, &key, &path, keep).await.map(Some),
-            Direction::Download => {
-                if let Some((parent, _)) = entry.rel.rsplit_once('/') {
-                    let parent = parent.to_owned();
-                    off_thread(move || make_dirs(&dir, &parent)).await?;
-                }
-                m.download_file_as(&bucket, &key, &path, keep)
-                    .await
-                    .map(Some)
-            }
+            Direction::Download => m
+                .download_file_as(&bucket, &key, &path, keep)
+                .await
+                .map(Some),
         }
     }
 
@@ -1444,30 +1564,65 @@ impl JobRun {
         });
     }
 
-    /// Removes `target` of a sync's deletions: a key, or a file (or empty directory)
-    /// under the directory, never through a symbolic link.
-    async fn delete(&self, target: &str) -> Result<(), Error> {
+    /// Carries out one of a sync's deletions: a key, or a file (or empty directory)
+    /// under the directory, never through a symbolic link. What changed since the sync
+    /// was planned is left alone, and `Some(why)` says so: a source that has the path
+    /// again, an object with another ETag, a local file of another size or time.
+    async fn delete(&self, d: &Deletion) -> Result<Option<String>, Error> {
+        let dir = self.meta.local_path.clone();
         match self.meta.direction {
             Direction::Upload => {
-                let req = s3_protocol::DeleteObject {
-                    bucket: self.meta.bucket.clone(),
-                    key: target.to_owned(),
+                if let Ok(Some(rel)) = relative_path_for_key(&self.stored.prefix, &d.target) {
+                    let source = dir.join(rel);
+                    if off_thread(move || Ok(std::fs::symlink_metadata(source).is_ok())).await? {
+                        return Ok(Some("the source has it again".to_owned()));
+                    }
+                }
+                let bucket = self.meta.bucket.clone();
+                let what = format!("checking s3://{bucket}/{} before deleting it", d.target);
+                let head = s3_protocol::HeadObject {
+                    bucket: bucket.clone(),
+                    key: d.target.clone(),
+                    if_match: d.etag.clone().map(s3_protocol::ETag),
+                    part_number: None,
+                    checksum_mode: false,
                 };
-                let what = format!("deleting s3://{}/{target}", self.meta.bucket);
-                self.manager
+                let m = &self.manager;
+                match m
                     .one_shot(
                         &what,
-                        |s3| req.build(s3),
-                        s3_protocol::parse_delete_object,
+                        |s3| head.build(s3),
+                        s3_protocol::parse_head_object,
                         None,
                     )
                     .await
-                    .map(|_| ())
+                {
+                    Ok(_) => {}
+                    Err(e) if e.kind() == ErrorKind::NotFound => return Ok(None),
+                    Err(e) if e.kind() == ErrorKind::ObjectChanged => {
+                        return Ok(Some(
+                            "the object was written again since the sync was planned".to_owned(),
+                        ));
+                    }
+                    Err(e) => return Err(e),
+                }
+                let req = s3_protocol::DeleteObject {
+                    bucket,
+                    key: d.target.clone(),
+                };
+                let what = format!("deleting s3://{}/{}", self.meta.bucket, d.target);
+                m.one_shot(
+                    &what,
+                    |s3| req.build(s3),
+                    s3_protocol::parse_delete_object,
+                    None,
+                )
+                .await
+                .map(|()| None)
             }
             Direction::Download => {
-                let dir = self.meta.local_path.clone();
-                let rel = target.to_owned();
-                off_thread(move || delete_local(&dir, &rel)).await
+                let d = d.clone();
+                off_thread(move || delete_local(&dir, &d)).await
             }
         }
     }
@@ -1499,7 +1654,15 @@ impl JobRun {
                 None => break,
             }
         }
-        self.save(StoredState::Paused).await
+        self.save(StoredState::Paused).await.map_err(|e| {
+            Error::new(
+                e.kind(),
+                format!(
+                    "job {} paused, but its record could not be saved ({e}); resuming it sends again the files done since it was last saved",
+                    self.id
+                ),
+            )
+        })
     }
 
     async fn cancel(
@@ -1528,12 +1691,12 @@ impl JobRun {
         ))
     }
 
-    /// Rewrites the job's record whole, its journal folded in.
+    /// Rewrites the job's record whole, its journal folded in (so appends that failed
+    /// before no longer matter once this succeeds).
     async fn save(&mut self, state: StoredState) -> Result<(), Error> {
-        self.journal
-            .flush()
-            .await
-            .map_err(|e| Error::new(ErrorKind::Checkpoint, format!("job {}: {e}", self.id)))?;
+        if let Err(e) = self.journal.flush().await {
+            tracing::warn!(job = %self.id, error = %e, "the journal fell behind; saving the job whole");
+        }
         self.stored.done = (0..self.plan.entries().len())
             .filter(|i| self.plan.state(*i) == Some(&transfer_core::FileState::Done))
             .map(|i| i as u32)
@@ -1544,20 +1707,23 @@ impl JobRun {
         self.meta.updated_unix_ms = now_unix_ms();
         let record = job_record(&self.meta, &self.stored)?;
         let store = self.manager.store().clone();
-        off_thread(move || store.save(&record).map_err(Error::store)).await
+        off_thread(move || store.save(&record).map_err(Error::store)).await?;
+        self.journal.reset();
+        Ok(())
     }
 }
 
-/// Removes the file (or empty directory, for a path ending in `/`) at `rel` under
-/// `dir`; gone already is fine. Refuses a symbolic link anywhere on the way. Blocking.
-fn delete_local(dir: &Path, rel: &str) -> Result<(), Error> {
-    let segs: Vec<&str> = rel.split('/').filter(|s| !s.is_empty()).collect();
+/// Removes the file (or empty directory, for a path ending in `/`) of deletion `d` under
+/// `dir`, unless it changed since planned (`Some(why)`); gone already is fine. Refuses a
+/// symbolic link anywhere on the way. Blocking.
+fn delete_local(dir: &Path, d: &Deletion) -> Result<Option<String>, Error> {
+    let segs: Vec<&str> = d.target.split('/').filter(|s| !s.is_empty()).collect();
     let mut at = dir.to_path_buf();
     for (i, seg) in segs.iter().enumerate() {
         at.push(seg);
         let m = match std::fs::symlink_metadata(&at) {
             Ok(m) => m,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(Error::local(format!("cannot read {}", at.display()), e)),
         };
         if m.file_type().is_symlink() {
@@ -1567,15 +1733,36 @@ fn delete_local(dir: &Path, rel: &str) -> Result<(), Error> {
             ));
         }
         let last = i + 1 == segs.len();
-        let removed = match (last, m.is_dir()) {
-            (false, true) => continue,
-            (false, false) => return Ok(()),
-            (true, true) => std::fs::remove_dir(&at),
-            (true, false) => std::fs::remove_file(&at),
-        };
-        return removed.map_err(|e| Error::local(format!("cannot remove {}", at.display()), e));
+        if !last {
+            if m.is_dir() {
+                continue;
+            }
+            return Ok(None);
+        }
+        if m.is_dir() {
+            return match std::fs::remove_dir(&at) {
+                Ok(()) => Ok(None),
+                Err(e) if e.kind() == std::io::ErrorKind::DirectoryNotEmpty => {
+                    Ok(Some("the directory is not empty".to_owned()))
+                }
+                Err(e) => Err(Error::local(format!("cannot remove {}", at.display()), e)),
+            };
+        }
+        let mtime = m
+            .modified()
+            .ok()
+            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+            .and_then(|t| i64::try_from(t.as_secs()).ok());
+        if m.len() != d.size_bytes || (d.mtime.is_some() && mtime != d.mtime) {
+            return Ok(Some(
+                "the file changed since the sync was planned".to_owned(),
+            ));
+        }
+        return std::fs::remove_file(&at)
+            .map(|()| None)
+            .map_err(|e| Error::local(format!("cannot remove {}", at.display()), e));
     }
-    Ok(())
+    Ok(None)
 }
 
 /// Makes `rel` (a `/`-separated path) under `dir`, refusing to go through a symbolic

@@ -395,6 +395,17 @@ impl TransferManager {
     ) -> Result<TransferHandle, Error> {
         let dest = absolute(path)?;
         if let Destination::Stream = blocking_destination(&dest).await? {
+            if !keep.kind.is_transfer() {
+                // A job writes files: a device or FIFO at a key's path (or a link to
+                // one) is refused, never written into (nor waited on for a reader).
+                return Err(Error::new(
+                    ErrorKind::InvalidInput,
+                    format!(
+                        "refused: {} is a character device or FIFO, or a link to one",
+                        dest.display()
+                    ),
+                ));
+            }
             let stream = open_stream(&dest).await?;
             return self.download_to_writer(bucket, key, stream).await;
         }

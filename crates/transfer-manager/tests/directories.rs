@@ -391,3 +391,106 @@ async fn sync_copies_what_differs_and_deletes_what_the_source_lacks() {
     assert!(!dst.join("extra").exists());
     assert_eq!(std::fs::read(dst.join("a.txt")).unwrap(), b"a longer a");
 }
+
+/// A download job never writes into a FIFO (or a link to one) found at a key's path,
+/// nor waits for a reader: that file fails, the rest arrives, the job ends.
+#[cfg(unix)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fifo_at_a_keys_path_is_refused_not_waited_on() {
+    let env = s3s_env().await;
+    for key in ["f/pipe", "f/plain"] {
+        env.tm
+            .upload_bytes("bucket", key, bytes::Bytes::from_static(b"data"))
+            .await
+            .unwrap()
+            .join()
+            .await
+            .unwrap();
+    }
+    let dst = env.dir.path().join("dst");
+    std::fs::create_dir_all(&dst).unwrap();
+    let status = std::process::Command::new("mkfifo")
+        .arg(dst.join("pipe"))
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let out = tokio::time::timeout(Duration::from_secs(60), async {
+        env.tm
+            .download_prefix("bucket", "f", &dst, JobOptions::default())
+            .await
+            .unwrap()
+            .join()
+            .await
+            .unwrap()
+    })
+    .await
+    .expect("the job does not wait on the FIFO");
+    assert_eq!(out.failures.len(), 1, "{:?}", out.failures);
+    assert_eq!(out.failures[0].path, "pipe");
+    assert!(out.failures[0].error.contains("FIFO"), "{:?}", out.failures);
+    assert_eq!(std::fs::read(dst.join("plain")).unwrap(), b"data");
+}
+
+/// A sync's deletions are checked again when carried out: a file rewritten, or a key
+/// whose source came back, since the sync was planned is left alone and said to be.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sync_deletes_nothing_that_changed_since_it_was_planned() {
+    let env = s3s_env().await;
+    let src = env.dir.path().join("src");
+    std::fs::create_dir_all(&src).unwrap();
+    std::fs::write(src.join("keep"), "k").unwrap();
+    std::fs::write(src.join("gone"), "g").unwrap();
+    let up = SyncOptions {
+        delete: true,
+        ..SyncOptions::default()
+    };
+    let plan = env
+        .tm
+        .plan_sync(Direction::Upload, "bucket", "p/", &src, &up)
+        .await
+        .unwrap();
+    env.tm.start_sync(plan).await.unwrap().join().await.unwrap();
+
+    // Upload side: `gone` removed locally, planned for deletion, then back.
+    std::fs::remove_file(src.join("gone")).unwrap();
+    let plan = env
+        .tm
+        .plan_sync(Direction::Upload, "bucket", "p/", &src, &up)
+        .await
+        .unwrap();
+    assert_eq!(plan.delete, ["p/gone"]);
+    std::fs::write(src.join("gone"), "back").unwrap();
+    let out = env.tm.start_sync(plan).await.unwrap().join().await.unwrap();
+    assert!(out.deleted.is_empty(), "{:?}", out.deleted);
+    assert!(
+        out.skipped
+            .iter()
+            .any(|s| s.contains("p/gone") && s.contains("again")),
+        "{:?}",
+        out.skipped
+    );
+    assert!(env.server.root().join("bucket/p/gone").exists());
+
+    // Download side: a local extra planned for deletion, then rewritten.
+    let dst = env.dir.path().join("dst");
+    let plan = env
+        .tm
+        .plan_sync(Direction::Download, "bucket", "p", &dst, &up)
+        .await
+        .unwrap();
+    env.tm.start_sync(plan).await.unwrap().join().await.unwrap();
+    std::fs::write(dst.join("mine"), "1").unwrap();
+    let plan = env
+        .tm
+        .plan_sync(Direction::Download, "bucket", "p", &dst, &up)
+        .await
+        .unwrap();
+    assert_eq!(plan.delete, ["mine"]);
+    std::fs::write(dst.join("mine"), "rewritten, longer").unwrap();
+    let out = env.tm.start_sync(plan).await.unwrap().join().await.unwrap();
+    assert!(out.deleted.is_empty(), "{:?}", out.deleted);
+    assert_eq!(
+        std::fs::read(dst.join("mine")).unwrap(),
+        b"rewritten, longer"
+    );
+}
