@@ -5,8 +5,8 @@ use std::sync::Arc;
 
 use serde_json::json;
 use transfer_manager::{
-    Direction, ErrorKind, JobHandle, JobOptions, JobOutcome, PathFilter, SyncOptions, TransferId,
-    TransferManager,
+    Direction, ErrorKind, JobEvent, JobHandle, JobOptions, JobOutcome, PathFilter, SyncOptions,
+    TransferId, TransferManager,
 };
 
 use crate::args::{Location, S3Url, human_bytes};
@@ -250,18 +250,37 @@ async fn run_job(
         start.bytes_done,
         start.bytes_total,
     );
+    let mut events = handle.events();
+    let in_flight = handle.in_flight();
+    let label = |done: u64, total: u64| {
+        let mut l = files_label(done, total);
+        for f in in_flight.borrow().iter() {
+            let pct = (f.bytes_done * 100)
+                .checked_div(f.bytes_total)
+                .unwrap_or(100);
+            l.push_str(&format!(" | {} {pct}%", f.path));
+        }
+        l
+    };
     let join = handle.clone().join();
     tokio::pin!(join);
     let result = loop {
         tokio::select! {
-            r = &mut join => break r,
+            r = &mut join => {
+                // What ended just before the end is said too.
+                while let Ok(e) = events.try_recv() {
+                    file_event(&out, &id, &e);
+                }
+                break r;
+            }
+            Ok(e) = events.recv() => file_event(&out, &id, &e),
             changed = progress.changed() => {
                 if changed.is_err() {
                     continue;
                 }
                 let p = *progress.borrow_and_update();
                 bar.set_position(p.bytes_done);
-                bar.set_message(files_label(p.files_done, p.files_total));
+                bar.set_message(label(p.files_done, p.files_total));
             }
             () = signals.next() => {
                 out.note("pausing the job (the files in flight save their checkpoints) ...");
@@ -297,6 +316,33 @@ async fn run_job(
     };
     bar.finish_and_clear();
     report(&out, &id, direction, result, require_verified)
+}
+
+/// A `--json` line for one file's end.
+fn file_event(out: &Output, id: &TransferId, e: &JobEvent) {
+    match e {
+        JobEvent::FileDone {
+            path,
+            key,
+            bytes,
+            verified,
+        } => out.event(
+            "file_done",
+            json!({
+                "id": id.as_str(),
+                "path": path,
+                "key": key,
+                "bytes": bytes,
+                "verified": verified.as_ref().map(|v| crate::output::verification(v).0),
+                "verification": verified.as_ref().map(|v| crate::output::verification(v).1),
+            }),
+        ),
+        JobEvent::FileFailed { path, key, error } => out.event(
+            "file_failed",
+            json!({"id": id.as_str(), "path": path, "key": key, "error": error}),
+        ),
+        _ => {}
+    }
 }
 
 fn files_label(done: u64, total: u64) -> String {

@@ -1787,3 +1787,38 @@ async fn sync_copies_once_and_deletes_only_when_asked() {
     assert!(env.object("www/index.html").exists());
     assert!(env.ls().is_empty());
 }
+
+/// `cp -r --json`: a `started` line, one `file_done` line per file (with how it was
+/// verified) or `file_failed`, and one `job` line at the end, on stdout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_directory_job_prints_a_json_line_per_file() {
+    let env = Env::new().await;
+    let src = env.path("t");
+    std::fs::create_dir_all(src.join("sub")).unwrap();
+    std::fs::write(src.join("a"), "a").unwrap();
+    std::fs::write(src.join("sub/b"), "bb").unwrap();
+    let up = env.run(&["cp", "-r", "--json", "t", "s3://bucket/j/"]);
+    assert_eq!(up.code, Some(0), "stderr: {}", up.stderr);
+    let down = env.run(&["cp", "-r", "--json", "s3://bucket/j/", "back"]);
+    assert_eq!(down.code, Some(0), "stderr: {}", down.stderr);
+    let lines = json_lines(&down.stdout);
+    assert_eq!(lines.first().unwrap()["event"], "started", "{lines:?}");
+    let mut files: Vec<&str> = lines
+        .iter()
+        .filter(|l| l["event"] == "file_done")
+        .map(|l| l["path"].as_str().unwrap())
+        .collect();
+    files.sort();
+    assert_eq!(files, ["a", "sub/b"], "{lines:?}");
+    assert!(
+        lines
+            .iter()
+            .filter(|l| l["event"] == "file_done")
+            .all(|l| l["verified"] == true && l["key"].as_str().unwrap().starts_with("j/")),
+        "{lines:?}"
+    );
+    let end = lines.last().unwrap();
+    assert_eq!(end["event"], "job");
+    assert_eq!(end["files_done"], 2);
+    assert_eq!(end["files_failed"], 0);
+}

@@ -134,6 +134,46 @@ pub struct JobOutcome {
     pub elapsed: Duration,
 }
 
+/// What happened to one file of a job, as it happens.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum JobEvent {
+    /// A file (or directory) is done.
+    FileDone {
+        /// Its path relative to the job's directory.
+        path: String,
+        /// Its key.
+        key: String,
+        /// Its size.
+        bytes: u64,
+        /// How its bytes were checked (`None` for a directory, which has none).
+        verified: Option<Verified>,
+    },
+    /// A file failed; a later run of the job tries it again.
+    FileFailed {
+        /// Its path relative to the job's directory.
+        path: String,
+        /// Its key.
+        key: String,
+        /// What went wrong.
+        error: String,
+    },
+}
+
+/// One of the largest files a job is moving now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileInFlight {
+    /// Its path relative to the job's directory.
+    pub path: String,
+    /// Bytes durably done.
+    pub bytes_done: u64,
+    /// Its size.
+    pub bytes_total: u64,
+}
+
+/// How many of the largest files in flight [`JobHandle::in_flight`] shows.
+const LARGEST_SHOWN: usize = 3;
+
 enum JobCommand {
     Pause(oneshot::Sender<Result<(), Error>>),
     Resume,
@@ -147,6 +187,8 @@ pub struct JobHandle {
     direction: Direction,
     commands: mpsc::UnboundedSender<JobCommand>,
     progress: watch::Receiver<JobProgress>,
+    in_flight: watch::Receiver<Vec<FileInFlight>>,
+    events: tokio::sync::broadcast::Sender<JobEvent>,
     end: watch::Receiver<Option<Result<JobOutcome, Error>>>,
 }
 
@@ -174,6 +216,17 @@ impl JobHandle {
     /// Progress, updated as files end and a few times a second while they move.
     pub fn progress(&self) -> watch::Receiver<JobProgress> {
         self.progress.clone()
+    }
+
+    /// The largest files moving now (three at most, largest first), updated with
+    /// [`progress`](Self::progress).
+    pub fn in_flight(&self) -> watch::Receiver<Vec<FileInFlight>> {
+        self.in_flight.clone()
+    }
+
+    /// Each file's end from now on (a receiver that falls far behind loses the oldest).
+    pub fn events(&self) -> tokio::sync::broadcast::Receiver<JobEvent> {
+        self.events.subscribe()
     }
 
     /// Starts no more files, pauses the large files in flight at their last part (and
@@ -958,6 +1011,8 @@ impl TransferManager {
         });
         let (cmd_tx, cmd_rx) = mpsc::unbounded_channel();
         let (end_tx, end_rx) = watch::channel(None);
+        let (in_flight_tx, in_flight_rx) = watch::channel(Vec::new());
+        let (events, _) = tokio::sync::broadcast::channel(4096);
         let journal = Journal::start(self.store().clone(), id.clone());
         let runner = JobRun {
             manager: self.clone(),
@@ -969,6 +1024,8 @@ impl TransferManager {
             lease: Some(lease),
             journal,
             progress: progress_tx,
+            in_flight: in_flight_tx,
+            events: events.clone(),
             commands: cmd_rx,
             children: HashMap::new(),
             stopping: HashSet::new(),
@@ -993,6 +1050,8 @@ impl TransferManager {
             direction,
             commands: cmd_tx,
             progress: progress_rx,
+            in_flight: in_flight_rx,
+            events,
             end: end_rx,
         })
     }
@@ -1311,6 +1370,8 @@ struct JobRun {
     lease: Option<Lease>,
     journal: Journal,
     progress: watch::Sender<JobProgress>,
+    in_flight: watch::Sender<Vec<FileInFlight>>,
+    events: tokio::sync::broadcast::Sender<JobEvent>,
     commands: mpsc::UnboundedReceiver<JobCommand>,
     /// The files in flight and their transfers (none for a directory).
     children: HashMap<usize, TransferHandle>,
@@ -1440,8 +1501,8 @@ impl JobRun {
                         let _ = ends.send((i, end.await));
                     });
                 }
-                Ok(None) => self.record(i, Ok(())),
-                Err(e) => self.record(i, Err(e.to_string())),
+                Ok(None) => self.record(i, Ok(()), None),
+                Err(e) => self.record(i, Err(e.to_string()), None),
             }
         }
     }
@@ -1534,25 +1595,57 @@ impl JobRun {
                         error: reason.clone(),
                     });
                 }
-                self.record(i, Ok(()));
+                self.record(i, Ok(()), Some(outcome.verified));
             }
-            Err(e) => self.record(i, Err(e.to_string())),
+            Err(e) => self.record(i, Err(e.to_string()), None),
         }
     }
 
-    fn record(&mut self, i: usize, result: Result<(), String>) {
-        if let Some(delta) = self.plan.finished(i, result) {
-            self.journal.record(delta, self.plan.counts().bytes_done);
-        }
+    fn record(&mut self, i: usize, result: Result<(), String>, verified: Option<Verified>) {
+        let Some(delta) = self.plan.finished(i, result) else {
+            return;
+        };
+        let entry = &self.plan.entries()[i];
+        let path = entry.rel.clone();
+        let key = key_for(&self.stored.prefix, &entry.rel);
+        let event = match &delta {
+            JobDelta::Done { .. } => JobEvent::FileDone {
+                path,
+                key,
+                bytes: entry.size_bytes,
+                verified,
+            },
+            JobDelta::Failed { reason, .. } => JobEvent::FileFailed {
+                path,
+                key,
+                error: reason.clone(),
+            },
+        };
+        self.journal.record(delta, self.plan.counts().bytes_done);
+        let _ = self.events.send(event);
     }
 
     fn publish(&self, state: JobState) {
         let c = self.plan.counts();
-        let moving: u64 = self
+        let mut files: Vec<FileInFlight> = self
             .children
-            .values()
-            .map(|h| h.progress().borrow().bytes_done)
-            .sum();
+            .iter()
+            .map(|(i, h)| FileInFlight {
+                path: self.plan.entries()[*i].rel.clone(),
+                bytes_done: h.progress().borrow().bytes_done,
+                bytes_total: self.plan.entries()[*i].size_bytes,
+            })
+            .collect();
+        let moving: u64 = files.iter().map(|f| f.bytes_done).sum();
+        files.sort_by(|a, b| b.bytes_total.cmp(&a.bytes_total).then(a.path.cmp(&b.path)));
+        files.truncate(LARGEST_SHOWN);
+        self.in_flight.send_if_modified(|shown| {
+            let changed = *shown != files;
+            if changed {
+                *shown = files;
+            }
+            changed
+        });
         let _ = self.progress.send(JobProgress {
             files_total: c.files_total,
             files_done: c.files_done,
