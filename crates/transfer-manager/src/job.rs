@@ -828,13 +828,15 @@ impl TransferManager {
         let store = self.store().clone();
         let id2 = id.clone();
         let (lease, rec) = off_thread(move || {
-            let lease = store.lease(&id2).map_err(|e| match e {
-                StoreError::Locked { .. } => Error::new(
-                    ErrorKind::Locked,
-                    format!("job {id2} is running in another process"),
-                ),
-                e => Error::store(e),
-            })?;
+            // A job whose handles were just dropped lets go of its lease a moment later.
+            let lease =
+                crate::manager::lease_patiently(store.as_ref(), &id2).map_err(|e| match e {
+                    StoreError::Locked { .. } => Error::new(
+                        ErrorKind::Locked,
+                        format!("job {id2} is running in another process"),
+                    ),
+                    e => Error::store(e),
+                })?;
             Ok((lease, store.load(&id2).map_err(Error::store)?))
         })
         .await?;
@@ -1415,6 +1417,8 @@ impl JobRun {
                         // Its files are paused or stopped whether or not the record
                         // could be saved: the job is paused, and says what it lost.
                         paused = true;
+                        // Said before the answer: whoever paused sees it paused.
+                        self.publish(JobState::Paused);
                         let _ = ack.send(r);
                     }
                     Some(JobCommand::Resume) if paused => {

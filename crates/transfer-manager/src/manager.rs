@@ -1536,7 +1536,10 @@ fn decode(rec: &Record) -> Result<Stored, Error> {
 
 /// The lease of `id`, waiting a moment if it is taken: a transfer whose handle and
 /// manager were just dropped releases its lease a moment later. Blocking.
-fn lease_patiently(store: &dyn ResumeStore, id: &TransferId) -> Result<Lease, StoreError> {
+pub(crate) fn lease_patiently(
+    store: &dyn ResumeStore,
+    id: &TransferId,
+) -> Result<Lease, StoreError> {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
     loop {
         match store.lease(id) {
