@@ -587,6 +587,9 @@ fn now_unix_ms() -> u64 {
 /// `s3tm ls`.
 pub(crate) fn ls(global: &Global, a: &LsArgs) -> Result<u8, Failure> {
     let manager = manager(config(global)?)?;
+    if let Some(id) = &a.id {
+        return ls_job(&manager, &parse_id(id)?, a.json);
+    }
     let saved = saved_transfers(&manager)?;
     let now = now_unix_ms();
     let age = |t: &ResumableTransfer| Duration::from_millis(now.saturating_sub(t.created_unix_ms));
@@ -663,6 +666,33 @@ pub(crate) fn ls(global: &Global, a: &LsArgs) -> Result<u8, Failure> {
             }
         }
         println!("{line}");
+    }
+    Ok(exit::DONE)
+}
+
+/// `s3tm ls ID`: the files of job `id`, one line each.
+fn ls_job(manager: &TransferManager, id: &TransferId, json: bool) -> Result<u8, Failure> {
+    use transfer_manager::JobFileState;
+    let files = manager.job_files(id)?;
+    for f in &files {
+        let (state, error) = match &f.state {
+            JobFileState::Done => ("done", None),
+            JobFileState::Failed(why) => ("failed", Some(why.as_str())),
+            JobFileState::Pending => ("to do", None),
+        };
+        if json {
+            println!(
+                "{}",
+                json!({"path": f.path, "key": f.key, "bytes": f.size_bytes, "state": state, "error": error})
+            );
+        } else {
+            let why = error.map(|e| format!("  ({e})")).unwrap_or_default();
+            println!(
+                "{state:<7} {:>10}  {}{why}",
+                human_bytes(f.size_bytes),
+                f.path
+            );
+        }
     }
     Ok(exit::DONE)
 }

@@ -266,8 +266,11 @@ pub(crate) struct ResumeArgs {
 
 #[derive(Debug, Args)]
 pub(crate) struct LsArgs {
+    /// A job's id: list its files, each done, failed (and why) or to do.
+    pub(crate) id: Option<String>,
     /// One JSON object per line: id, direction, bucket, key, path, bytes_done,
-    /// bytes_total, state, age_secs, created_unix_ms, updated_unix_ms.
+    /// bytes_total, state, age_secs, created_unix_ms, updated_unix_ms (with an ID: path,
+    /// key, bytes, state, error).
     #[arg(long)]
     pub(crate) json: bool,
 }

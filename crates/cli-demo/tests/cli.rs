@@ -1654,6 +1654,18 @@ async fn a_directory_job_survives_ctrl_c_and_kill_9_and_round_trips() {
     assert_eq!(listed[0]["files_total"], 33);
     let done_at_pause = listed[0]["files_done"].as_u64().unwrap();
     assert!((3..33).contains(&done_at_pause), "{listed:?}");
+    // `ls ID` expands the job, file by file.
+    let files = env.run(&["ls", &id, "--json"]);
+    assert_eq!(files.code, Some(0), "{}", files.stderr);
+    let files = json_lines(&files.stdout);
+    assert_eq!(files.len(), 33);
+    let done = files.iter().filter(|f| f["state"] == "done").count() as u64;
+    assert_eq!(done, done_at_pause, "{files:?}");
+    assert!(
+        files
+            .iter()
+            .all(|f| f["state"] == "done" || f["state"] == "to do")
+    );
 
     // The same command continues; kill -9 it once more files are done.
     let mut child = env.s3tm(&up).spawn().unwrap();

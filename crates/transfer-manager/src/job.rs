@@ -60,6 +60,34 @@ struct JobStored {
     /// What a sync with `--delete` removes once every file is done.
     #[serde(default)]
     deletions: Vec<Deletion>,
+    /// Files that failed in the run that last wrote the record whole, with why (the
+    /// journal adds to them).
+    #[serde(default)]
+    failed: Vec<(u32, String)>,
+}
+
+/// Where one file of a saved job stands ([`TransferManager::job_files`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JobFile {
+    /// Its path relative to the job's directory (ending in `/` for a directory).
+    pub path: String,
+    /// Its key.
+    pub key: String,
+    /// Its size when the job was planned.
+    pub size_bytes: u64,
+    /// Done, failed (with why) or still to do.
+    pub state: JobFileState,
+}
+
+/// See [`JobFile`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum JobFileState {
+    /// Moved.
+    Done,
+    /// Failed in the last run that tried it; the next run tries it again.
+    Failed(String),
+    /// Not done yet.
+    Pending,
 }
 
 /// A file a job could not move, and why.
@@ -734,6 +762,48 @@ impl TransferManager {
         Ok(None)
     }
 
+    /// Every file of saved job `id`, with where it stands.
+    pub fn job_files(&self, id: &TransferId) -> Result<Vec<JobFile>, Error> {
+        let rec = self
+            .store()
+            .load(id)
+            .map_err(Error::store)?
+            .ok_or_else(|| not_found(id))?;
+        let stored = decode_job(&rec)?;
+        let mut states: HashMap<u32, JobFileState> = stored
+            .done
+            .iter()
+            .map(|i| (*i, JobFileState::Done))
+            .chain(
+                stored
+                    .failed
+                    .iter()
+                    .map(|(i, why)| (*i, JobFileState::Failed(why.clone()))),
+            )
+            .collect();
+        for e in &rec.journal {
+            for d in decode_entry(id, e)? {
+                match d {
+                    JobDelta::Done { index } => states.insert(index, JobFileState::Done),
+                    JobDelta::Failed { index, reason } => {
+                        states.insert(index, JobFileState::Failed(reason))
+                    }
+                };
+            }
+        }
+        Ok(stored
+            .entries
+            .iter()
+            .enumerate()
+            .map(|(i, e)| JobFile {
+                path: e.rel.clone(),
+                key: key_for(&stored.prefix, &e.rel),
+                size_bytes: e.size_bytes,
+                state: states.remove(&(i as u32)).unwrap_or(JobFileState::Pending),
+            })
+            .collect())
+    }
+
     /// What the store holds of job `id`: its files done read from its journal.
     pub fn saved_job(&self, id: &TransferId) -> Result<SavedJob, Error> {
         let rec = self
@@ -957,6 +1027,7 @@ impl TransferManager {
             endpoint: SavedEndpoint::of(self.config()),
             filters,
             deletions: planned.deletions,
+            failed: Vec::new(),
         };
         let record = job_record(&meta, &stored)?;
         let store = self.store().clone();
@@ -1797,6 +1868,11 @@ impl JobRun {
         self.stored.done = (0..self.plan.entries().len())
             .filter(|i| self.plan.state(*i) == Some(&transfer_core::FileState::Done))
             .map(|i| i as u32)
+            .collect();
+        self.stored.failed = self
+            .plan
+            .failures()
+            .map(|(i, why)| (i as u32, why.to_owned()))
             .collect();
         let c = self.plan.counts();
         self.meta.state = state;

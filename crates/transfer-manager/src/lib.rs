@@ -40,8 +40,8 @@ pub use config::{Config, StateStore};
 pub use error::{Error, ErrorKind};
 pub use handle::{PauseReport, Progress, TransferHandle, TransferOutcome, TransferState};
 pub use job::{
-    FileInFlight, FileProblem, JobEvent, JobHandle, JobOptions, JobOutcome, JobProgress, JobState,
-    PathFilter, SavedJob, SyncOptions, SyncPlan,
+    FileInFlight, FileProblem, JobEvent, JobFile, JobFileState, JobHandle, JobOptions, JobOutcome,
+    JobProgress, JobState, PathFilter, SavedJob, SyncOptions, SyncPlan,
 };
 pub use manager::{
     MultipartUploadInfo, PARTIAL_SUFFIX, ResumableTransfer, SavedState, TransferManager,
