@@ -63,27 +63,10 @@ pub(crate) async fn sync(global: &Global, a: crate::SyncArgs) -> Result<u8, Fail
     let dst = Location::parse(&a.dst).map_err(Failure::usage)?;
     let tree = crate::jobs::Tree::resolve(&src, &dst).map_err(Failure::usage)?;
     let signals = Signals::new()?;
-    let as_cp = CpArgs {
-        src: a.src.clone(),
-        dst: a.dst.clone(),
-        expected_size: None,
-        part_size: a.part_size,
-        max_memory: a.max_memory,
-        concurrency: a.concurrency,
-        checksum: a.checksum,
-        recursive: true,
-        follow_symlinks: a.follow_symlinks,
-        include: Vec::new(),
-        exclude: Vec::new(),
-        filters: Vec::new(),
-        no_resume: false,
-        require_verified: a.require_verified,
-        output: a.output.clone(),
-    };
-    let manager = manager(cp_config(global, &as_cp)?)?;
+    let manager = manager(cp_config(global, &a.tuning, true)?)?;
     let out = Arc::new(Output::new(&a.output).with_require_verified(a.require_verified));
     let opts = transfer_manager::SyncOptions {
-        job: crate::jobs::job_options(a.follow_symlinks, &a.filters)?,
+        job: crate::jobs::job_options(&a.selection)?,
         size_only: a.size_only,
         delete: a.delete,
     };
@@ -101,7 +84,7 @@ pub(crate) async fn sync(global: &Global, a: crate::SyncArgs) -> Result<u8, Fail
 }
 
 /// The settings of `s3tm cp`: the global ones, then the copy's flags.
-fn cp_config(global: &Global, a: &CpArgs) -> Result<Config, Failure> {
+fn cp_config(global: &Global, a: &crate::Tuning, recursive: bool) -> Result<Config, Failure> {
     let mut config = config(global)?;
     if let Some(size) = a.part_size {
         config.part_size_bytes = size;
@@ -111,7 +94,7 @@ fn cp_config(global: &Global, a: &CpArgs) -> Result<Config, Failure> {
     }
     if let Some(n) = a.concurrency {
         config.set_max_in_flight(n.into());
-        if a.recursive {
+        if recursive {
             config.max_in_flight_total = n.into();
         }
     }
@@ -140,23 +123,23 @@ pub(crate) async fn cp(global: &Global, a: CpArgs) -> Result<u8, Failure> {
             ));
         }
         let signals = Signals::new()?;
-        let manager = manager(cp_config(global, &a)?)?;
+        let manager = manager(cp_config(global, &a.tuning, true)?)?;
         let out = Arc::new(Output::new(&a.output).with_require_verified(a.require_verified));
         let opts = crate::jobs::TreeOptions {
-            job: crate::jobs::job_options(a.follow_symlinks, &a.filters)?,
+            job: crate::jobs::job_options(&a.selection)?,
             no_resume: a.no_resume,
             require_verified: a.require_verified,
         };
         return crate::jobs::cp_recursive(&manager, global, signals, tree, opts, out).await;
     }
-    if a.follow_symlinks || !a.filters.is_empty() {
+    if a.selection.follow_symlinks || !a.selection.filters.is_empty() {
         return Err(Failure::usage(
             "--follow-symlinks, --include and --exclude are for --recursive copies",
         ));
     }
     let copy = resolve_copy(&src, &dst, Path::is_dir).map_err(Failure::usage)?;
     let mut signals = Signals::new()?;
-    let config = cp_config(global, &a)?;
+    let config = cp_config(global, &a.tuning, false)?;
     let anonymous = config.credentials.is_none();
     let manager = manager(config)?;
     let data_on_stdout = match &copy {

@@ -41,12 +41,9 @@ impl Tree {
 }
 
 /// The job options of `--follow-symlinks` and the `--include`/`--exclude` rules given.
-pub(crate) fn job_options(
-    follow_symlinks: bool,
-    filters: &[(bool, String)],
-) -> Result<JobOptions, Failure> {
+pub(crate) fn job_options(selection: &crate::Selection) -> Result<JobOptions, Failure> {
     let mut filter = PathFilter::default();
-    for (include, glob) in filters {
+    for (include, glob) in &selection.filters {
         filter = if *include {
             filter.include(glob)
         } else {
@@ -55,7 +52,7 @@ pub(crate) fn job_options(
         .map_err(|e| Failure::usage(e.to_string()))?;
     }
     Ok(JobOptions {
-        follow_symlinks,
+        follow_symlinks: selection.follow_symlinks,
         filter,
     })
 }

@@ -128,6 +128,28 @@ pub(crate) struct CpArgs {
     /// the stream does): 100GiB, 2T.
     #[arg(long, value_name = "SIZE", value_parser = args::parse_size)]
     pub(crate) expected_size: Option<u64>,
+    #[command(flatten)]
+    pub(crate) tuning: Tuning,
+    /// Copy a directory to s3://bucket/prefix/, or every object under a prefix into a
+    /// directory, as one resumable job.
+    #[arg(short = 'r', long)]
+    pub(crate) recursive: bool,
+    #[command(flatten)]
+    pub(crate) selection: Selection,
+    /// Start over even when this copy was interrupted before.
+    #[arg(long)]
+    pub(crate) no_resume: bool,
+    /// Exit with status 1 when the copy completes but could not be verified (the summary
+    /// says `NOT verified` and why); the file or object is in place all the same.
+    #[arg(long)]
+    pub(crate) require_verified: bool,
+    #[command(flatten)]
+    pub(crate) output: OutputArgs,
+}
+
+/// How a copy moves its bytes: part size, memory, requests in flight, checksum.
+#[derive(Debug, Clone, Args)]
+pub(crate) struct Tuning {
     /// Part size of uploads and range size of downloads: 8MiB, 16M, 8388608 (default 8MiB).
     #[arg(long, value_name = "SIZE", value_parser = args::parse_size)]
     pub(crate) part_size: Option<u64>,
@@ -146,33 +168,27 @@ pub(crate) struct CpArgs {
     /// one (S3 allows nothing else for them).
     #[arg(long, value_enum)]
     pub(crate) checksum: Option<ChecksumArg>,
-    /// Start over even when this copy was interrupted before.
-    /// Copy a directory to s3://bucket/prefix/, or every object under a prefix into a
-    /// directory, as one resumable job.
-    #[arg(short = 'r', long)]
-    pub(crate) recursive: bool,
-    /// With --recursive: follow symbolic links (they are left out, and listed, otherwise).
+}
+
+/// Which files a directory job takes.
+#[derive(Debug, Clone, Args)]
+pub(crate) struct Selection {
+    /// Directory jobs (--recursive, sync): follow symbolic links (they are left out, and
+    /// listed, otherwise).
     #[arg(long)]
     pub(crate) follow_symlinks: bool,
-    /// With --recursive: take the files whose path (relative to the directory, or the
-    /// key after the prefix) matches GLOB, over the --exclude before it; `*` matches `/`
-    /// too, as in aws-cli. Repeatable; the last rule that matches decides.
+    /// Directory jobs (--recursive, sync): take the files whose path (relative to the
+    /// directory, or the key after the prefix) matches GLOB, over the --exclude before
+    /// it; `*` matches `/` too, as in aws-cli. Repeatable; the last rule that matches
+    /// decides.
     #[arg(long, value_name = "GLOB")]
     pub(crate) include: Vec<String>,
-    /// With --recursive: leave out the files whose path matches GLOB (see --include).
+    /// Directory jobs: leave out the files whose path matches GLOB (see --include).
     #[arg(long, value_name = "GLOB")]
     pub(crate) exclude: Vec<String>,
     /// --include and --exclude in the order given (true: include).
     #[arg(skip)]
     pub(crate) filters: Vec<(bool, String)>,
-    #[arg(long)]
-    pub(crate) no_resume: bool,
-    /// Exit with status 1 when the copy completes but could not be verified (the summary
-    /// says `NOT verified` and why); the file or object is in place all the same.
-    #[arg(long)]
-    pub(crate) require_verified: bool,
-    #[command(flatten)]
-    pub(crate) output: OutputArgs,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -215,29 +231,10 @@ pub(crate) struct SyncArgs {
     /// Compare sizes only, not modification times.
     #[arg(long)]
     pub(crate) size_only: bool,
-    /// Follow symbolic links (they are left out, and listed, otherwise).
-    #[arg(long)]
-    pub(crate) follow_symlinks: bool,
-    /// Take the files whose path matches GLOB (see `cp --include`).
-    #[arg(long, value_name = "GLOB")]
-    pub(crate) include: Vec<String>,
-    /// Leave out the files whose path matches GLOB.
-    #[arg(long, value_name = "GLOB")]
-    pub(crate) exclude: Vec<String>,
-    #[arg(skip)]
-    pub(crate) filters: Vec<(bool, String)>,
-    /// Part size of uploads and range size of downloads (default 8MiB).
-    #[arg(long, value_name = "SIZE", value_parser = args::parse_size)]
-    pub(crate) part_size: Option<u64>,
-    /// Memory the part buffers of the sync's uploads may take (default 128MiB).
-    #[arg(long, value_name = "SIZE", value_parser = args::parse_size)]
-    pub(crate) max_memory: Option<u64>,
-    /// Requests in flight for the whole sync, across its files (default 64, 32 files).
-    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
-    pub(crate) concurrency: Option<u16>,
-    /// Checksum of each uploaded part (default crc32).
-    #[arg(long, value_enum)]
-    pub(crate) checksum: Option<ChecksumArg>,
+    #[command(flatten)]
+    pub(crate) selection: Selection,
+    #[command(flatten)]
+    pub(crate) tuning: Tuning,
     /// Exit with status 1 if a file copied could not be verified.
     #[arg(long)]
     pub(crate) require_verified: bool,
@@ -356,8 +353,8 @@ fn main() -> ExitCode {
     if let Some((_, sub)) = matches.subcommand() {
         let filters = ordered_filters(sub);
         match &mut cli.command {
-            Command::Cp(a) => a.filters = filters,
-            Command::Sync(a) => a.filters = filters,
+            Command::Cp(a) => a.selection.filters = filters,
+            Command::Sync(a) => a.selection.filters = filters,
             _ => {}
         }
     }
