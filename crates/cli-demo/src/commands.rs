@@ -597,7 +597,7 @@ pub(crate) fn ls(global: &Global, a: &LsArgs) -> Result<u8, Failure> {
                 line["files_done"] = j.counts.files_done.into();
                 line["files_total"] = j.counts.files_total.into();
             }
-            println!("{line}");
+            say!("{line}");
         }
         return Ok(exit::DONE);
     }
@@ -648,7 +648,7 @@ pub(crate) fn ls(global: &Global, a: &LsArgs) -> Result<u8, Failure> {
                 line.push_str(&format!("{cell:<w$}  "));
             }
         }
-        println!("{line}");
+        say!("{line}");
     }
     Ok(exit::DONE)
 }
@@ -664,13 +664,13 @@ fn ls_job(manager: &TransferManager, id: &TransferId, json: bool) -> Result<u8, 
             JobFileState::Pending => ("to do", None),
         };
         if json {
-            println!(
+            say!(
                 "{}",
                 json!({"path": f.path, "key": f.key, "bytes": f.size_bytes, "state": state, "error": error})
             );
         } else {
             let why = error.map(|e| format!("  ({e})")).unwrap_or_default();
-            println!(
+            say!(
                 "{state:<7} {:>10}  {}{why}",
                 human_bytes(f.size_bytes),
                 f.path
@@ -763,13 +763,13 @@ pub(crate) async fn cancel(global: &Global, a: CancelArgs) -> Result<u8, Failure
         Failure::new(m)
     })?;
     match known {
-        Some(t) => println!("cancelled {}", what(&t)),
-        None if corrupt => println!(
+        Some(t) => say!("cancelled {}", what(&t)),
+        None if corrupt => say!(
             "cancelled {id}: its unreadable checkpoint was removed; what it named may remain: \
              a partial file next to a download's destination (`*.s3tm-partial`, remove it by \
              hand), or an unfinished multipart upload (`s3tm clean s3://BUCKET` finds it)"
         ),
-        None => println!("cancelled {id}"),
+        None => say!("cancelled {id}"),
     }
     Ok(exit::DONE)
 }
@@ -799,9 +799,10 @@ pub(crate) async fn clean(global: &Global, a: CleanArgs) -> Result<u8, Failure> 
                 RecordKind::JobFile { job } => job.clone(),
                 _ => mine.id.clone(),
             };
-            println!(
+            say!(
                 "kept {object} (upload {}): s3tm transfer {} can resume it; `s3tm cancel {owner}` drops it",
-                u.upload_id, mine.id
+                u.upload_id,
+                mine.id
             );
             kept += 1;
             continue;
@@ -816,7 +817,7 @@ pub(crate) async fn clean(global: &Global, a: CleanArgs) -> Result<u8, Failure> 
                 Some(age) if age >= min_age.as_secs() as i64 => {}
                 Some(_) => continue,
                 None => {
-                    println!(
+                    say!(
                         "kept {object} (upload {}): its start time is unknown",
                         u.upload_id
                     );
@@ -826,7 +827,7 @@ pub(crate) async fn clean(global: &Global, a: CleanArgs) -> Result<u8, Failure> 
             }
         }
         if a.dry_run {
-            println!(
+            say!(
                 "would abort {object} (upload {}, started {started})",
                 u.upload_id
             );
@@ -838,7 +839,7 @@ pub(crate) async fn clean(global: &Global, a: CleanArgs) -> Result<u8, Failure> 
             .await
         {
             Ok(()) => {
-                println!(
+                say!(
                     "aborted {object} (upload {}, started {started})",
                     u.upload_id
                 );
@@ -872,7 +873,7 @@ fn report_cancels(
     for (id, what, result) in results {
         all += 1;
         match result {
-            Ok(()) => println!("cancelled {what}"),
+            Ok(()) => say!("cancelled {what}"),
             Err(e) => {
                 eprintln!("s3tm: error: {id}: {e}");
                 failed += 1;

@@ -160,7 +160,7 @@ pub(crate) async fn sync(
     let verb = direction_name(direction);
     if dry_run {
         for e in &plan.copy {
-            println!(
+            say!(
                 "(dry run) {verb}: {} ({})",
                 e.rel,
                 human_bytes(e.size_bytes)
@@ -172,7 +172,7 @@ pub(crate) async fn sync(
             Direction::Upload => format!("s3://{bucket}/{target}"),
             Direction::Download => dir.join(target).display().to_string(),
         };
-        println!("{}delete: {shown}", if dry_run { "(dry run) " } else { "" });
+        say!("{}delete: {shown}", if dry_run { "(dry run) " } else { "" });
     }
     if dry_run {
         for p in plan.problems() {

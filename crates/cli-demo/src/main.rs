@@ -5,6 +5,14 @@
 //! transfers and handles Ctrl-C, and `commands` holds one function per subcommand. All
 //! transfer behaviour is `transfer_manager`'s.
 
+/// `println!` that does not panic when stdout is closed (`s3tm ls | head`): the rest
+/// is not written, and the work goes on.
+macro_rules! say {
+    ($($t:tt)*) => {{
+        let _ = $crate::output::stdout_line(&format!($($t)*));
+    }};
+}
+
 mod args;
 mod commands;
 mod failure;

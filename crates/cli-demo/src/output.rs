@@ -76,7 +76,7 @@ impl Output {
         if self.stdout_is_data {
             eprintln!("{line}");
         } else {
-            println!("{line}");
+            stdout_line(line);
         }
     }
 
@@ -268,6 +268,13 @@ pub(crate) fn completed_fields(o: &TransferOutcome) -> Value {
         "checksum": o.checksum,
         "etag": o.etag,
     })
+}
+
+/// Writes `line` to stdout; false once stdout is closed (`s3tm ls | head`), which is no
+/// reason to panic or to stop the work: the caller may stop printing.
+pub(crate) fn stdout_line(line: &str) -> bool {
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "{line}").and_then(|()| out.flush()).is_ok()
 }
 
 #[cfg(test)]

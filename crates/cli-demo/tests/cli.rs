@@ -1834,3 +1834,23 @@ async fn a_directory_job_prints_a_json_line_per_file() {
     assert_eq!(end["files_done"], 2);
     assert_eq!(end["files_failed"], 0);
 }
+
+/// A closed stdout (`s3tm ... | head -1`) ends the printing, not the program with a
+/// panic: here a dry-run sync printing 300 lines into a pipe closed at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_closed_stdout_is_no_panic() {
+    let env = Env::new().await;
+    let src = env.path("many");
+    std::fs::create_dir_all(&src).unwrap();
+    for i in 0..300 {
+        std::fs::write(src.join(format!("f{i:03}")), "x").unwrap();
+    }
+    let mut child = env
+        .s3tm(&["sync", "--dry-run", "many", "s3://bucket/m/"])
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    let run = finish(child);
+    assert_eq!(run.code, Some(0), "stderr: {}", run.stderr);
+    assert!(!run.stderr.contains("panicked"), "{}", run.stderr);
+}
