@@ -40,6 +40,24 @@ impl Tree {
     }
 }
 
+impl Tree {
+    /// Its direction, bucket, prefix and directory; an upload's source must be a
+    /// directory.
+    fn parts(&self) -> Result<(Direction, &str, &str, &PathBuf), Failure> {
+        let parts = match self {
+            Tree::Upload { dir, to } => (Direction::Upload, &*to.bucket, &*to.key, dir),
+            Tree::Download { from, dir } => (Direction::Download, &*from.bucket, &*from.key, dir),
+        };
+        if parts.0 == Direction::Upload && !parts.3.is_dir() {
+            return Err(Failure::usage(format!(
+                "{} is not a directory (a directory job copies a directory)",
+                parts.3.display()
+            )));
+        }
+        Ok(parts)
+    }
+}
+
 /// The job options of `--follow-symlinks` and the `--include`/`--exclude` rules given.
 pub(crate) fn job_options(selection: &crate::Selection) -> Result<JobOptions, Failure> {
     let mut filter = PathFilter::default();
@@ -73,16 +91,7 @@ pub(crate) async fn cp_recursive(
     opts: TreeOptions,
     out: Arc<Output>,
 ) -> Result<u8, Failure> {
-    let (direction, bucket, prefix, dir) = match &tree {
-        Tree::Upload { dir, to } => (Direction::Upload, &to.bucket, &to.key, dir),
-        Tree::Download { from, dir } => (Direction::Download, &from.bucket, &from.key, dir),
-    };
-    if direction == Direction::Upload && !dir.is_dir() {
-        return Err(Failure::usage(format!(
-            "{} is not a directory (--recursive copies a directory)",
-            dir.display()
-        )));
-    }
+    let (direction, bucket, prefix, dir) = tree.parts()?;
     let started = async {
         if let Some(saved) = manager.find_job(direction, bucket, prefix, dir, &opts.job)? {
             if !opts.no_resume {
@@ -133,16 +142,7 @@ pub(crate) async fn sync(
     require_verified: bool,
     out: Arc<Output>,
 ) -> Result<u8, Failure> {
-    let (direction, bucket, prefix, dir) = match &tree {
-        Tree::Upload { dir, to } => (Direction::Upload, &to.bucket, &to.key, dir),
-        Tree::Download { from, dir } => (Direction::Download, &from.bucket, &from.key, dir),
-    };
-    if direction == Direction::Upload && !dir.is_dir() {
-        return Err(Failure::usage(format!(
-            "{} is not a directory",
-            dir.display()
-        )));
-    }
+    let (direction, bucket, prefix, dir) = tree.parts()?;
     if !dry_run && let Some(saved) = manager.find_sync(direction, bucket, prefix, dir, &opts)? {
         out.note(&format!(
             "finishing the interrupted sync {} first ({} of {} files done), then comparing again",

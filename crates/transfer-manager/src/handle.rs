@@ -207,7 +207,7 @@ impl TransferHandle {
     ///
     /// [`TransferManager::handle`]: crate::TransferManager::handle
     pub async fn join(self) -> Result<TransferOutcome, Error> {
-        wait_for_end(self.end, self.id).await
+        wait_for_end(self.end, format!("transfer {}", self.id)).await
     }
 
     /// What [`join`](Self::join) waits on, without the handle's command channel: a
@@ -215,7 +215,7 @@ impl TransferHandle {
     pub(crate) fn end(
         &self,
     ) -> impl Future<Output = Result<TransferOutcome, Error>> + Send + 'static {
-        wait_for_end(self.end.clone(), self.id.clone())
+        wait_for_end(self.end.clone(), format!("transfer {}", self.id))
     }
 
     fn send(&self, c: Command) -> Result<(), Error> {
@@ -237,11 +237,12 @@ impl TransferHandle {
     }
 }
 
-/// The end of transfer `id`, once `end` holds it.
-async fn wait_for_end(
-    mut end: watch::Receiver<Option<Result<TransferOutcome, Error>>>,
-    id: TransferId,
-) -> Result<TransferOutcome, Error> {
+/// The end of a transfer or job (`what`, as messages name it: "transfer ID"), once
+/// `end` holds it.
+pub(crate) async fn wait_for_end<T: Clone>(
+    mut end: watch::Receiver<Option<Result<T, Error>>>,
+    what: String,
+) -> Result<T, Error> {
     loop {
         if let Some(result) = end.borrow_and_update().clone() {
             return result;
@@ -250,7 +251,7 @@ async fn wait_for_end(
             return end.borrow().clone().unwrap_or_else(|| {
                 Err(Error::new(
                     ErrorKind::Cancelled,
-                    format!("transfer {} was stopped with its runtime", id),
+                    format!("{what} was stopped with its runtime"),
                 ))
             });
         }

@@ -281,20 +281,7 @@ impl JobHandle {
 
     /// Waits for the end: every file done or failed (see [`JobOutcome::failures`]).
     pub async fn join(self) -> Result<JobOutcome, Error> {
-        let mut end = self.end;
-        loop {
-            if let Some(result) = end.borrow_and_update().clone() {
-                return result;
-            }
-            if end.changed().await.is_err() {
-                return end.borrow().clone().unwrap_or_else(|| {
-                    Err(Error::new(
-                        ErrorKind::Cancelled,
-                        format!("job {} was stopped with its runtime", self.id),
-                    ))
-                });
-            }
-        }
+        crate::handle::wait_for_end(self.end, format!("job {}", self.id)).await
     }
 
     fn send(&self, c: JobCommand) -> Result<(), Error> {
@@ -764,33 +751,8 @@ impl TransferManager {
 
     /// Every file of saved job `id`, with where it stands.
     pub fn job_files(&self, id: &TransferId) -> Result<Vec<JobFile>, Error> {
-        let rec = self
-            .store()
-            .load(id)
-            .map_err(Error::store)?
-            .ok_or_else(|| not_found(id))?;
-        let stored = decode_job(&rec)?;
-        let mut states: HashMap<u32, JobFileState> = stored
-            .done
-            .iter()
-            .map(|i| (*i, JobFileState::Done))
-            .chain(
-                stored
-                    .failed
-                    .iter()
-                    .map(|(i, why)| (*i, JobFileState::Failed(why.clone()))),
-            )
-            .collect();
-        for e in &rec.journal {
-            for d in decode_entry(id, e)? {
-                match d {
-                    JobDelta::Done { index } => states.insert(index, JobFileState::Done),
-                    JobDelta::Failed { index, reason } => {
-                        states.insert(index, JobFileState::Failed(reason))
-                    }
-                };
-            }
-        }
+        let (rec, stored) = self.load_job_record(id)?;
+        let mut states = file_states(id, &rec, &stored)?;
         Ok(stored
             .entries
             .iter()
@@ -804,14 +766,20 @@ impl TransferManager {
             .collect())
     }
 
-    /// What the store holds of job `id`: its files done read from its journal.
-    pub fn saved_job(&self, id: &TransferId) -> Result<SavedJob, Error> {
+    /// Job `id`'s record and plan, read from the store (no lease taken).
+    fn load_job_record(&self, id: &TransferId) -> Result<(Record, JobStored), Error> {
         let rec = self
             .store()
             .load(id)
             .map_err(Error::store)?
             .ok_or_else(|| not_found(id))?;
         let stored = decode_job(&rec)?;
+        Ok((rec, stored))
+    }
+
+    /// What the store holds of job `id`: its files done read from its journal.
+    pub fn saved_job(&self, id: &TransferId) -> Result<SavedJob, Error> {
+        let (rec, stored) = self.load_job_record(id)?;
         let done = done_files(id, &rec, &stored)?;
         let counts = JobCounts {
             files_total: stored.entries.len() as u64,
@@ -1329,17 +1297,44 @@ fn decode_job(rec: &Record) -> Result<JobStored, Error> {
     })
 }
 
-/// The files job `id` has done: those of its record and of its journal.
-fn done_files(id: &TransferId, rec: &Record, stored: &JobStored) -> Result<HashSet<u32>, Error> {
-    let mut done: HashSet<u32> = stored.done.iter().copied().collect();
+/// Where each file of job `id` stood when last recorded (done, or failed and why):
+/// its record's lists, then its journal in order. Files absent are still to do.
+fn file_states(
+    id: &TransferId,
+    rec: &Record,
+    stored: &JobStored,
+) -> Result<HashMap<u32, JobFileState>, Error> {
+    let mut states: HashMap<u32, JobFileState> = stored
+        .done
+        .iter()
+        .map(|i| (*i, JobFileState::Done))
+        .chain(
+            stored
+                .failed
+                .iter()
+                .map(|(i, why)| (*i, JobFileState::Failed(why.clone()))),
+        )
+        .collect();
     for e in &rec.journal {
         for d in decode_entry(id, e)? {
-            if let JobDelta::Done { index } = d {
-                done.insert(index);
-            }
+            match d {
+                JobDelta::Done { index } => states.insert(index, JobFileState::Done),
+                JobDelta::Failed { index, reason } => {
+                    states.insert(index, JobFileState::Failed(reason))
+                }
+            };
         }
     }
-    Ok(done)
+    Ok(states)
+}
+
+/// The files job `id` has done: those of its record and of its journal.
+fn done_files(id: &TransferId, rec: &Record, stored: &JobStored) -> Result<HashSet<u32>, Error> {
+    Ok(file_states(id, rec, stored)?
+        .into_iter()
+        .filter(|(_, s)| *s == JobFileState::Done)
+        .map(|(i, _)| i)
+        .collect())
 }
 
 fn decode_entry(id: &TransferId, e: &JournalEntry) -> Result<Vec<JobDelta>, Error> {
@@ -1611,6 +1606,12 @@ impl JobRun {
             // replaced by a link while the job was paused is refused.
             let (d, parent) = (dir.clone(), parent.to_owned());
             off_thread(move || make_dirs(&d, &parent)).await?;
+        }
+        if large && let Some(h) = m.handle(&child) {
+            // Paused here by an earlier run of this job whose handles were dropped: the
+            // same transfer, still holding its lease, goes on.
+            h.resume()?;
+            return Ok(Some(h));
         }
         if large {
             let store = m.store().clone();

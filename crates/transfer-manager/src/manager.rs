@@ -329,10 +329,9 @@ impl TransferManager {
         let machine = UploadMachine::new(config, fp.clone(), Time::ZERO);
         let source = blocking_open(&path, fp.clone()).await?;
         let id = keep.id.clone().unwrap_or_else(new_id);
-        let persistence = if keep.saved {
-            let lease = self.lease(&id).await?;
-            Some(self.persistence(
-                lease,
+        let persistence = self
+            .persistence(
+                &keep,
                 &id,
                 Direction::Upload,
                 bucket,
@@ -340,11 +339,8 @@ impl TransferManager {
                 &path,
                 fp.size_bytes,
                 None,
-                keep.kind,
-            )?)
-        } else {
-            None
-        };
+            )
+            .await?;
         self.spawn(Setup {
             id,
             direction: Direction::Upload,
@@ -423,10 +419,9 @@ impl TransferManager {
         claim(sink.clone(), Duration::ZERO)
             .await?
             .map_err(PartialError::error)?;
-        let persistence = if keep.saved {
-            let lease = self.lease(&id).await?;
-            Some(self.persistence(
-                lease,
+        let persistence = self
+            .persistence(
+                &keep,
                 &id,
                 Direction::Download,
                 bucket,
@@ -434,11 +429,8 @@ impl TransferManager {
                 &dest,
                 0,
                 Some(sink.clone()),
-                keep.kind,
-            )?)
-        } else {
-            None
-        };
+            )
+            .await?;
         self.spawn(Setup {
             id,
             direction: Direction::Download,
@@ -909,10 +901,12 @@ impl TransferManager {
         off_thread(move || store.lease(&id).map_err(Error::store)).await
     }
 
+    /// The record of a new transfer kept as `keep` says, leased and saved from the start
+    /// (`None` for a transfer that is not saved).
     #[allow(clippy::too_many_arguments)]
-    fn persistence(
+    async fn persistence(
         &self,
-        lease: Lease,
+        keep: &Keep,
         id: &TransferId,
         direction: Direction,
         bucket: &str,
@@ -920,8 +914,12 @@ impl TransferManager {
         path: &Path,
         total: u64,
         sink: Option<Arc<Sink>>,
-        kind: RecordKind,
-    ) -> Result<Persistence, Error> {
+    ) -> Result<Option<Persistence>, Error> {
+        if !keep.saved {
+            return Ok(None);
+        }
+        let lease = self.lease(id).await?;
+        let kind = keep.kind.clone();
         let now = now_unix_ms();
         let meta = RecordMeta {
             id: id.clone(),
@@ -950,12 +948,12 @@ impl TransferManager {
         let persister = Persister::start(self.inner.store.clone(), sink);
         // Recorded from the start, so that a crash before the first checkpoint is listed.
         persister.save(record(&meta, &stored).map_err(Error::store)?);
-        Ok(Persistence {
+        Ok(Some(Persistence {
             persister,
             meta,
             stored,
             _lease: lease,
-        })
+        }))
     }
 
     fn spawn(&self, s: Setup) -> Result<TransferHandle, Error> {

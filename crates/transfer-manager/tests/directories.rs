@@ -218,6 +218,7 @@ async fn hostile_keys_are_refused_and_nothing_leaves_the_directory() {
         "p/f",
         "p/f/under",
         "p/marker/",
+        "p/x.s3tm-partial",
     ] {
         let h = tm
             .upload_bytes("bucket", key, bytes::Bytes::from(key.as_bytes().to_vec()))
@@ -234,8 +235,14 @@ async fn hostile_keys_are_refused_and_nothing_leaves_the_directory() {
         .await
         .unwrap();
     let failed: Vec<&str> = out.failures.iter().map(|f| f.path.as_str()).collect();
-    assert_eq!(failed.len(), 4, "{:?}", out.failures);
-    for bad in ["p/../escaped", "p/a/../../escaped2", "p//abs", "f/under"] {
+    assert_eq!(failed.len(), 5, "{:?}", out.failures);
+    for bad in [
+        "p/../escaped",
+        "p/a/../../escaped2",
+        "p//abs",
+        "f/under",
+        "p/x.s3tm-partial",
+    ] {
         assert!(
             failed.contains(&bad),
             "{bad} is reported: {:?}",
@@ -287,7 +294,7 @@ async fn hostile_keys_are_refused_and_nothing_leaves_the_directory() {
         .unwrap();
     assert_eq!(
         again.failures.len(),
-        4,
+        5,
         "refused again: {:?}",
         again.failures
     );
@@ -493,4 +500,87 @@ async fn a_sync_deletes_nothing_that_changed_since_it_was_planned() {
         std::fs::read(dst.join("mine")).unwrap(),
         b"rewritten, longer"
     );
+}
+
+/// A directory on a paused download's way replaced by a symbolic link is refused when
+/// its large file resumes: nothing is written through the link.
+#[cfg(unix)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_link_planted_while_a_job_is_paused_is_not_followed_on_resume() {
+    let env = proxied_s3s_env(|c| c.set_max_in_flight(1)).await;
+    let data = random_bytes(40 * MIB, 3);
+    env.tm
+        .upload_bytes("bucket", "t/a/big.bin", bytes::Bytes::from(data))
+        .await
+        .unwrap()
+        .join()
+        .await
+        .unwrap();
+    env.proxy
+        .delay(Matcher::ranged_get(), Duration::from_millis(200), ALWAYS);
+    let dst = env.dir.path().join("dst");
+    let job = env
+        .tm
+        .download_prefix("bucket", "t", &dst, JobOptions::default())
+        .await
+        .unwrap();
+    let id = pause_once_moved(job, 10 * MIB).await;
+
+    let outside = env.dir.path().join("outside");
+    std::fs::create_dir(&outside).unwrap();
+    std::fs::rename(dst.join("a"), env.dir.path().join("moved-away")).unwrap();
+    std::os::unix::fs::symlink(&outside, dst.join("a")).unwrap();
+    let out = env.tm.resume_job(&id).await.unwrap().join().await.unwrap();
+    assert_eq!(out.failures.len(), 1, "{:?}", out.failures);
+    assert!(
+        out.failures[0].error.contains("symbolic link"),
+        "{:?}",
+        out.failures
+    );
+    assert_eq!(
+        std::fs::read_dir(&outside).unwrap().count(),
+        0,
+        "nothing was written through the link"
+    );
+}
+
+/// A job paused and dropped resumes in the same manager: its large file, still paused
+/// there, goes on (it used to fail as "already running here").
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_paused_and_dropped_resumes_in_the_same_manager() {
+    let env = proxied_s3s_env(|c| c.set_max_in_flight(1)).await;
+    let src = env.dir.path().join("src");
+    std::fs::create_dir(&src).unwrap();
+    std::fs::write(src.join("big.bin"), random_bytes(40 * MIB, 5)).unwrap();
+    env.proxy
+        .delay(Matcher::upload_part(), Duration::from_millis(200), ALWAYS);
+    let job = env
+        .tm
+        .upload_directory(&src, "bucket", "s/", JobOptions::default())
+        .await
+        .unwrap();
+    let id = pause_once_moved(job, 10 * MIB).await;
+    let out = env.tm.resume_job(&id).await.unwrap().join().await.unwrap();
+    assert!(out.failures.is_empty(), "{:?}", out.failures);
+    assert_eq!(
+        std::fs::read(env.server.root().join("bucket/s/big.bin")).unwrap(),
+        std::fs::read(src.join("big.bin")).unwrap()
+    );
+}
+
+/// Pauses `job` once `bytes` of it are durably done, drops its handle, and returns its id.
+async fn pause_once_moved(
+    job: transfer_manager::JobHandle,
+    bytes: u64,
+) -> transfer_manager::TransferId {
+    let mut progress = job.progress();
+    tokio::time::timeout(Duration::from_secs(60), async {
+        while progress.borrow_and_update().bytes_done < bytes {
+            progress.changed().await.unwrap();
+        }
+    })
+    .await
+    .expect("the job moves");
+    job.pause().await.unwrap();
+    job.id().clone()
 }
