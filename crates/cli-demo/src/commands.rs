@@ -68,6 +68,7 @@ pub(crate) async fn sync(global: &Global, a: crate::SyncArgs) -> Result<u8, Fail
     let opts = transfer_manager::SyncOptions {
         job: crate::jobs::job_options(&a.selection)?,
         size_only: a.size_only,
+        checksum: a.checksum,
         delete: a.delete,
     };
     crate::jobs::sync(
@@ -98,7 +99,7 @@ fn cp_config(global: &Global, a: &crate::Tuning, recursive: bool) -> Result<Conf
             config.max_in_flight_total = n.into();
         }
     }
-    if let Some(choice) = a.checksum {
+    if let Some(choice) = a.checksum_algorithm {
         config.checksum = match choice {
             ChecksumArg::Crc32 => Some(ChecksumAlgorithm::Crc32),
             ChecksumArg::Crc32c => Some(ChecksumAlgorithm::Crc32c),
@@ -112,7 +113,10 @@ fn cp_config(global: &Global, a: &crate::Tuning, recursive: bool) -> Result<Conf
 }
 
 /// `s3tm cp SRC DST`.
-pub(crate) async fn cp(global: &Global, a: CpArgs) -> Result<u8, Failure> {
+pub(crate) async fn cp(global: &Global, mut a: CpArgs) -> Result<u8, Failure> {
+    if a.checksum.is_some() {
+        a.tuning.checksum_algorithm = a.checksum;
+    }
     let src = Location::parse(&a.src).map_err(Failure::usage)?;
     let dst = Location::parse(&a.dst).map_err(Failure::usage)?;
     if a.recursive {

@@ -158,6 +158,19 @@ pub(crate) async fn sync(
         .plan_sync(direction, bucket, prefix, dir, &opts)
         .await?;
     let verb = direction_name(direction);
+    if opts.checksum {
+        for p in &plan.uncompared {
+            out.note(&format!(
+                "{}: copied, as its content could not be compared: {}",
+                p.path, p.error
+            ));
+        }
+        out.note(&format!(
+            "compared {} files of the same size by content; {} could not be compared and are copied",
+            plan.compared,
+            plan.uncompared.len()
+        ));
+    }
     if dry_run {
         for e in &plan.copy {
             say!(

@@ -138,6 +138,15 @@ pub(crate) struct CpArgs {
     pub(crate) expected_size: Option<u64>,
     #[command(flatten)]
     pub(crate) tuning: Tuning,
+    /// The same as --checksum-algorithm (its first name).
+    #[arg(
+        long,
+        value_enum,
+        value_name = "ALGORITHM",
+        hide = true,
+        conflicts_with = "checksum_algorithm"
+    )]
+    pub(crate) checksum: Option<ChecksumArg>,
     /// Copy a directory to s3://bucket/prefix/, or every object under a prefix into a
     /// directory, as one resumable job.
     #[arg(short = 'r', long)]
@@ -173,9 +182,9 @@ pub(crate) struct Tuning {
     pub(crate) concurrency: Option<u16>,
     /// Checksum sent with every uploaded part and checked by the server (default crc32):
     /// the CRCs make a full-object checksum of a multipart upload, the SHAs a composite
-    /// one (S3 allows nothing else for them).
-    #[arg(long, value_enum)]
-    pub(crate) checksum: Option<ChecksumArg>,
+    /// one (S3 allows nothing else for them). `cp` also takes it as --checksum.
+    #[arg(long, value_enum, value_name = "ALGORITHM")]
+    pub(crate) checksum_algorithm: Option<ChecksumArg>,
 }
 
 /// Which files a directory job takes.
@@ -237,8 +246,14 @@ pub(crate) struct SyncArgs {
     #[arg(long)]
     pub(crate) dry_run: bool,
     /// Compare sizes only, not modification times.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "checksum")]
     pub(crate) size_only: bool,
+    /// Compare content, not modification times: a file and an object of the same size
+    /// are the same when the file, hashed as the object's checksum (or its MD5 ETag) was,
+    /// gives the object's value. Reads every such file and asks for every such object's
+    /// checksum; what cannot be compared is copied, and said to be.
+    #[arg(long)]
+    pub(crate) checksum: bool,
     #[command(flatten)]
     pub(crate) selection: Selection,
     #[command(flatten)]

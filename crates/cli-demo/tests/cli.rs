@@ -1762,6 +1762,42 @@ async fn sync_copies_once_and_deletes_only_when_asked() {
         "{}",
         second.stdout
     );
+    // Touched, not changed: by time it would go again, by content it does not.
+    let later = std::time::SystemTime::now() + std::time::Duration::from_secs(60);
+    let page = std::fs::File::options()
+        .append(true)
+        .open(src.join("index.html"))
+        .unwrap();
+    page.set_modified(later).unwrap();
+    let by_content = env.run(&[
+        "sync",
+        "--checksum",
+        "--exclude",
+        "*.tmp",
+        "site",
+        "s3://bucket/www/",
+    ]);
+    assert_eq!(by_content.code, Some(0), "stderr: {}", by_content.stderr);
+    assert!(
+        by_content.stdout.contains("nothing to sync")
+            && by_content.stderr.contains("compared 2 files"),
+        "{}\n{}",
+        by_content.stdout,
+        by_content.stderr
+    );
+    let by_time = env.run(&[
+        "sync",
+        "--dry-run",
+        "--exclude",
+        "*.tmp",
+        "site",
+        "s3://bucket/www/",
+    ]);
+    assert!(
+        by_time.stdout.contains("(dry run) upload: index.html"),
+        "{}",
+        by_time.stdout
+    );
 
     // The whole directory: an empty one would go up as a folder marker, whose PutObject
     // s3s-fs answers without an ETag.

@@ -410,6 +410,33 @@ pub fn md5_digest(data: &[u8]) -> [u8; 16] {
     Md5::digest(data).into()
 }
 
+/// Streaming MD5: feed bytes as they pass, then take the digest.
+#[derive(Clone, Default)]
+pub struct Md5Hasher(Md5);
+
+impl Md5Hasher {
+    /// An MD5 over zero bytes.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds bytes.
+    pub fn update(&mut self, data: &[u8]) {
+        Digest::update(&mut self.0, data);
+    }
+
+    /// The digest of everything fed.
+    pub fn finish(self) -> [u8; 16] {
+        self.0.finalize().into()
+    }
+}
+
+impl fmt::Debug for Md5Hasher {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Md5Hasher")
+    }
+}
+
 /// MD5 of nothing, the ETag of an empty single-part object.
 pub fn md5_of_nothing() -> [u8; 16] {
     md5_digest(&[])

@@ -11,7 +11,7 @@ mod checksum;
 mod etag;
 
 pub use checksum::{
-    ChecksumAlgorithm, ChecksumType, ChecksumValue, Hasher, checksum, combine, combine_all,
-    composite, md5_digest, md5_of_nothing, multipart_etag,
+    ChecksumAlgorithm, ChecksumType, ChecksumValue, Hasher, Md5Hasher, checksum, combine,
+    combine_all, composite, md5_digest, md5_of_nothing, multipart_etag,
 };
 pub use etag::{ETag, ETagKind, UploadId};

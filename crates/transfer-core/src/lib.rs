@@ -39,6 +39,7 @@
 #![forbid(unsafe_code)]
 
 mod checkpoint;
+mod compare;
 mod config;
 mod download;
 mod engine;
@@ -58,6 +59,7 @@ pub use checkpoint::{
     CHECKPOINT_VERSION, Checkpoint, DELTAS_BETWEEN_WHOLES, Delta, DownloadCheckpoint, PartRun,
     RangeHash, Save, UploadCheckpoint, VerifyPlan,
 };
+pub use compare::{ContentCheck, ContentHasher, Sameness};
 pub use config::{
     CancelPolicy, DEFAULT_MEMORY_BUDGET_BYTES, DownloadConfig, MAX_OBJECT_SIZE_BYTES,
     MAX_PART_SIZE_BYTES, MAX_PARTS, MIB, MIN_PART_SIZE_BYTES, UploadConfig, UploadPlan, part_count,

@@ -283,9 +283,9 @@ impl OpContext {
                 h.if_match = if_match;
                 let req = h.build(s3).map_err(build_failure)?;
                 let (status, headers, body) = self.http.send_buffered(req).await?;
-                let out =
-                    p::parse_head_object(status, &headers, &body).map_err(response_failure)?;
-                Ok(Outcome::ObjectInfo(object_info(out, &headers)))
+                parse_object_info(status, &headers, &body)
+                    .map(Outcome::ObjectInfo)
+                    .map_err(response_failure)
             }
             OpKind::GetRange {
                 range,
@@ -504,6 +504,15 @@ fn echo(
     algorithm: Option<ChecksumAlgorithm>,
 ) -> Option<ChecksumValue> {
     checksums.crc(algorithm?).map(|c| c.value)
+}
+
+/// A HeadObject answer as the state machines read it.
+pub(crate) fn parse_object_info(
+    status: http::StatusCode,
+    headers: &http::HeaderMap,
+    body: &[u8],
+) -> Result<ObjectInfo, p::ResponseError> {
+    p::parse_head_object(status, headers, body).map(|out| object_info(out, headers))
 }
 
 fn object_info(out: p::HeadObjectOutput, headers: &http::HeaderMap) -> ObjectInfo {

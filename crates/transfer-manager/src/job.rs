@@ -24,8 +24,8 @@ use resume_store::{
 use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, oneshot, watch};
 use transfer_core::{
-    JobCounts, JobDelta, JobEntry, JobLimits, JobPlan, Verified, key_for, path_conflicts,
-    relative_path_for_key,
+    ContentCheck, JobCounts, JobDelta, JobEntry, JobLimits, JobPlan, Sameness, Verified, key_for,
+    path_conflicts, relative_path_for_key,
 };
 
 use crate::manager::{Keep, new_id, off_thread};
@@ -37,6 +37,10 @@ const JOB_VERSION: u32 = 1;
 
 /// Files in flight in one job at most.
 const MAX_FILES_IN_FLIGHT: usize = 32;
+/// Files `sync --checksum` compares at once (a HeadObject, then a read of the file).
+const COMPARE_IN_FLIGHT: usize = 8;
+/// The read size of `sync --checksum`'s hashing.
+const HASH_CHUNK: usize = 1024 * 1024;
 
 /// How often a running job's byte count is refreshed from its files in flight.
 const PROGRESS_EVERY: Duration = Duration::from_millis(200);
@@ -369,6 +373,11 @@ pub struct SyncOptions {
     pub job: JobOptions,
     /// Compare sizes only, not modification times.
     pub size_only: bool,
+    /// Compare content: a file and an object of the same size are the same when the
+    /// file, hashed as the object's checksum (or its ETag, where it is an MD5) was
+    /// computed, gives the object's value; modification times are not looked at. One
+    /// HeadObject per such pair, and every such local file read once.
+    pub checksum: bool,
     /// Remove what the destination holds and the source lacks (within the filter),
     /// once every copy is done.
     pub delete: bool,
@@ -387,6 +396,12 @@ pub struct SyncPlan {
     pub delete: Vec<String>,
     planned: Planned,
     filter: Vec<String>,
+    /// With [`SyncOptions::checksum`]: files of the same size whose content could not be
+    /// compared (and why), copied all the same.
+    pub uncompared: Vec<FileProblem>,
+    /// With [`SyncOptions::checksum`]: how many files of the same size were compared by
+    /// content (and found the same, or not).
+    pub compared: usize,
 }
 
 impl SyncPlan {
@@ -527,17 +542,53 @@ impl TransferManager {
             skipped: std::mem::take(&mut source.skipped),
             ..Planned::default()
         };
-        for (e, seen) in source.entries.iter().zip(&source.seen) {
-            let differs = match at_dest.get(e.rel.as_str()) {
+        if opts.size_only && opts.checksum {
+            return Err(Error::new(
+                ErrorKind::InvalidInput,
+                "a sync compares by size only or by checksum, not both",
+            ));
+        }
+        let mut to_compare = Vec::new();
+        let mut differs: Vec<bool> = source
+            .entries
+            .iter()
+            .zip(&source.seen)
+            .enumerate()
+            .map(|(i, (e, seen))| match at_dest.get(e.rel.as_str()) {
                 None => true,
                 Some(_) if e.rel.ends_with('/') => false,
                 Some((size, _)) if *size != e.size_bytes => true,
                 Some(_) if opts.size_only => false,
+                Some(_) if opts.checksum => {
+                    to_compare.push(i);
+                    false
+                }
                 Some((_, dest_time)) => match (seen.mtime, dest_time) {
                     (Some(src), Some(dst)) => src > *dst,
                     _ => true,
                 },
-            };
+            })
+            .collect();
+        let compared = to_compare.len();
+        let mut uncompared = Vec::new();
+        let rels = to_compare.iter().map(|i| source.entries[*i].rel.clone());
+        let verdicts = self
+            .compare_contents(bucket, &listed_prefix, &dir, rels.collect())
+            .await?;
+        for (i, verdict) in to_compare.into_iter().zip(verdicts) {
+            match verdict {
+                Sameness::Same => {}
+                Sameness::Differs => differs[i] = true,
+                Sameness::Unknown { why } => {
+                    differs[i] = true;
+                    uncompared.push(FileProblem {
+                        path: source.entries[i].rel.clone(),
+                        error: why,
+                    });
+                }
+            }
+        }
+        for ((e, seen), differs) in source.entries.iter().zip(&source.seen).zip(differs) {
             if differs {
                 copy.push(e.clone(), seen.clone());
             }
@@ -586,7 +637,58 @@ impl TransferManager {
             delete: copy.deletions.iter().map(|d| d.target.clone()).collect(),
             planned: copy,
             filter: opts.job.filter.describe(),
+            uncompared,
+            compared,
         })
+    }
+
+    /// Whether each file `rels` of `dir` holds what its object under `prefix` holds
+    /// (`sync --checksum`): the object's checksum or ETag from a HeadObject, the file
+    /// hashed to match, a few files at a time.
+    async fn compare_contents(
+        &self,
+        bucket: &str,
+        prefix: &str,
+        dir: &Path,
+        rels: Vec<String>,
+    ) -> Result<Vec<Sameness>, Error> {
+        use futures::stream::{self, StreamExt as _, TryStreamExt as _};
+        let one = |rel: String| async move {
+            let key = key_for(prefix, &rel);
+            let head = s3_protocol::HeadObject {
+                bucket: bucket.to_owned(),
+                key: key.clone(),
+                if_match: None,
+                part_number: None,
+                checksum_mode: true,
+            };
+            let what = format!("comparing {rel} with s3://{bucket}/{key}");
+            let info = match self
+                .one_shot(
+                    &what,
+                    |s3| head.build(s3),
+                    crate::exec::parse_object_info,
+                    None,
+                )
+                .await
+            {
+                Ok(info) => info,
+                // Gone since the listing: copying is what makes the two the same.
+                Err(e) if e.kind() == ErrorKind::NotFound => return Ok(Sameness::Differs),
+                Err(e) => return Err(e),
+            };
+            let check = match ContentCheck::for_object(&info) {
+                Ok(check) => check,
+                Err(why) => return Ok(Sameness::Unknown { why }),
+            };
+            let path = dir.join(&rel);
+            off_thread(move || hash_file(&path, check)).await
+        };
+        stream::iter(rels)
+            .map(one)
+            .buffered(COMPARE_IN_FLIGHT)
+            .try_collect()
+            .await
     }
 
     /// Runs a sync planned by [`plan_sync`](Self::plan_sync) as one resumable job: its
@@ -1942,6 +2044,28 @@ fn delete_local(dir: &Path, d: &Deletion) -> Result<Option<String>, Error> {
 /// Makes `rel` (a `/`-separated path) under `dir`, refusing to go through a symbolic
 /// link or anything not a directory on the way (a key's path is never followed out of
 /// `dir`). Blocking.
+/// Reads the file at `path` through `check`'s hasher (`sync --checksum`).
+fn hash_file(path: &Path, check: ContentCheck) -> Result<Sameness, Error> {
+    use std::io::Read as _;
+    let mut file = std::fs::File::open(path)
+        .map_err(|e| Error::local(format!("reading {} to compare it", path.display()), e))?;
+    let mut hasher = check.hasher();
+    let mut buf = vec![0u8; HASH_CHUNK];
+    loop {
+        match file.read(&mut buf) {
+            Ok(0) => return Ok(hasher.verdict()),
+            Ok(n) => hasher.update(&buf[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => {
+                return Err(Error::local(
+                    format!("reading {} to compare it", path.display()),
+                    e,
+                ));
+            }
+        }
+    }
+}
+
 fn make_dirs(dir: &Path, rel: &str) -> Result<(), Error> {
     std::fs::create_dir_all(dir)
         .map_err(|e| Error::local(format!("cannot create directory {}", dir.display()), e))?;
