@@ -1,6 +1,7 @@
 //! `cargo xtask bench`: s3tm's uploads and downloads measured side by side with
 //! `aws s3 cp`, rclone and a single-stream `curl --aws-sigv4`, against the embedded
-//! `s3s-fs` server (signature verification on) on loopback, on the same file.
+//! `s3s-fs` server (signature verification on) on loopback, on the same file; then
+//! whole directory trees (see [`trees`]).
 //!
 //! Each client runs under a measuring wrapper (see [`measure`]) that reports its wall
 //! time, CPU (user + sys) and peak RSS; the server runs inside this process, so the CPU
@@ -14,6 +15,7 @@
 mod interrupt;
 mod measure;
 mod report;
+mod trees;
 
 use std::fs::{self, File};
 use std::io::{Read as _, Write as _};
@@ -49,6 +51,8 @@ pub(crate) struct BenchOptions {
     pub(crate) runs: u32,
     pub(crate) install_peers: bool,
     pub(crate) quick: bool,
+    /// Only the trees (`--trees-only`): no single-file sections, no micro-benchmarks.
+    pub(crate) trees_only: bool,
 }
 
 impl Default for BenchOptions {
@@ -58,6 +62,7 @@ impl Default for BenchOptions {
             runs: 3,
             install_peers: false,
             quick: false,
+            trees_only: false,
         }
     }
 }
@@ -95,6 +100,7 @@ pub(crate) fn parse(mut rest: &[String]) -> Result<BenchOptions, UsageError> {
             }
             "--install-peers" if inline.is_none() => options.install_peers = true,
             "--quick" if inline.is_none() => options.quick = true,
+            "--trees-only" if inline.is_none() => options.trees_only = true,
             _ => return Err(UsageError(format!("unknown option `{arg}` for `bench`"))),
         }
     }
@@ -155,6 +161,9 @@ pub(crate) fn run(options: &BenchOptions) -> anyhow::Result<()> {
         if options.quick {
             args.push("--quick".to_owned());
         }
+        if options.trees_only {
+            args.push("--trees-only".to_owned());
+        }
         return Step::cargo("bench (release xtask)", args).run();
     }
     let root = crate::project_root();
@@ -169,7 +178,7 @@ pub(crate) fn run(options: &BenchOptions) -> anyhow::Result<()> {
             s3tm.display()
         );
     }
-    let micro = if options.quick {
+    let micro = if options.quick || options.trees_only {
         None
     } else {
         Some(micro_benchmarks()?)
@@ -203,6 +212,76 @@ pub(crate) fn run(options: &BenchOptions) -> anyhow::Result<()> {
     let machine = report::Machine::describe();
     let started = SystemTime::now();
 
+    let files = if options.trees_only {
+        FileFigures::default()
+    } else {
+        files(&mut bench, &tools, options, &runtime, &server)?
+    };
+    // 7. Whole trees, every peer.
+    let mut trees = Vec::new();
+    for spec in [trees::TreeSpec::small(), trees::TreeSpec::mixed()] {
+        trees.extend(bench.trees(&tools, &spec)?);
+    }
+
+    let results = report::Results {
+        started,
+        finished: SystemTime::now(),
+        machine,
+        options: options.clone(),
+        tools: tools
+            .iter()
+            .map(|t| (t.kind, t.version.clone().map_err(|e| e.to_string())))
+            .collect(),
+        comparison: files.comparison,
+        scaling: files.scaling,
+        sweep: files.sweep,
+        checksums: files.checksums,
+        pipes: files.pipes,
+        busy: bench.busy.clone(),
+        cache_dropped: bench.cache_dropped,
+        micro,
+        interrupts: files.interrupts,
+        trees,
+    };
+    println!("\n{}", results.summary());
+    // A run of the trees alone leaves the whole report as it was.
+    let path = root.join(if options.trees_only {
+        "docs/benchmarks-trees.md"
+    } else {
+        "docs/benchmarks.md"
+    });
+    fs::create_dir_all(root.join("docs")).context("cannot create docs/")?;
+    fs::write(&path, results.markdown())
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    println!("==> wrote {}", path.display());
+    drop(server);
+    Ok(())
+}
+
+/// The figures of one file moved every way (sections 1 to 6 of the report).
+#[derive(Default)]
+struct FileFigures {
+    comparison: Vec<Row>,
+    scaling: Vec<Row>,
+    sweep: Vec<Row>,
+    checksums: Vec<Row>,
+    pipes: Vec<Row>,
+    interrupts: Vec<(
+        Direction,
+        interrupt::Stop,
+        Result<interrupt::Interruption, String>,
+    )>,
+}
+
+/// Sections 1 to 6: one file, every tool, then s3tm's scaling, concurrency, checksums,
+/// pipes and interruptions.
+fn files(
+    bench: &mut Bench,
+    tools: &[Tool],
+    options: &BenchOptions,
+    runtime: &tokio::runtime::Runtime,
+    server: &s3_testkit::S3sFsServer,
+) -> anyhow::Result<FileFigures> {
     // 1. The comparison, every tool on the same file.
     let main_file = bench.make_file(options.size_bytes)?;
     let mut comparison = Vec::new();
@@ -313,36 +392,16 @@ pub(crate) fn run(options: &BenchOptions) -> anyhow::Result<()> {
     }
 
     // 6. Interrupted and resumed, through a byte-counting proxy.
-    let interrupts = interrupt::run_all(&runtime, &bench.env, &s3tm_tool.program, &main_file);
+    let interrupts = interrupt::run_all(runtime, &bench.env, &s3tm_tool.program, &main_file);
     bench.remove_file(&main_file);
-
-    let results = report::Results {
-        started,
-        finished: SystemTime::now(),
-        machine,
-        options: options.clone(),
-        tools: tools
-            .iter()
-            .map(|t| (t.kind, t.version.clone().map_err(|e| e.to_string())))
-            .collect(),
+    Ok(FileFigures {
         comparison,
         scaling,
         sweep,
         checksums,
         pipes,
-        busy: bench.busy.clone(),
-        cache_dropped: bench.cache_dropped,
-        micro,
         interrupts,
-    };
-    println!("\n{}", results.summary());
-    let path = root.join("docs/benchmarks.md");
-    fs::create_dir_all(root.join("docs")).context("cannot create docs/")?;
-    fs::write(&path, results.markdown())
-        .with_context(|| format!("cannot write {}", path.display()))?;
-    println!("==> wrote {}", path.display());
-    drop(server);
-    Ok(())
+    })
 }
 
 pub(crate) fn target_dir(root: &Path) -> PathBuf {
@@ -867,9 +926,6 @@ impl Bench {
         };
         self.cache_dropped &= drop_page_cache();
         read_through(&warm)?;
-        let others = report::other_builds();
-        let server_before = measure::self_cpu()?;
-        let machine_before = measure::machine_cpu();
         let stdio = match (settings.pipe, direction) {
             (false, _) => measure::Stdio::default(),
             (true, Direction::Up) => measure::Stdio {
@@ -881,23 +937,7 @@ impl Bench {
                 stdout: download.as_deref(),
             },
         };
-        let (usage, stderr) = self.measure_with(tool, &args, stdio)?;
-        let server_cpu = measure::self_cpu()?.saturating_sub(server_before);
-        let machine_cpu = machine_before
-            .zip(measure::machine_cpu())
-            .map(|(before, after)| after.saturating_sub(before));
-        if usage.code != 0 {
-            let tail: String = stderr
-                .lines()
-                .rev()
-                .take(8)
-                .collect::<Vec<_>>()
-                .into_iter()
-                .rev()
-                .collect::<Vec<_>>()
-                .join("\n");
-            bail!("exited with {}: {tail}", usage.code);
-        }
+        let mut sample = self.timed_run(tool, &args, stdio)?;
         let mut synced = None;
         if let Some(dest) = &download {
             // What the client left to the kernel still has to reach the disk.
@@ -911,6 +951,31 @@ impl Bench {
             }
             let _ = fs::remove_file(dest);
         }
+        sample.synced = synced;
+        Ok(sample)
+    }
+
+    /// Runs `tool` once, measured: its figures, the server's CPU meanwhile and the rest
+    /// of the machine's; an error (with the end of its stderr) when it fails.
+    fn timed_run(
+        &mut self,
+        tool: &Tool,
+        args: &[String],
+        stdio: measure::Stdio<'_>,
+    ) -> anyhow::Result<report::Sample> {
+        let others = report::other_builds();
+        let server_before = measure::self_cpu()?;
+        let machine_before = measure::machine_cpu();
+        let (usage, stderr) = self.measure_with(tool, args, stdio)?;
+        let server_cpu = measure::self_cpu()?.saturating_sub(server_before);
+        let machine_cpu = machine_before
+            .zip(measure::machine_cpu())
+            .map(|(before, after)| after.saturating_sub(before));
+        if usage.code != 0 {
+            let lines: Vec<&str> = stderr.lines().collect();
+            let tail = lines[lines.len().saturating_sub(8)..].join("\n");
+            bail!("exited with {}: {tail}", usage.code);
+        }
         let sample = report::Sample {
             wall: usage.wall,
             user: usage.user,
@@ -919,7 +984,7 @@ impl Bench {
             server_cpu,
             // What neither the client nor the server used: other processes' work.
             background_cpu: machine_cpu.map(|m| m.saturating_sub(usage.cpu() + server_cpu)),
-            synced,
+            synced: None,
         };
         self.busy.record(&others, &sample);
         Ok(sample)
@@ -1152,12 +1217,13 @@ mod tests {
     fn options() {
         assert_eq!(parse_str(""), Ok(BenchOptions::default()));
         assert_eq!(
-            parse_str("--size 64MiB --runs 5 --install-peers --quick"),
+            parse_str("--size 64MiB --runs 5 --install-peers --quick --trees-only"),
             Ok(BenchOptions {
                 size_bytes: 64 * MIB,
                 runs: 5,
                 install_peers: true,
                 quick: true,
+                trees_only: true,
             })
         );
         assert_eq!(parse_str("--size=2G").map(|o| o.size_bytes), Ok(2 * GIB));

@@ -4,7 +4,7 @@
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::pin::Pin;
 
 use hyper::body::Incoming;
@@ -139,7 +139,8 @@ pub async fn start_s3s_fs() -> S3sFsServer {
 /// Like [`start_s3s_fs`], returning setup failures.
 pub async fn try_start_s3s_fs() -> io::Result<S3sFsServer> {
     let (root, fs) = new_file_system()?;
-    serve(root, s3_service(fs)).await
+    let service = PrefixIsNoKey::new(root.path(), s3_service(fs));
+    serve(root, service).await
 }
 
 /// Starts `s3s-fs` behind a *test fidelity shim* that layers the multipart behaviour of
@@ -174,7 +175,9 @@ pub async fn start_s3s_fs_with_parts() -> S3sFsServer {
 /// Like [`start_s3s_fs_with_parts`], returning setup failures.
 pub async fn try_start_s3s_fs_with_parts() -> io::Result<S3sFsServer> {
     let (root, fs) = new_file_system()?;
-    serve(root, WithStatusOverride(s3_service(PartsShim::new(fs)))).await
+    let service = WithStatusOverride(s3_service(PartsShim::new(fs)));
+    let service = PrefixIsNoKey::new(root.path(), service);
+    serve(root, service).await
 }
 
 fn new_file_system() -> io::Result<(tempfile::TempDir, s3s_fs::FileSystem)> {
@@ -212,6 +215,79 @@ impl Service<http::Request<Incoming>> for WithStatusOverride {
     }
 }
 
+/// S3's answer where s3s-fs has none: a HEAD or GET of a key that is only a prefix of
+/// others (`a` while `a/b` exists, a directory in s3s-fs's tree) is 404 `NoSuchKey`, where
+/// s3s-fs fails with 500 on reading a directory. Clients depend on it: rclone HEADs the
+/// path it is given to tell an object from a prefix, and retries a 500 for a minute and
+/// a half. Only a 500 is replaced, so signatures are still checked first.
+#[derive(Clone)]
+struct PrefixIsNoKey<S> {
+    root: PathBuf,
+    inner: S,
+}
+
+impl<S> PrefixIsNoKey<S> {
+    fn new(root: &Path, inner: S) -> Self {
+        PrefixIsNoKey {
+            root: root.to_path_buf(),
+            inner,
+        }
+    }
+
+    /// Where s3s-fs keeps the object a path-style `/bucket/key` names, for a key that
+    /// could be a prefix.
+    fn stored_at(&self, path: &str) -> Option<PathBuf> {
+        let (bucket, key) = path.strip_prefix('/')?.split_once('/')?;
+        let key = percent_encoding::percent_decode_str(key)
+            .decode_utf8()
+            .ok()?;
+        let plain = |seg: &str| !seg.is_empty() && seg != "." && seg != "..";
+        (key.split('/').all(plain) && plain(bucket)).then(|| self.root.join(bucket).join(&*key))
+    }
+}
+
+impl<S> Service<http::Request<Incoming>> for PrefixIsNoKey<S>
+where
+    S: Service<http::Request<Incoming>, Response = HttpResponse, Error = HttpError>,
+    S::Future: Send + 'static,
+{
+    type Response = HttpResponse;
+    type Error = HttpError;
+    type Future = Pin<Box<dyn Future<Output = Result<HttpResponse, HttpError>> + Send>>;
+
+    fn call(&self, req: http::Request<Incoming>) -> Self::Future {
+        let head = req.method() == http::Method::HEAD;
+        let stored = (head || req.method() == http::Method::GET)
+            .then(|| self.stored_at(req.uri().path()))
+            .flatten();
+        let response = self.inner.call(req);
+        Box::pin(async move {
+            let response = response.await?;
+            if response.status() != http::StatusCode::INTERNAL_SERVER_ERROR
+                || !stored.is_some_and(|p| p.is_dir())
+            {
+                return Ok(response);
+            }
+            let body = if head {
+                s3s::Body::empty()
+            } else {
+                s3s::Body::from(
+                    "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>NoSuchKey</Code>\
+                     <Message>The specified key does not exist.</Message></Error>"
+                        .to_owned(),
+                )
+            };
+            let mut not_found = http::Response::new(body);
+            *not_found.status_mut() = http::StatusCode::NOT_FOUND;
+            not_found.headers_mut().insert(
+                http::header::CONTENT_TYPE,
+                http::HeaderValue::from_static("application/xml"),
+            );
+            Ok(not_found)
+        })
+    }
+}
+
 /// Serves `service` on `127.0.0.1:0` until the returned server is dropped.
 async fn serve<S>(root: tempfile::TempDir, service: S) -> io::Result<S3sFsServer>
 where
@@ -232,6 +308,10 @@ where
                 tokio::task::yield_now().await;
                 continue;
             };
+            // As S3's front ends do: a response's head and body go out without waiting
+            // for the client's delayed ACK (which held each small GET of some clients
+            // for 40 ms).
+            let _ = stream.set_nodelay(true);
             let service = service.clone();
             connections.spawn(async move {
                 // A client hanging up mid-request is normal in fault tests.

@@ -697,3 +697,27 @@ async fn plain_s3s_fs_ignores_part_number() {
     assert_eq!(header(&resp, "content-length"), Some((6 * MIB).to_string()));
     assert_eq!(header(&resp, "x-amz-mp-parts-count"), None);
 }
+
+/// A key that is only a prefix of others (`dir` while `dir/x` exists) is no object:
+/// HEAD and GET answer 404 `NoSuchKey` as S3 does, on both servers (s3s-fs alone fails
+/// reading the directory it keeps there with 500, which clients retry for minutes).
+#[tokio::test]
+async fn a_prefix_is_not_found_as_a_key() {
+    for rig in [
+        Rig::on(start_s3s_fs().await),
+        Rig::on(start_s3s_fs_with_parts().await),
+    ] {
+        let key = "dir/inside.txt";
+        let put = PutObject::new(BUCKET, key, RequestBody::Bytes(Bytes::from_static(b"x")));
+        let resp = rig.send(put.build(&rig.config).unwrap()).await;
+        assert_eq!(resp.status(), StatusCode::OK, "{}", body_text(&resp));
+        assert_eq!(
+            rig.head("dir", None, false).await.status(),
+            StatusCode::NOT_FOUND
+        );
+        let get = rig.get(GetObject::new(BUCKET, "dir")).await;
+        assert_eq!(get.status(), StatusCode::NOT_FOUND);
+        assert!(body_text(&get).contains("NoSuchKey"), "{}", body_text(&get));
+        assert_eq!(rig.head(key, None, false).await.status(), StatusCode::OK);
+    }
+}

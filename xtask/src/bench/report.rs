@@ -8,6 +8,7 @@ use std::process::Command;
 use std::time::{Duration, SystemTime};
 
 use super::interrupt::{self, Interruption, Stop};
+use super::trees::TreeRow;
 use super::{BenchOptions, Direction, Row, ToolKind, format_size};
 
 const MIB_F: f64 = 1024.0 * 1024.0;
@@ -15,6 +16,9 @@ const GIB_F: f64 = 1024.0 * MIB_F;
 
 /// The targets of issue 7.
 const TARGET_RATIO: f64 = 1.2;
+/// The targets of issue 13: files/s on the small-file tree, MiB/s on the mixed one.
+const TARGET_TREE_FILES_RATIO: f64 = 1.5;
+const TARGET_TREE_MIB_RATIO: f64 = 1.2;
 const TARGET_CPU_UP_S_PER_GIB: f64 = 1.0;
 const TARGET_CPU_DOWN_S_PER_GIB: f64 = 1.5;
 const TARGET_RSS_MIB: f64 = 96.0;
@@ -67,7 +71,7 @@ pub(crate) struct Spread {
 }
 
 impl Spread {
-    fn of(values: impl IntoIterator<Item = f64>) -> Spread {
+    pub(crate) fn of(values: impl IntoIterator<Item = f64>) -> Spread {
         let mut v: Vec<f64> = values.into_iter().collect();
         v.sort_by(f64::total_cmp);
         if v.is_empty() {
@@ -334,6 +338,8 @@ pub(crate) struct Results {
     pub(crate) micro: Option<Vec<(String, String)>>,
     /// Interrupted and resumed transfers (see `interrupt.rs`).
     pub(crate) interrupts: Vec<(Direction, Stop, Result<Interruption, String>)>,
+    /// Whole trees, every peer (see `trees.rs`).
+    pub(crate) trees: Vec<TreeRow>,
 }
 
 fn stats(row: &Row) -> Option<Stats> {
@@ -639,12 +645,122 @@ impl Results {
 
     /// What the terminal gets at the end.
     pub(crate) fn summary(&self) -> String {
-        let mut s = self.comparison_table();
-        s.push('\n');
-        for line in self.targets() {
+        let mut s = String::new();
+        if !self.comparison.is_empty() {
+            s.push_str(&self.comparison_table());
+            s.push('\n');
+        }
+        if !self.trees.is_empty() {
+            s.push_str(&self.trees_table());
+            s.push('\n');
+        }
+        for line in self.targets().into_iter().chain(self.tree_targets()) {
             let _ = writeln!(s, "- {line}");
         }
         s
+    }
+
+    /// The best of aws and rclone (both rclone rows) on `tree` one way, by `figure`.
+    fn best_tree_peer(
+        &self,
+        tree: &str,
+        direction: Direction,
+        figure: impl Fn(&TreeRow) -> Option<f64>,
+    ) -> Option<(&TreeRow, f64)> {
+        self.trees
+            .iter()
+            .filter(|r| r.tree == tree && r.direction == direction)
+            .filter(|r| r.peer.kind != ToolKind::S3tm)
+            .filter_map(|r| figure(r).map(|f| (r, f)))
+            .max_by(|a, b| a.1.total_cmp(&b.1))
+    }
+
+    fn trees_table(&self) -> String {
+        let mut t = String::from(
+            "| tree | tool | direction | files/s | MiB/s | wall s | client CPU s | \
+             peak RSS MiB | server CPU s | s3tm ÷ best peer (files/s) |\n\
+             |---|---|---|---|---|---|---|---|---|---|\n",
+        );
+        for row in &self.trees {
+            let (Some(f), Some(s)) = (row.files_per_s(), row.stats()) else {
+                let _ = writeln!(
+                    t,
+                    "| {} | {} | {} | failed: {} | | | | | | |",
+                    row.tree,
+                    row.peer.name(),
+                    row.direction.name(),
+                    row.result.as_ref().err().map_or("", String::as_str)
+                );
+                continue;
+            };
+            let ratio = match (
+                row.peer.kind,
+                self.best_tree_peer(row.tree, row.direction, |r| {
+                    r.files_per_s().map(|f| f.median)
+                }),
+            ) {
+                (ToolKind::S3tm, Some((_, best))) => format!("{:.2}×", f.median / best),
+                _ => "–".to_owned(),
+            };
+            let _ = writeln!(
+                t,
+                "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {ratio} |",
+                row.tree,
+                row.peer.name(),
+                row.direction.name(),
+                f.cell(0),
+                s.mib_s.cell(0),
+                s.wall_s.cell(2),
+                s.cpu_s.cell(2),
+                s.rss_mib.cell(0),
+                s.server_cpu_s.cell(2),
+            );
+        }
+        t
+    }
+
+    /// Issue 13's targets: files/s on the small tree, MiB/s on the mixed one.
+    fn tree_targets(&self) -> Vec<String> {
+        let mut lines = Vec::new();
+        let mark = |ok: bool| if ok { "met" } else { "**missed**" };
+        let trees: BTreeSet<&str> = self.trees.iter().map(|r| r.tree).collect();
+        for tree in trees {
+            let by_files = !tree.starts_with("mixed");
+            let (target, unit) = if by_files {
+                (TARGET_TREE_FILES_RATIO, "files/s")
+            } else {
+                (TARGET_TREE_MIB_RATIO, "MiB/s")
+            };
+            let figure = |r: &TreeRow| -> Option<f64> {
+                if by_files {
+                    r.files_per_s().map(|f| f.median)
+                } else {
+                    r.stats().map(|s| s.mib_s.median)
+                }
+            };
+            for direction in [Direction::Up, Direction::Down] {
+                let ours = self
+                    .trees
+                    .iter()
+                    .find(|r| {
+                        r.tree == tree && r.direction == direction && r.peer.kind == ToolKind::S3tm
+                    })
+                    .and_then(figure);
+                let (Some(ours), Some((peer, theirs))) =
+                    (ours, self.best_tree_peer(tree, direction, figure))
+                else {
+                    continue;
+                };
+                let ratio = ours / theirs;
+                lines.push(format!(
+                    "{tree}, {}: {unit} ≥ {target}× best peer: {} ({ours:.0} vs {} {theirs:.0} = {ratio:.2}×)",
+                    direction.name(),
+                    mark(ratio >= target),
+                    peer.peer.name()
+                ));
+            }
+        }
+        lines
     }
 
     /// The whole of `docs/benchmarks.md`.
@@ -662,7 +778,7 @@ impl Results {
             "- **Date:** {} (took {:.0} min)\n\
              - **Machine:** {} CPUs ({}), {} memory, kernel {}, {}\n\
              - **Load:** load average {} at the start; {}\n\
-             - **Command:** `cargo xtask bench --size {} --runs {}{}`",
+             - **Command:** `cargo xtask bench --size {} --runs {}{}{}`",
             utc(self.started),
             self.finished
                 .duration_since(self.started)
@@ -678,7 +794,12 @@ impl Results {
             self.busy.describe(),
             format_size(self.options.size_bytes).replace(' ', ""),
             self.options.runs,
-            if self.options.quick { " --quick" } else { "" }
+            if self.options.quick { " --quick" } else { "" },
+            if self.options.trees_only {
+                " --trees-only"
+            } else {
+                ""
+            }
         );
         d.push_str("- **Tools:**\n");
         for (tool, version) in &self.tools {
@@ -724,15 +845,17 @@ impl Results {
             "- Before every run: `sync`. The page cache could not be emptied (that needs \
              root), so later runs may pay for reclaiming what earlier ones left in it.\n"
         });
-        let _ = writeln!(
-            d,
-            "\n## s3tm against the others ({})\n\n{}",
-            format_size(self.options.size_bytes),
-            self.comparison_table()
-        );
-        d.push_str("## Targets (issue 7)\n\n");
-        for line in self.targets() {
-            let _ = writeln!(d, "- {line}");
+        if !self.comparison.is_empty() {
+            let _ = writeln!(
+                d,
+                "\n## s3tm against the others ({})\n\n{}",
+                format_size(self.options.size_bytes),
+                self.comparison_table()
+            );
+            d.push_str("## Targets (issue 7)\n\n");
+            for line in self.targets() {
+                let _ = writeln!(d, "- {line}");
+            }
         }
         if !self.scaling.is_empty() {
             let _ = writeln!(
@@ -796,6 +919,26 @@ impl Results {
                 interrupt::describe_limit(),
                 self.interrupts_table()
             );
+        }
+        if !self.trees.is_empty() {
+            let _ = writeln!(
+                d,
+                "## Trees (`cp -r`, `aws s3 cp --recursive`, `rclone copy`)\n\n\
+                 Whole directories, each client with its defaults (s3tm: 32 files and 64 \
+                 requests in flight; aws: 10 requests; rclone: 4 transfers, and a row with \
+                 `--transfers 16`; `--no-check-dest` so every run copies). Uploads write a \
+                 prefix of their own, compared file by file with the source in the \
+                 server's directory; downloads read a prefix put by s3tm once into an \
+                 empty directory, compared file by file. Before each run the page cache is \
+                 emptied and the files the run reads are read once. files/s = files / \
+                 wall time.\n\n{}",
+                self.trees_table()
+            );
+            d.push_str("### Targets (issue 13)\n\n");
+            for line in self.tree_targets() {
+                let _ = writeln!(d, "- {line}");
+            }
+            d.push('\n');
         }
         if let Some(micro) = &self.micro {
             d.push_str(
