@@ -1172,6 +1172,8 @@ impl TransferManager {
             commands: cmd_rx,
             children: HashMap::new(),
             stopping: HashSet::new(),
+            start_over: HashSet::new(),
+            started_over: HashSet::new(),
             resumed,
             bytes_transferred: 0,
             unverified: Vec::new(),
@@ -1547,6 +1549,10 @@ struct JobRun {
     children: HashMap<usize, TransferHandle>,
     /// Files stopped by a pause or cancel whose end is still to come: it is not theirs.
     stopping: HashSet<usize>,
+    /// Large files whose saved transfer found its source (or object) changed: started
+    /// over, once per run (a file that keeps changing fails the second time).
+    start_over: HashSet<usize>,
+    started_over: HashSet<usize>,
     resumed: bool,
     bytes_transferred: u64,
     unverified: Vec<FileProblem>,
@@ -1709,7 +1715,12 @@ impl JobRun {
             let (d, parent) = (dir.clone(), parent.to_owned());
             off_thread(move || make_dirs(&d, &parent)).await?;
         }
-        if large && let Some(h) = m.handle(&child) {
+        if large && self.start_over.remove(&i) {
+            // What the job moves is what is there now: the parts sent of the old content
+            // are aborted with their checkpoint, and the file goes from the start.
+            tracing::info!(job = %self.id, file = %entry.rel, "the file changed; starting it over");
+            self.forget_file(&child).await?;
+        } else if large && let Some(h) = m.handle(&child) {
             // Paused here by an earlier run of this job whose handles were dropped: the
             // same transfer, still holding its lease, goes on.
             h.resume()?;
@@ -1731,11 +1742,7 @@ impl JobRun {
                         ) =>
                     {
                         tracing::info!(job = %self.id, file = %entry.rel, error = %e, "starting the file over");
-                        match m.cancel_saved(&child).await {
-                            Ok(()) => {}
-                            Err(e) if e.kind() == ErrorKind::Cancelled => {}
-                            Err(e) => return Err(e),
-                        }
+                        self.forget_file(&child).await?;
                     }
                     Err(e) => return Err(e),
                 }
@@ -1758,6 +1765,20 @@ impl JobRun {
         }
     }
 
+    /// Drops what a large file's saved transfer holds (the transfer stopped, its upload
+    /// aborted or partial file removed, its record gone), so that it starts from nothing.
+    async fn forget_file(&self, child: &TransferId) -> Result<(), Error> {
+        let m = &self.manager;
+        if let Some(h) = m.handle(child) {
+            let _ = h.cancel();
+            let _ = h.end().await;
+        }
+        match m.cancel_saved(child).await {
+            Err(e) if !matches!(e.kind(), ErrorKind::Cancelled | ErrorKind::NotFound) => Err(e),
+            _ => Ok(()),
+        }
+    }
+
     fn file_ended(&mut self, i: usize, result: Result<TransferOutcome, Error>) {
         self.children.remove(&i);
         if self.stopping.remove(&i) && result.is_err() {
@@ -1774,6 +1795,18 @@ impl JobRun {
                     });
                 }
                 self.record(i, Ok(()), Some(outcome.verified));
+            }
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    ErrorKind::SourceChanged | ErrorKind::ObjectChanged
+                ) && self.plan.entries()[i].size_bytes >= self.threshold
+                    && self.started_over.insert(i) =>
+            {
+                // A resumed large file whose source (or object) changed since its parts
+                // were sent: started over with what is there now.
+                self.start_over.insert(i);
+                self.plan.stopped(i);
             }
             Err(e) => self.record(i, Err(e.to_string()), None),
         }

@@ -664,3 +664,88 @@ async fn pause_once_moved(
     job.pause().await.unwrap();
     job.id().clone()
 }
+
+/// A large file rewritten while its job is paused starts over when the job resumes:
+/// what arrives is the file as it is now, never old parts joined to new ones; in another
+/// manager (from the saved record) and in the same one (the paused transfer in memory).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_large_file_changed_while_its_job_is_paused_starts_over() {
+    for same_manager in [false, true] {
+        let env = proxied_s3s_env(|c| c.set_max_in_flight(1)).await;
+        let src = env.dir.path().join("src");
+        std::fs::create_dir(&src).unwrap();
+        std::fs::write(src.join("big.bin"), random_bytes(40 * MIB, 5)).unwrap();
+        std::fs::write(src.join("small.txt"), b"small").unwrap();
+        env.proxy
+            .delay(Matcher::upload_part(), Duration::from_millis(200), ALWAYS);
+        let job = env
+            .tm
+            .upload_directory(&src, "bucket", "s/", JobOptions::default())
+            .await
+            .unwrap();
+        let id = pause_once_moved(job, 10 * MIB).await;
+        let new = random_bytes(40 * MIB, 6);
+        std::fs::write(src.join("big.bin"), &new).unwrap();
+        let tm = if same_manager {
+            env.tm.clone()
+        } else {
+            drop(env.tm);
+            manager_with(
+                &env.proxy.endpoint(),
+                env.server.access_key(),
+                env.server.secret_key(),
+                env.server.region(),
+                &env.dir.path().join("state"),
+                |c| c.set_max_in_flight(1),
+            )
+        };
+        env.proxy.clear();
+        let out = tm.resume_job(&id).await.unwrap().join().await.unwrap();
+        assert!(
+            out.failures.is_empty(),
+            "same manager: {same_manager}: {:?}",
+            out.failures
+        );
+        let stored = std::fs::read(env.server.root().join("bucket/s/big.bin")).unwrap();
+        assert!(
+            stored == new,
+            "same manager: {same_manager}: the new content arrived"
+        );
+        assert!(tm.list_resumable().unwrap().0.is_empty());
+    }
+}
+
+/// An object written again while its download job is paused: the file starts over and
+/// holds the new object, never old ranges joined to new ones.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_object_changed_while_its_download_job_is_paused_starts_over() {
+    let env = proxied_s3s_env(|c| c.set_max_in_flight(1)).await;
+    let put = |data: Vec<u8>| {
+        let tm = env.tm.clone();
+        async move {
+            tm.upload_bytes("bucket", "d/big.bin", bytes::Bytes::from(data))
+                .await
+                .unwrap()
+                .join()
+                .await
+                .unwrap()
+        }
+    };
+    put(random_bytes(40 * MIB, 8)).await;
+    env.proxy
+        .delay(Matcher::ranged_get(), Duration::from_millis(200), ALWAYS);
+    let dst = env.dir.path().join("dst");
+    let job = env
+        .tm
+        .download_prefix("bucket", "d", &dst, JobOptions::default())
+        .await
+        .unwrap();
+    let id = pause_once_moved(job, 10 * MIB).await;
+    env.proxy.clear();
+    let new = random_bytes(40 * MIB, 9);
+    put(new.clone()).await;
+    let out = env.tm.resume_job(&id).await.unwrap().join().await.unwrap();
+    assert!(out.failures.is_empty(), "{:?}", out.failures);
+    assert!(std::fs::read(dst.join("big.bin")).unwrap() == new);
+    assert!(env.tm.list_resumable().unwrap().0.is_empty());
+}
